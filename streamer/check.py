@@ -1,0 +1,109 @@
+"""`streamer check`: probe every camera and the Triton server without starting the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from pathlib import Path
+
+import av
+
+from streamer.config import CameraConfig, StreamerConfig, redact_url
+from streamer.inference.catalog import entry, find_demo_weights, missing_message
+from streamer.inference.repository import RepositoryError, read_model
+from streamer.inference.triton import TritonConnection, TritonUnavailable, resolve_repository
+
+OK, FAIL, SKIP = "ok", "FAIL", "skip"
+
+
+def probe_camera(camera: CameraConfig) -> str:
+    """Open the stream and decode one frame; returns a short description."""
+    if camera.is_file and not camera.file_path.is_file():
+        raise FileNotFoundError(f"no such file: {camera.file_path}")
+    options = {"rtsp_transport": "tcp"} if camera.url.startswith("rtsp") else {}
+    target = str(camera.file_path) if camera.is_file else camera.url
+    timeout = None if camera.is_file else (camera.open_timeout_s, camera.read_timeout_s)
+    with av.open(target, options=options, timeout=timeout) as container:
+        stream = container.streams.video[0]
+        frame = next(container.decode(stream))
+        rate = float(stream.average_rate) if stream.average_rate else 0.0
+        return f"{frame.width}x{frame.height} {stream.codec_context.name} {rate:.1f} fps"
+
+
+async def check_cameras(config: StreamerConfig) -> bool:
+    async def one(camera: CameraConfig) -> tuple[CameraConfig, str, str]:
+        if not camera.enabled:
+            return camera, SKIP, "disabled"
+        try:
+            return camera, OK, await asyncio.to_thread(probe_camera, camera)
+        except Exception as exc:
+            detail = f"{type(exc).__name__}: {exc}".replace(camera.url, redact_url(camera.url))
+            return camera, FAIL, detail
+
+    results = await asyncio.gather(*(one(c) for c in config.cameras))
+    for camera, status, detail in results:
+        print(f"  camera {camera.name:<16} {status:<4} {redact_url(camera.url)}: {detail}")
+    return all(status != FAIL for _c, status, _d in results)
+
+
+def check_repository(config: StreamerConfig, models: list[str]) -> bool:
+    repository = resolve_repository(config)
+    healthy = True
+    for name in models:
+        try:
+            model = read_model(repository, name)
+        except RepositoryError as exc:
+            print(f"  model  {name:<16} {FAIL:<4} {exc}")
+            healthy = False
+            continue
+        if model.weights.is_file():
+            print(f"  model  {name:<16} {OK:<4} {model.weights}")
+        elif config.triton.mode == "embedded" and find_demo_weights(entry(name), config.assets_dir):
+            print(f"  model  {name:<16} {OK:<4} will be prepared from the demo weights at start")
+        elif config.triton.mode == "external":
+            print(f"  model  {name:<16} {SKIP:<4} served by the external server")
+        else:
+            print(f"  model  {name:<16} {FAIL:<4} {missing_message(entry(name), repository)}")
+            healthy = False
+    return healthy
+
+
+async def check_triton(config: StreamerConfig, models: list[str]) -> bool:
+    if config.triton.mode == "external":
+        connection = TritonConnection(config, models)
+        connection.config = config.model_copy(
+            update={"triton": config.triton.model_copy(update={"startup_timeout_s": 5.0})}
+        )
+        try:
+            await connection.start()
+            print(f"  triton {config.triton.url:<16} {OK:<4} server and models ready")
+            return True
+        except (TritonUnavailable, Exception) as exc:
+            print(f"  triton {config.triton.url:<16} {FAIL:<4} {exc}")
+            return False
+        finally:
+            await connection.stop()
+    from streamer.inference.server import TritonInstallation, TritonStartError
+
+    try:
+        installation = TritonInstallation.locate()
+    except TritonStartError as exc:
+        print(f"  triton {'embedded':<16} {FAIL:<4} {exc}")
+        return False
+    scratch = Path(tempfile.mkdtemp(prefix="streamer-check-"))
+    shutil.rmtree(scratch, ignore_errors=True)
+    print(f"  triton {'embedded':<16} {OK:<4} {installation.binary}")
+    return True
+
+
+async def run_checks(config: StreamerConfig, extra_models: list[str] | None = None) -> int:
+    models = [config.detector.model, *(extra_models or [])]
+    print("cameras:")
+    cameras_ok = await check_cameras(config)
+    print("models and server:")
+    repository_ok = check_repository(config, models)
+    triton_ok = await check_triton(config, models)
+    healthy = cameras_ok and repository_ok and triton_ok
+    print("all checks passed" if healthy else "some checks FAILED")
+    return 0 if healthy else 1

@@ -1,0 +1,155 @@
+"""`streamer` command line: run, check, models, bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from streamer.config import ConfigError, StreamerConfig, load_config
+
+log = logging.getLogger("streamer")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def run_async(main: Coroutine[Any, Any, int]) -> int:
+    """Run under uvloop where available (measured: about twice the broker throughput)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
+async def run_until_signal(
+    start: Callable[[], Awaitable[None]],
+    wait: Callable[[], Awaitable[None]],
+    stop: Callable[[], Awaitable[None]],
+) -> None:
+    """Start, then stop cleanly on SIGINT/SIGTERM or when `wait` returns by itself."""
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop_requested.set)
+    try:
+        await start()
+        waiter = asyncio.ensure_future(wait())
+        stopper = asyncio.ensure_future(stop_requested.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if stop_requested.is_set():
+            log.info("stopping (signal)")
+        waiter.cancel()
+        stopper.cancel()
+    finally:
+        await stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(sig)
+
+
+def _load(path: str) -> StreamerConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(f"error: {line}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from streamer.app import Service
+
+    config = _load(args.config)
+    service = Service(config)
+
+    async def serve() -> int:
+        await run_until_signal(service.start, service.wait, service.stop)
+        return EXIT_OK
+
+    try:
+        run_async(serve())
+    except Exception as exc:  # startup problems: one line, no traceback
+        log.debug("startup failed", exc_info=True)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from streamer.check import run_checks
+
+    config = _load(args.config)
+    print(f"{args.config}: configuration valid ({len(config.cameras)} cameras)")
+    return run_async(run_checks(config))
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from streamer import models_cli
+
+    return models_cli.main(args)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from streamer.bench import main as bench_main
+
+    return run_async(bench_main(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamer", description="Multi-camera person detection and tracking on Triton."
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the pipeline for the cameras in CONFIG")
+    run.add_argument("config", help="YAML configuration file")
+    run.set_defaults(handler=cmd_run)
+
+    check = commands.add_parser("check", help="validate CONFIG and probe cameras and Triton")
+    check.add_argument("config", help="YAML configuration file")
+    check.set_defaults(handler=cmd_check)
+
+    models = commands.add_parser("models", help="list, prepare or fetch model weights")
+    models.add_argument("action", nargs="?", default="list", choices=["list", "prepare", "fetch"])
+    models.add_argument("names", nargs="*", help="models (default: all / those CONFIG needs)")
+    models.add_argument("--config", help="only the models this configuration uses")
+    models.add_argument("--source", type=Path, help="prepare: weights file to use")
+    models.add_argument("--repository", type=Path, help="model repository (default: project's)")
+    models.set_defaults(handler=cmd_models)
+
+    bench = commands.add_parser("bench", help="measure throughput and latency")
+    bench.add_argument("--cameras", default="1,4,8", help="camera counts to measure")
+    bench.add_argument("--duration", type=float, default=20.0, help="seconds per measurement")
+    bench.add_argument("--clip", type=Path, help="video (default: the vtest clip)")
+    bench.add_argument("--soak", type=float, default=0.0, help="extra soak run at max cameras, s")
+    bench.add_argument("--output", type=Path, help="also write the results as JSON here")
+    bench.set_defaults(handler=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,206 @@
+"""What `model_repository/` expects, where the weights come from, and how each is prepared.
+
+Research-licensed weights are never shipped with the project. Demo/test weights are found in the
+assets folder (`$STREAMER_ASSETS`, default `../shared/models`) or in the user cache filled by
+`streamer models fetch` (permissively licensed files only, from their official release URLs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from streamer.assets import assets_dir, user_cache_dir
+from streamer.inference.model_prep import InputSpec, prepare_model
+from streamer.inference.repository import MODEL_FILE
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
+IMAGENET_STD_255 = (58.395, 57.12, 57.375)
+FETCH_TIMEOUT_S = 60.0
+HASH_CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Pixels:
+    """The model's own pixel convention (the prepared graph takes uint8 BGR and does the rest)."""
+
+    channel_order: str
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    layout: str = "nchw"
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    name: str  # folder in model_repository/
+    role: str
+    demo_weights: str  # file name in the assets' models/ folder or the fetch cache
+    demo_licence: str
+    production: str  # what an operator deploys, and where to get it
+    pixels: Pixels
+    fetch_url: str | None = None  # official public release of the demo weights, if permissive
+
+
+CATALOG: tuple[CatalogEntry, ...] = (
+    CatalogEntry(
+        name="person_detector",
+        role="person detector (YOLOX family)",
+        demo_weights="yolox_nano.onnx",
+        demo_licence="Apache-2.0 (Megvii YOLOX)",
+        production=(
+            "ByteTrack's bytetrack_s/m/l/x_mot17 ONNX exports (github.com/ifzhang/ByteTrack, "
+            "'Model zoo', MIT code, MOT17/CrowdHuman-trained: check the data terms) or YOLOX-S/M/L/X "
+            "(github.com/Megvii-BaseDetection/YOLOX releases, Apache-2.0). Run `streamer models "
+            "prepare person_detector --source FILE` and set the input dims in config.pbtxt."
+        ),
+        pixels=Pixels("bgr"),
+        fetch_url=(
+            "https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0/yolox_nano.onnx"
+        ),
+    ),
+    CatalogEntry(
+        name="face_detector",
+        role="face detector with 5 landmarks (SCRFD)",
+        demo_weights="scrfd_500m_kps.onnx",
+        demo_licence="InsightFace: non-commercial research only",
+        production=(
+            "SCRFD-10G (insightface model zoo, buffalo_l pack: det_10g.onnx); check InsightFace's "
+            "licence for commercial use."
+        ),
+        pixels=Pixels("rgb", (127.5, 127.5, 127.5), (128.0, 128.0, 128.0)),
+    ),
+    CatalogEntry(
+        name="face_embedder",
+        role="face embedding (ArcFace family)",
+        demo_weights="mobilefacenet_dynbatch.onnx",
+        demo_licence="Apache-2.0 code; trained on MS-Celeb-1M (withdrawn data set)",
+        production="ArcFace w600k_r50 (buffalo_l pack) or glintr100 from the insightface model zoo.",
+        pixels=Pixels("rgb", (127.5, 127.5, 127.5), (127.5, 127.5, 127.5)),
+    ),
+    CatalogEntry(
+        name="person_reid",
+        role="person re-identification embedding",
+        demo_weights="osnet_x0_25_msmt17.onnx",
+        demo_licence="torchreid weights trained on MSMT17: research only",
+        production=(
+            "OSNet x1.0 (torchreid model zoo, export to ONNX) or Intel's Apache-2.0 "
+            "person-reidentification-retail-0288 (Open Model Zoo)."
+        ),
+        pixels=Pixels("rgb", IMAGENET_MEAN_255, IMAGENET_STD_255),
+    ),
+)
+
+
+class WeightsMissing(Exception):
+    """Weights for a model are nowhere to be found; the message says how to get them."""
+
+
+def entry(name: str) -> CatalogEntry:
+    for item in CATALOG:
+        if item.name == name:
+            return item
+    raise KeyError(f"unknown model '{name}' (known: {', '.join(i.name for i in CATALOG)})")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def find_demo_weights(item: CatalogEntry, assets: Path | None = None) -> Path | None:
+    for folder in (assets_dir(assets) / "models", user_cache_dir() / "models"):
+        candidate = folder / item.demo_weights
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def missing_message(item: CatalogEntry, repository: Path, assets: Path | None = None) -> str:
+    how = (
+        "run `streamer models fetch`"
+        if item.fetch_url
+        else f"put {item.demo_weights} in {assets_dir(assets) / 'models'} (set STREAMER_ASSETS)"
+    )
+    return (
+        f"{repository / item.name / '1' / MODEL_FILE}: missing and no {item.demo_weights} found; "
+        f"{how}, or for production: {item.production}"
+    )
+
+
+def input_size(source: Path) -> tuple[int, int]:
+    """Height and width of an ONNX image input (NCHW or NHWC)."""
+    model = onnx.load(str(source), load_external_data=False)
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    if len(dims) != 4:
+        raise ValueError(f"{source}: expected a 4-d image input, got {dims}")
+    height, width = (dims[1], dims[2]) if dims[3] == 3 else (dims[2], dims[3])
+    if height <= 0 or width <= 0:
+        raise ValueError(f"{source}: input height/width are dynamic; give them explicitly")
+    return height, width
+
+
+def prepare(
+    item: CatalogEntry, repository: Path, source: Path | None = None, assets: Path | None = None
+) -> Path:
+    """Write `model_repository/NAME/1/model.onnx` from the given or the demo weights."""
+    source = source or find_demo_weights(item, assets)
+    if source is None:
+        raise WeightsMissing(missing_message(item, repository, assets))
+    height, width = input_size(source)
+    spec = InputSpec(
+        height=height,
+        width=width,
+        channel_order=item.pixels.channel_order,  # type: ignore[arg-type]
+        mean=item.pixels.mean,
+        std=item.pixels.std,
+        layout=item.pixels.layout,  # type: ignore[arg-type]
+    )
+    destination = repository / item.name / "1" / MODEL_FILE
+    prepare_model(source, destination, spec)
+    log.info("prepared %s from %s", destination, source)
+    return destination
+
+
+def ensure_prepared(names: list[str], repository: Path, assets: Path | None = None) -> None:
+    """Prepare every listed model whose servable file is missing (embedded mode does this)."""
+    for name in names:
+        if not (repository / name / "1" / MODEL_FILE).is_file():
+            prepare(entry(name), repository, assets=assets)
+
+
+def fetch(item: CatalogEntry) -> Path:
+    """Download permissively licensed demo weights into the user cache; one clear line on failure."""
+    if item.fetch_url is None:
+        raise WeightsMissing(
+            f"{item.name}: {item.demo_weights} ({item.demo_licence}) has no public download "
+            f"the project may fetch; production: {item.production}"
+        )
+    destination = user_cache_dir() / "models" / item.demo_weights
+    if destination.is_file():
+        return destination
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with (
+            urllib.request.urlopen(item.fetch_url, timeout=FETCH_TIMEOUT_S) as response,
+            tempfile.NamedTemporaryFile(dir=destination.parent, delete=False) as tmp,
+        ):
+            shutil.copyfileobj(response, tmp)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise WeightsMissing(f"{item.name}: cannot download {item.fetch_url}: {reason}") from None
+    Path(tmp.name).replace(destination)
+    input_size(destination)  # a truncated or wrong file fails here, not at serving time
+    return destination

@@ -1,0 +1,66 @@
+"""The person detection stage: letterbox (in the camera's thread), Triton, YOLOX decoding."""
+
+from __future__ import annotations
+
+import time
+
+from streamer.config import DetectorConfig
+from streamer.detections import Detections
+from streamer.frames import Frame
+from streamer.inference.client import ModelSpec, TritonModel
+from streamer.inference.yolox import YOLOX_PAD_VALUE, Letterboxed, YoloxDecoder, letterbox
+
+PREPARED_KEY = "person_detector"
+
+
+class PersonDetector:
+    """`detect(frame) -> Detections`, boxes in frame pixels."""
+
+    def __init__(self, model: TritonModel, settings: DetectorConfig) -> None:
+        self.model = model
+        self.settings = settings
+        self._input = ""
+        self._output = ""
+        self._height = self._width = 0
+        self._decoder: YoloxDecoder | None = None
+
+    def configure(self, spec: ModelSpec) -> None:
+        """Take input size and tensor names from the served model, so any YOLOX size works."""
+        tensor = spec.input()
+        if len(tensor.shape) != 3 or tensor.shape[2] != 3 or tensor.dtype.itemsize != 1:
+            raise ValueError(
+                f"model '{spec.name}': input '{tensor.name}' must be uint8 HxWx3 frames, got "
+                f"{tensor.dtype} {tensor.shape}; prepare it with `streamer models prepare`"
+            )
+        self._input, self._output = tensor.name, spec.outputs[0].name
+        self._height, self._width = tensor.shape[0], tensor.shape[1]
+        self._decoder = YoloxDecoder(self._height, self._width)
+
+    def prepare(self, frame: Frame) -> None:
+        """Runs in the camera's decoding thread, off the event loop."""
+        started = time.perf_counter()
+        frame.prepared[PREPARED_KEY] = letterbox(
+            frame.image, self._height, self._width, YOLOX_PAD_VALUE
+        )
+        frame.timings.add("preprocess", time.perf_counter() - started)
+
+    async def detect(self, frame: Frame) -> Detections:
+        assert self._decoder is not None, "configure() first"
+        boxed = frame.prepared.get(PREPARED_KEY)
+        if not isinstance(boxed, Letterboxed):
+            self.prepare(frame)
+            boxed = frame.prepared[PREPARED_KEY]
+        outputs, timing = await self.model.infer({self._input: boxed.image})
+        frame.timings.add("queue", timing.queued_s)
+        frame.timings.add("inference", timing.request_s)
+        started = time.perf_counter()
+        detections = self._decoder.decode(
+            outputs[self._output],
+            boxed.ratio,
+            class_ids=self.settings.class_ids,
+            score_threshold=self.settings.score_threshold,
+            nms_iou_threshold=self.settings.nms_iou_threshold,
+            max_detections=self.settings.max_detections,
+        )
+        frame.timings.add("postprocess", time.perf_counter() - started)
+        return detections

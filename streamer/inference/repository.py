@@ -1,0 +1,79 @@
+"""Reading the model repository, and deriving the embedded server's runtime copy of it.
+
+The committed `model_repository/` is written for NVIDIA's Triton container (ONNX Runtime backend).
+The embedded server only has the Python backend, so it serves a derived copy in a temporary folder:
+same config (batching, instances, tensors), `backend: "python"`, and a runner that executes the very
+same `model.onnx` with ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+RUNNER = Path(__file__).with_name("triton_python") / "model.py"
+MODEL_FILE = "model.onnx"
+CONFIG_FILE = "config.pbtxt"
+
+
+class RepositoryError(Exception):
+    """A model repository that cannot be served; the message names the file."""
+
+
+@dataclass(frozen=True)
+class RepositoryModel:
+    name: str
+    directory: Path
+    config: model_config_pb2.ModelConfig
+
+    @property
+    def weights(self) -> Path:
+        return self.directory / "1" / MODEL_FILE
+
+
+def read_model(repository: Path, name: str) -> RepositoryModel:
+    directory = repository / name
+    config_path = directory / CONFIG_FILE
+    if not config_path.is_file():
+        raise RepositoryError(f"{config_path}: model '{name}' has no config.pbtxt")
+    config = model_config_pb2.ModelConfig()
+    try:
+        text_format.Parse(config_path.read_text(encoding="utf-8"), config)
+    except text_format.ParseError as exc:
+        raise RepositoryError(f"{config_path}: {exc}") from None
+    if config.name and config.name != name:
+        raise RepositoryError(f"{config_path}: name '{config.name}' differs from folder '{name}'")
+    return RepositoryModel(name=name, directory=directory, config=config)
+
+
+def build_embedded_repository(
+    repository: Path, models: list[str], destination: Path, ort_threads: int
+) -> None:
+    """Write the Python-backend copy of `models` into `destination` (weights are symlinked)."""
+    for name in models:
+        model = read_model(repository, name)
+        if not model.weights.is_file():
+            raise RepositoryError(
+                f"{model.weights}: missing; run `streamer models prepare` (or `streamer models`)"
+            )
+        config = model_config_pb2.ModelConfig()
+        config.CopyFrom(model.config)
+        config.name = name
+        config.backend = "python"
+        config.platform = ""
+        config.ClearField("optimization")
+        for group in config.instance_group:
+            group.kind = model_config_pb2.ModelInstanceGroup.KIND_CPU
+            del group.gpus[:]
+        config.parameters["ort_intra_op_threads"].string_value = str(ort_threads)
+        version = destination / name / "1"
+        version.mkdir(parents=True, exist_ok=True)
+        (destination / name / CONFIG_FILE).write_text(
+            text_format.MessageToString(config), encoding="utf-8"
+        )
+        (version / MODEL_FILE).symlink_to(model.weights.resolve())
+        shutil.copyfile(RUNNER, version / "model.py")

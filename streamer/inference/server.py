@@ -1,0 +1,236 @@
+"""The embedded Triton server: the real `tritonserver` from the nvidia-pytriton wheel, on loopback.
+
+Facts this relies on (measured on these machines, see README): the Python-backend stub needs the
+running interpreter's LIBDIR *and* the wheel's `nvidia_pytriton.libs` on LD_LIBRARY_PATH, and the
+virtual environment's `bin` first on PATH; without them models never load and the server never
+becomes ready. SIGINT stops it cleanly in a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+import sysconfig
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import tritonclient.grpc.aio as grpcclient
+
+from streamer.inference.repository import build_embedded_repository
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+SHM_DEFAULT_BYTES = 16 * 1024 * 1024
+STOP_GRACE_S = 15.0
+KILL_GRACE_S = 5.0
+READY_POLL_S = 0.2
+LOG_TAIL_LINES = 15
+
+
+class TritonStartError(RuntimeError):
+    """The embedded server did not become ready; the message carries its last log lines."""
+
+
+@dataclass(frozen=True)
+class TritonInstallation:
+    binary: Path
+    backends: Path
+    stub: Path
+    libraries: Path
+
+    @classmethod
+    def locate(cls) -> TritonInstallation:
+        try:
+            import pytriton
+        except ImportError as exc:
+            raise TritonStartError(
+                "nvidia-pytriton is not installed: pip install nvidia-pytriton==0.7.0"
+            ) from exc
+        root = Path(pytriton.__file__).parent / "tritonserver"
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        site = Path(pytriton.__file__).parent.parent
+        found = cls(
+            binary=root / "bin" / "tritonserver",
+            backends=root / "backends",
+            stub=root / "python_backend_stubs" / version / "triton_python_backend_stub",
+            libraries=site / "nvidia_pytriton.libs",
+        )
+        for path in (found.binary, found.backends / "python", found.stub, found.libraries):
+            if not path.exists():
+                raise TritonStartError(f"{path}: missing from the nvidia-pytriton installation")
+        return found
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM if this process dies, so no server outlives the service."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    os.setsid()  # Ctrl-C reaches only the service, which then stops the server in order
+
+
+class EmbeddedTritonServer:
+    """Owns one tritonserver process and its temporary runtime repository."""
+
+    def __init__(
+        self,
+        repository: Path,
+        models: list[str],
+        *,
+        ort_threads: int = 0,
+        startup_timeout_s: float = 120.0,
+        log_verbose: int = 0,
+    ) -> None:
+        self.repository = repository
+        self.models = models
+        self.ort_threads = ort_threads
+        self.startup_timeout_s = startup_timeout_s
+        self.log_verbose = log_verbose
+        self.grpc_port = 0
+        self.http_port = 0
+        self.metrics_port = 0
+        self._process: asyncio.subprocess.Process | None = None
+        self._workdir: tempfile.TemporaryDirectory[str] | None = None
+        self._shm_prefix = f"streamer_{os.getpid()}_{id(self):x}_"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    @property
+    def log_path(self) -> Path | None:
+        return Path(self._workdir.name) / "tritonserver.log" if self._workdir else None
+
+    async def start(self) -> None:
+        installation = TritonInstallation.locate()
+        self._workdir = tempfile.TemporaryDirectory(prefix="streamer-triton-")
+        work = Path(self._workdir.name)
+        model_dir = work / "models"
+        build_embedded_repository(self.repository, self.models, model_dir, self.ort_threads)
+        backends = work / "backends" / "python"
+        backends.mkdir(parents=True)
+        source = installation.backends / "python"
+        for name in ("libtriton_python.so", "triton_python_backend_utils.py"):
+            (backends / name).symlink_to(source / name)
+        (backends / "triton_python_backend_stub").symlink_to(installation.stub)
+
+        env = dict(os.environ)
+        libdir = sysconfig.get_config_var("LIBDIR") or ""
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            p for p in (libdir, str(installation.libraries), env.get("LD_LIBRARY_PATH", "")) if p
+        )
+        env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
+        self.grpc_port, self.http_port, self.metrics_port = free_port(), free_port(), free_port()
+        args = [
+            str(installation.binary),
+            f"--model-repository={model_dir}",
+            f"--backend-directory={work / 'backends'}",
+            "--http-address=127.0.0.1",
+            f"--http-port={self.http_port}",
+            "--grpc-address=127.0.0.1",
+            f"--grpc-port={self.grpc_port}",
+            "--metrics-address=127.0.0.1",
+            f"--metrics-port={self.metrics_port}",
+            "--allow-gpu-metrics=false",
+            "--allow-cpu-metrics=true",
+            "--strict-readiness=true",
+            f"--log-verbose={self.log_verbose}",
+            f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
+            f"--backend-config=python,shm-default-byte-size={SHM_DEFAULT_BYTES}",
+        ]
+        log_file = open(work / "tritonserver.log", "wb")  # noqa: SIM115 - owned by the process
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *args,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=asyncio.subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
+        finally:
+            log_file.close()
+        log.info("embedded Triton starting (pid %d, gRPC %s)", self._process.pid, self.grpc_url)
+        try:
+            await self._wait_ready()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _wait_ready(self) -> None:
+        assert self._process is not None
+        client = grpcclient.InferenceServerClient(self.grpc_url)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.startup_timeout_s
+        try:
+            while True:
+                if self._process.returncode is not None:
+                    raise TritonStartError(
+                        f"embedded tritonserver exited with code {self._process.returncode}: "
+                        f"{self.log_tail()}"
+                    )
+                with contextlib.suppress(Exception):
+                    if await client.is_server_ready():
+                        log.info("embedded Triton ready: models %s", ", ".join(self.models))
+                        return
+                if loop.time() > deadline:
+                    raise TritonStartError(
+                        f"embedded tritonserver not ready after {self.startup_timeout_s:.0f}s: "
+                        f"{self.log_tail()}"
+                    )
+                await asyncio.sleep(READY_POLL_S)
+        finally:
+            await client.close()
+
+    def log_tail(self) -> str:
+        path = self.log_path
+        if path is None or not path.exists():
+            return "(no log)"
+        lines = path.read_text(errors="replace").splitlines()
+        interesting = [ln for ln in lines if " E" in ln[:8] or "error" in ln.lower()]
+        return " | ".join((interesting or lines)[-LOG_TAIL_LINES:])
+
+    async def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.returncode is None:
+            for sig, grace in ((signal.SIGINT, STOP_GRACE_S), (signal.SIGTERM, KILL_GRACE_S)):
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(sig)
+                try:
+                    await asyncio.wait_for(process.wait(), grace)
+                    break
+                except TimeoutError:
+                    log.warning("embedded Triton ignored %s, escalating", sig.name)
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+            log.info("embedded Triton stopped (exit code %s)", process.returncode)
+        self._remove_leftover_shm()
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+
+    def _remove_leftover_shm(self) -> None:
+        shm = Path("/dev/shm")
+        if shm.is_dir():
+            for leftover in shm.glob(f"{self._shm_prefix}*"):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()

@@ -1,0 +1,1 @@
+"""Files copied into the embedded server's runtime repository (run by Triton's Python backend)."""

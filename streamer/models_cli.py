@@ -1,0 +1,89 @@
+"""`streamer models`: what the repository expects, what is present, and how to get the rest."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from streamer.config import ConfigError, load_config
+from streamer.inference.catalog import (
+    CATALOG,
+    CatalogEntry,
+    WeightsMissing,
+    entry,
+    fetch,
+    find_demo_weights,
+    prepare,
+    sha256,
+)
+from streamer.inference.repository import MODEL_FILE, RepositoryError, read_model
+from streamer.inference.triton import resolve_repository
+
+
+def _selected(args: argparse.Namespace) -> tuple[list[CatalogEntry], Path, Path | None]:
+    repository = args.repository
+    assets = None
+    names = list(args.names)
+    if args.config:
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            raise SystemExit("\n".join(f"error: {line}" for line in exc.lines)) from None
+        repository = repository or resolve_repository(config)
+        assets = config.assets_dir
+        from streamer.app import required_models
+
+        names = names or required_models(config)
+    if repository is None:
+        from streamer.assets import PROJECT_ROOT
+
+        repository = PROJECT_ROOT / "model_repository"
+    try:
+        items = [entry(n) for n in names] if names else list(CATALOG)
+    except KeyError as exc:
+        raise SystemExit(f"error: {exc.args[0]}") from None
+    return items, repository, assets
+
+
+def list_models(items: list[CatalogEntry], repository: Path, assets: Path | None) -> int:
+    for item in items:
+        print(f"{item.name}: {item.role}")
+        try:
+            model = read_model(repository, item.name)
+            print(f"  config     {model.directory / 'config.pbtxt'}")
+        except RepositoryError as exc:
+            print(f"  config     MISSING: {exc}")
+        served = repository / item.name / "1" / MODEL_FILE
+        if served.is_file():
+            print(f"  prepared   {served} sha256={sha256(served)}")
+        else:
+            print(f"  prepared   missing ({served})")
+        demo = find_demo_weights(item, assets)
+        if demo is not None:
+            print(f"  demo       {demo} sha256={sha256(demo)} [{item.demo_licence}]")
+        else:
+            how = "`streamer models fetch`" if item.fetch_url else "the project's shared assets"
+            print(f"  demo       {item.demo_weights} not found; get it with {how}")
+        print(f"  production {item.production}")
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    items, repository, assets = _selected(args)
+    if args.action == "list":
+        return list_models(items, repository, assets)
+    failures = 0
+    for item in items:
+        try:
+            if args.action == "fetch":
+                if find_demo_weights(item, assets) is not None:
+                    print(f"{item.name}: {item.demo_weights} already present")
+                    continue
+                print(f"{item.name}: fetched {fetch(item)}")
+            else:
+                print(f"{item.name}: prepared {prepare(item, repository, args.source, assets)}")
+        except WeightsMissing as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failures += 1
+    return 1 if failures else 0

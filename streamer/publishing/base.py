@@ -1,0 +1,31 @@
+"""The interface every sink implements (JSON lines, MQTT, Redis)."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+from streamer.frames import FrameResult
+
+
+class Sink(abc.ABC):
+    """Receives results from the pipeline. `publish*` must return at once: buffer or drop, never wait."""
+
+    name: str = "sink"
+
+    async def start(self) -> None:
+        """Connect; a broker that is down is retried in the background, not raised."""
+
+    @abc.abstractmethod
+    def publish(self, result: FrameResult) -> None:
+        """One processed frame, with the track events and identity events it produced."""
+
+    def publish_events(self, events: list[dict[str, Any]]) -> None:
+        """Track lifecycle (new/update/end) and identity events; these must not be lost."""
+
+    def publish_camera_status(self, camera: str, status: str, detail: str | None) -> None:
+        """A camera went online, offline, finished or stopped."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Flush what can be flushed in a bounded time and say what could not."""

@@ -1,0 +1,86 @@
+"""JSON lines, one per processed frame, to standard output or a file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+from typing import IO, Any
+
+from streamer.config import JsonlSinkConfig
+from streamer.frames import FrameResult
+from streamer.publishing.base import Sink
+from streamer.publishing.messages import event_message, frame_message
+
+log = logging.getLogger(__name__)
+
+BUFFER_LINES = 10_000
+WRITE_BATCH_LINES = 256
+
+
+class JsonlSink(Sink):
+    """Writes in a worker thread, so a slow reader of a pipe never stalls the pipeline."""
+
+    name = "jsonl"
+
+    def __init__(self, settings: JsonlSinkConfig) -> None:
+        self.settings = settings
+        self.dropped = 0
+        self.written = 0
+        self._queue: asyncio.Queue[str] = asyncio.Queue(BUFFER_LINES)
+        self._task: asyncio.Task[None] | None = None
+        self._stream: IO[str] | None = None
+
+    async def start(self) -> None:
+        if self.settings.path == "-":
+            self._stream = sys.stdout
+        else:
+            self._stream = open(self.settings.path, "a", encoding="utf-8")  # noqa: SIM115
+        self._task = asyncio.create_task(self._write_forever(), name="sink:jsonl")
+
+    def publish(self, result: FrameResult) -> None:
+        line = json.dumps(frame_message(result), separators=(",", ":"))
+        try:
+            self._queue.put_nowait(line)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    def publish_events(self, events: list[dict[str, Any]]) -> None:
+        for event in events:
+            line = json.dumps(event_message(event), separators=(",", ":"))
+            try:
+                self._queue.put_nowait(line)
+            except asyncio.QueueFull:
+                self.dropped += 1
+
+    async def _write_forever(self) -> None:
+        while True:
+            lines = [await self._queue.get()]
+            while len(lines) < WRITE_BATCH_LINES and not self._queue.empty():
+                lines.append(self._queue.get_nowait())
+            await asyncio.to_thread(self._write, lines)
+
+    def _write(self, lines: list[str]) -> None:
+        assert self._stream is not None
+        self._stream.write("\n".join(lines) + "\n")
+        self._stream.flush()
+        self.written += len(lines)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        remaining = []
+        while not self._queue.empty():
+            remaining.append(self._queue.get_nowait())
+        if remaining and self._stream is not None:
+            with contextlib.suppress(OSError):
+                self._write(remaining)
+        if self._stream is not None and self._stream is not sys.stdout:
+            self._stream.close()
+        if self.dropped:
+            log.warning("jsonl: %d lines dropped because the output was too slow", self.dropped)

@@ -1,0 +1,129 @@
+"""One ByteTrack per camera, turning detections into tracks and lifecycle events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from streamer.config import TrackerConfig
+from streamer.detections import Detections
+from streamer.frames import Frame
+from trackers import ByteTrack, ByteTrackSettings
+
+DEFAULT_FRAME_RATE = 30.0
+
+
+@dataclass
+class TrackState:
+    """What a consumer needs to know about a track; events carry it as before/after."""
+
+    track_id: int
+    box: list[float]
+    score: float
+    first_seen_ts: float
+    last_seen_ts: float
+    frames: int = 1
+    attributes: dict[str, Any] = field(default_factory=dict)  # identity fields from later stages
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "track_id": self.track_id,
+            "box": self.box,
+            "score": self.score,
+            "first_seen_ts": self.first_seen_ts,
+            "last_seen_ts": self.last_seen_ts,
+            "frames": self.frames,
+            **self.attributes,
+        }
+
+
+class CameraTracker:
+    """`update(frame, detections) -> tracks`; lifecycle events are collected in `events`."""
+
+    def __init__(self, camera: str, settings: TrackerConfig, frame_rate: float | None) -> None:
+        self.camera = camera
+        rate = settings.frame_rate or frame_rate or DEFAULT_FRAME_RATE
+        self._tracker = ByteTrack(
+            ByteTrackSettings(
+                track_high_thresh=settings.track_high_thresh,
+                track_low_thresh=settings.track_low_thresh,
+                new_track_thresh=settings.new_track_thresh,
+                match_thresh=settings.match_thresh,
+                track_buffer=settings.track_buffer,
+                frame_rate=max(1, round(rate)),
+            )
+        )
+        self.states: dict[int, TrackState] = {}
+
+    @property
+    def active_tracks(self) -> int:
+        return len(self.states)
+
+    def update(self, frame: Frame, detections: Detections) -> tuple[Detections, list[dict[str, Any]]]:
+        output = self._tracker.update(detections.xyxy, detections.confidence)
+        events: list[dict[str, Any]] = []
+        rows = output.detection_index
+        matched = rows >= 0
+        class_id = np.zeros(len(rows), np.int64)
+        class_id[matched] = detections.class_id[rows[matched]]
+        tracks = Detections(
+            xyxy=output.xyxy.astype(np.float32),
+            confidence=output.score.astype(np.float32),
+            class_id=class_id,
+            tracker_id=output.tracker_id.astype(np.int64),
+        )
+        for track_id, box, score in zip(
+            output.tracker_id.tolist(), tracks.xyxy.tolist(), tracks.confidence.tolist()
+        ):
+            state = self.states.get(track_id)
+            box = [round(v, 1) for v in box]
+            if state is None:
+                state = TrackState(track_id, box, score, frame.capture_ts, frame.capture_ts)
+                self.states[track_id] = state
+                events.append(self._event("new", frame, None, state.snapshot()))
+            else:
+                state.box, state.score, state.last_seen_ts = box, score, frame.capture_ts
+                state.frames += 1
+        for track_id in output.ended_ids:
+            ended = self.states.pop(int(track_id), None)
+            if ended is not None:
+                events.append(self._event("end", frame, ended.snapshot(), None))
+        return tracks, events
+
+    def annotate(self, frame: Frame, track_id: int, **attributes: Any) -> dict[str, Any] | None:
+        """Attach identity fields to a track; returns an `update` event when something changed."""
+        state = self.states.get(track_id)
+        if state is None:
+            return None
+        changed = {k: v for k, v in attributes.items() if state.attributes.get(k) != v}
+        if not changed:
+            return None
+        before = state.snapshot()
+        state.attributes.update(changed)
+        return self._event("update", frame, before, state.snapshot())
+
+    def finish(self, frame_ts: float) -> list[dict[str, Any]]:
+        """End every open track (camera stopped or file finished)."""
+        events = [
+            {"type": "end", "camera": self.camera, "track_id": s.track_id,
+             "capture_ts": frame_ts, "before": s.snapshot(), "after": None}
+            for s in self.states.values()
+        ]
+        self.states.clear()
+        return events
+
+    def _event(
+        self, kind: str, frame: Frame, before: dict[str, Any] | None, after: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        track_id = (after or before or {}).get("track_id")
+        return {
+            "type": kind,
+            "camera": self.camera,
+            "track_id": track_id,
+            "frame_index": frame.index,
+            "capture_ts": frame.capture_ts,
+            "before": before,
+            "after": after,
+        }

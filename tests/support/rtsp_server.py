@@ -1,0 +1,225 @@
+#!/usr/bin/python3
+"""A real RTSP camera for tests: serves H.264 MP4 files with GStreamer's RTSP server.
+
+Run it with Debian's ``/usr/bin/python3``: the GObject introspection bindings (``gi``) come from
+the ``python3-gi`` package and cannot be imported from the project's virtual environment::
+
+    /usr/bin/python3 tests/support/rtsp_server.py --port 8554 \
+        --mount /cam1=/path/a.mp4 --mount /cam2=/path/b.mp4 --loop
+
+Each mount is one shared media paced in real time: every client sees the same stream and
+joins it where it currently is, as with a physical camera. ``READY`` is printed on stdout once
+the port is bound; SIGTERM or SIGINT stops the server with exit status 0.
+
+Looping uses segment seeks rather than seeking on EOS, because a flushing seek on EOS
+deadlocked the server once several clients were attached. The file is started with one
+flushing SEGMENT seek; each SEGMENT_DONE is answered with a non-flushing SEGMENT seek back to
+the start, so running time and RTP timestamps keep increasing across loops. The seeks are made
+from a helper thread: SEGMENT_DONE is posted from the demuxer's streaming thread, which a seek
+issued there would block.
+"""
+
+# ruff: noqa: E402  (gi.require_version() has to run before importing from gi.repository)
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import queue
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+MISSING_BINDINGS_EXIT_CODE = 3
+"""Exit status telling the launcher (tests/support/rtsp.py) that gi/GstRtspServer is missing."""
+
+REQUIRED_APT_PACKAGES = (
+    "gir1.2-gst-rtsp-server-1.0",
+    "python3-gi",
+    "gstreamer1.0-plugins-base",
+    "gstreamer1.0-plugins-good",
+    "gstreamer1.0-plugins-bad",
+    "gstreamer1.0-tools",
+)
+
+try:
+    import gi
+
+    gi.require_version("Gst", "1.0")
+    gi.require_version("GstRtspServer", "1.0")
+    from gi.repository import GLib, Gst, GstRtspServer
+except (ImportError, ValueError) as missing_bindings:
+    print(
+        f"rtsp_server: the GStreamer RTSP server bindings are unavailable ({missing_bindings}). "
+        f"Install them with `apt-get install -y {' '.join(REQUIRED_APT_PACKAGES)}` "
+        "(or run .ci/install-system-deps.sh) and run this script with /usr/bin/python3.",
+        file=sys.stderr,
+        flush=True,
+    )
+    sys.exit(MISSING_BINDINGS_EXIT_CODE)
+
+# GStreamer's boxed types (GstMessage, ...) only exist after Gst.init(); subclassing RTSPMedia
+# below re-registers its signals, which fails if they do not exist yet.
+Gst.init(None)
+
+READY_LINE = "READY"
+LISTEN_ADDRESS = "127.0.0.1"
+RTP_PAYLOAD_TYPE = 96
+DEMUXER_NAME = "demux"
+CAMERA_POSITION_NS = 0
+"""Stream position reported to the server: the start that PLAY requests ask for."""
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One RTSP path and the MP4 file served there."""
+
+    path: str
+    """RTSP path beginning with '/', e.g. '/cam1'."""
+    media_file: Path
+    """H.264 MP4 file; it must demux with qtdemux and parse with h264parse."""
+
+    @classmethod
+    def parse(cls, spec: str) -> Mount:
+        path, separator, media_file = spec.partition("=")
+        if not separator or not path.startswith("/") or not media_file:
+            raise argparse.ArgumentTypeError(f"expected /PATH=FILE.mp4, got {spec!r}")
+        file_path = Path(media_file)
+        if not file_path.is_file():
+            raise argparse.ArgumentTypeError(f"media file not found: {file_path}")
+        return cls(path=path, media_file=file_path.resolve())
+
+    def launch_description(self) -> str:
+        """Pipeline for the media factory; config-interval=-1 repeats SPS/PPS before each
+        keyframe so that clients joining mid-stream can decode from the next keyframe."""
+        location = str(self.media_file).replace("\\", "\\\\").replace('"', '\\"')
+        return (
+            f'( filesrc location="{location}" ! qtdemux name={DEMUXER_NAME} ! h264parse '
+            f"! rtph264pay name=pay0 pt={RTP_PAYLOAD_TYPE} config-interval=-1 )"
+        )
+
+
+class CameraMedia(GstRtspServer.RTSPMedia):
+    """A media that lets clients join the stream where it is instead of rewinding it.
+
+    FFmpeg (and GStreamer's rtspsrc) send ``Range: npt=0.000-`` with PLAY. The server seeks a
+    shared media whenever the requested start differs from the reported position, which would
+    rewind the stream under every client already watching and cancel the segment looping.
+    Reporting position 0 makes that request a no-op, as it is for a real camera.
+    """
+
+    def do_query_position(self, *position_address: int) -> bool | tuple[bool, int]:
+        # GStreamer 1.22's introspection data lacks the (out) annotation on `position`, so
+        # PyGObject hands over the address of the caller's gint64; write it directly. Should a
+        # later release fix the annotation, the value is returned instead.
+        if not position_address:
+            return True, CAMERA_POSITION_NS
+        ctypes.c_int64.from_address(position_address[0]).value = CAMERA_POSITION_NS
+        return True
+
+
+class SegmentLooper:
+    """Restarts each media's demuxer at the start of its file whenever it finishes a segment.
+
+    Owns the helper thread that performs the seeks; start() and stop() bound its life.
+    """
+
+    def __init__(self) -> None:
+        self._pending_seeks: queue.SimpleQueue[tuple[Gst.Element, bool] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._seek_forever, name="segment-looper")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._pending_seeks.put(None)
+        self._thread.join()
+
+    def watch(self, media: GstRtspServer.RTSPMedia) -> None:
+        """Makes media's demuxer loop; called from the factory's media-configure signal."""
+        media_bin = media.get_element()
+        demuxer = media_bin.get_by_name(DEMUXER_NAME)
+        pipeline = media_bin.get_parent()
+        pipeline.get_bus().set_sync_handler(self._on_bus_message, demuxer)
+        media.connect("prepared", lambda _media: self._pending_seeks.put((demuxer, True)))
+
+    def _on_bus_message(
+        self, _bus: Gst.Bus, message: Gst.Message, demuxer: Gst.Element
+    ) -> Gst.BusSyncReply:
+        if message.type == Gst.MessageType.SEGMENT_DONE and message.src == demuxer:
+            self._pending_seeks.put((demuxer, False))
+        return Gst.BusSyncReply.PASS
+
+    def _seek_forever(self) -> None:
+        while (request := self._pending_seeks.get()) is not None:
+            demuxer, flushing = request
+            flags = Gst.SeekFlags.SEGMENT | Gst.SeekFlags.ACCURATE
+            if flushing:
+                flags |= Gst.SeekFlags.FLUSH
+            restarted = demuxer.seek(
+                1.0, Gst.Format.TIME, flags, Gst.SeekType.SET, 0, Gst.SeekType.NONE, -1
+            )
+            if not restarted and demuxer.current_state >= Gst.State.PAUSED:
+                print(f"rtsp_server: {demuxer.get_name()} refused to loop", file=sys.stderr)
+
+
+def build_server(
+    port: int, mounts: list[Mount], looper: SegmentLooper | None
+) -> GstRtspServer.RTSPServer:
+    server = GstRtspServer.RTSPServer()
+    server.set_address(LISTEN_ADDRESS)
+    server.set_service(str(port))
+    mount_points = server.get_mount_points()
+    for mount in mounts:
+        factory = GstRtspServer.RTSPMediaFactory()
+        factory.set_launch(mount.launch_description())
+        factory.set_shared(True)
+        factory.set_media_gtype(CameraMedia.__gtype__)
+        if looper is not None:
+            factory.connect("media-configure", lambda _factory, media: looper.watch(media))
+        mount_points.add_factory(mount.path, factory)
+    return server
+
+
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--port", type=int, required=True, help="TCP port to listen on")
+    parser.add_argument(
+        "--mount",
+        type=Mount.parse,
+        action="append",
+        required=True,
+        metavar="/PATH=FILE.mp4",
+        help="serve FILE.mp4 at rtsp://127.0.0.1:PORT/PATH (repeatable)",
+    )
+    parser.add_argument("--loop", action="store_true", help="restart each file when it ends")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    arguments = parse_arguments(argv)
+    looper = SegmentLooper() if arguments.loop else None
+    server = build_server(arguments.port, arguments.mount, looper)
+    if server.attach(None) == 0:
+        print(f"rtsp_server: cannot listen on {LISTEN_ADDRESS}:{arguments.port}", file=sys.stderr)
+        return 1
+    main_loop = GLib.MainLoop()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        GLib.unix_signal_add(GLib.PRIORITY_HIGH, signal_number, main_loop.quit)
+    if looper is not None:
+        looper.start()
+    print(READY_LINE, flush=True)
+    try:
+        main_loop.run()
+    finally:
+        if looper is not None:
+            looper.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
