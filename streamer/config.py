@@ -47,8 +47,9 @@ class CameraConfig(Section):
     loop: bool = Field(False, description="Files only: start again from the beginning at the end.")
     pacing: Literal["realtime", "fast"] = Field(
         "realtime",
-        description="Files only: 'realtime' plays at the file's frame rate (demos), "
-        "'fast' decodes as fast as possible (benchmarks).",
+        description="Files only: 'realtime' plays at the file's frame rate and drops frames "
+        "the pipeline cannot keep up with, like a live camera (demos); 'fast' decodes as fast "
+        "as the pipeline consumes, without drops (benchmarks, batch processing).",
     )
     open_timeout_s: float = Field(10.0, gt=0, description="Give up opening the stream after this.")
     read_timeout_s: float = Field(
@@ -333,7 +334,7 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> Streamer
     base = path.resolve().parent
     for camera in config.cameras:
         if camera.is_file and not camera.file_path.is_absolute():
-            camera.url = str(base / camera.file_path)
+            camera.url = os.path.normpath(base / camera.file_path)
     return config
 
 

@@ -1,10 +1,12 @@
 """ByteTrack multi-object tracker (Zhang et al., ECCV 2022) on plain numpy arrays.
 
-Follows the reference `BYTETracker.update`: a first association of tracked and lost tracks
-with high-score detections, a second one of the still-unmatched tracked tracks with low-score
-detections, then tentative tracks, new tracks and expiry of lost ones. Two deliberate
-differences: an identity is numbered when its track is confirmed (so reported ids have no gaps
-left by one-frame false positives), and each instance counts its own ids.
+Follows the reference `BYTETracker.update` step by step: tracked and lost tracks against
+high-score detections, still-unmatched tracked tracks against low-score ones, tentative tracks,
+new tracks, expiry of lost tracks, duplicate removal. Deliberate differences: ids are numbered
+when a track is confirmed (no gaps left by one-frame false positives) and per instance; a lost
+track expires exactly `max_frames_lost` frames after it was last seen (the reference, by the
+order of its list updates, keeps it matchable one frame longer); IoU uses continuous
+coordinates (no +1 pixel).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ class _State(enum.Enum):
 
 @dataclass(eq=False)
 class _Track:
-    """One target hypothesis. Identity comparison only: two tracks are never 'equal'."""
+    """One target hypothesis; compared and hashed by identity, so it can sit in sets."""
 
     mean: FloatArray
     covariance: FloatArray
@@ -46,7 +48,7 @@ class _Track:
         return self.track_id > 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # field-wise == is ambiguous on numpy arrays
 class TrackerOutput:
     """Confirmed tracks matched in this frame (struct of arrays, sorted by id) and events."""
 
@@ -69,16 +71,16 @@ class TrackerOutput:
         return len(self.tracker_id)
 
 
-@dataclass
-class _Detections:
-    """The usable input rows: boxes, scores and their row numbers in the caller's arrays."""
+@dataclass(frozen=True)
+class _Frame:
+    """One frame's validated input; detections are addressed by their input row."""
 
     xyxy: FloatArray
     scores: FloatArray
-    rows: IndexArray
 
-    def subset(self, picks: IndexArray) -> _Detections:
-        return _Detections(self.xyxy[picks], self.scores[picks], self.rows[picks])
+    def cost(self, tracks: list[_Track], rows: IndexArray, fuse: bool) -> FloatArray:
+        cost = iou_distance(_boxes(tracks), self.xyxy[rows])
+        return fuse_score(cost, self.scores[rows]) if fuse else cost
 
 
 def _boxes(tracks: list[_Track]) -> FloatArray:
@@ -116,66 +118,64 @@ class ByteTrack:
         return sum(track.confirmed for track in self._tracked) + len(self._lost)
 
     def update(self, xyxy: npt.ArrayLike, scores: npt.ArrayLike) -> TrackerOutput:
-        """Consume one frame's detections (N, 4) corner boxes and (N,) scores."""
+        """Consume one frame's detections: (N, 4) corner boxes and (N,) scores."""
         s = self.settings
-        detections = _usable_detections(xyxy, scores, s.track_low_thresh)
+        frame = _validated(xyxy, scores)
+        usable = _usable_rows(frame, s.track_low_thresh)
+        high = usable[frame.scores[usable] >= s.track_high_thresh]
+        low = usable[frame.scores[usable] < s.track_high_thresh]
         self._frame_id += 1
-        high = detections.subset(np.flatnonzero(detections.scores >= s.track_high_thresh))
-        low = detections.subset(np.flatnonzero(detections.scores < s.track_high_thresh))
         unconfirmed = [track for track in self._tracked if not track.confirmed]
         pool = [track for track in self._tracked if track.confirmed] + self._lost
         self._predict(pool)
 
         # First association: every confirmed track (tracked or lost) against high scores.
-        first = linear_assignment(self._cost(pool, high, s.fuse_score), s.match_thresh)
-        self._correct([pool[i] for i in first.rows], high.subset(first.columns))
+        first = linear_assignment(frame.cost(pool, high, s.fuse_score), s.match_thresh)
+        self._correct([pool[i] for i in first.rows], frame, high[first.columns])
 
         # Second association: tracks still unmatched against the low-score detections.
         remaining = [pool[i] for i in first.unmatched_rows if pool[i].state is _State.TRACKED]
-        second = linear_assignment(self._cost(remaining, low, False), s.second_match_thresh)
-        self._correct([remaining[i] for i in second.rows], low.subset(second.columns))
+        second = linear_assignment(frame.cost(remaining, low, False), s.second_match_thresh)
+        self._correct([remaining[i] for i in second.rows], frame, low[second.columns])
         newly_lost = [remaining[i] for i in second.unmatched_rows]
         for track in newly_lost:
             track.state = _State.LOST
 
-        # Tentative tracks (seen once) must match now or are dropped.
-        leftover = high.subset(first.unmatched_columns)
+        # Tentative tracks (seen once) must match again now, or they are dropped.
+        leftover = high[first.unmatched_columns]
         tentative = linear_assignment(
-            self._cost(unconfirmed, leftover, s.fuse_score), s.unconfirmed_match_thresh
+            frame.cost(unconfirmed, leftover, s.fuse_score), s.unconfirmed_match_thresh
         )
         confirmed_now = [unconfirmed[i] for i in tentative.rows]
-        self._correct(confirmed_now, leftover.subset(tentative.columns))
-        dropped = {id(unconfirmed[i]) for i in tentative.unmatched_rows}
+        self._correct(confirmed_now, frame, leftover[tentative.columns])
+        dropped = {unconfirmed[i] for i in tentative.unmatched_rows}
 
-        births = leftover.subset(tentative.unmatched_columns)
-        confident = births.subset(np.flatnonzero(births.scores >= s.new_track_thresh))
-        born = self._start_tracks(confident)
-        if self._frame_id == 1:
+        births = leftover[tentative.unmatched_columns]
+        born = self._start_tracks(frame, births[frame.scores[births] >= s.new_track_thresh])
+        if self._frame_id == 1:  # nothing to confirm against yet: trust the first frame
             confirmed_now += born
         for track in confirmed_now:
             self._last_track_id += 1
             track.track_id = self._last_track_id
 
-        expired = [
+        expired = {
             track for track in self._lost
             if track.state is _State.LOST and self._frame_id - track.last_frame > s.max_frames_lost
-        ]
-        expired_ids = {id(track) for track in expired}
+        }
         tracked = [
-            track for track in self._tracked
-            if track.state is _State.TRACKED and id(track) not in dropped
-        ]
-        tracked += [track for track in self._lost if track.state is _State.TRACKED] + born
+            track for track in self._tracked + self._lost
+            if track.state is _State.TRACKED and track not in dropped
+        ] + born
         lost = [
-            track for track in self._lost
-            if track.state is _State.LOST and id(track) not in expired_ids
+            track for track in self._lost if track.state is _State.LOST and track not in expired
         ] + newly_lost
         self._tracked, self._lost, duplicates = _remove_duplicates(
             tracked, lost, s.duplicate_iou_distance
         )
-        ended = [track for track in expired + duplicates if track.confirmed]
         return self._output(
-            started=confirmed_now, ended=ended, lost=[t for t in newly_lost if t in self._lost]
+            started=confirmed_now,
+            ended=[track for track in [*expired, *duplicates] if track.confirmed],
+            lost=[track for track in newly_lost if track not in duplicates],
         )
 
     def _predict(self, tracks: list[_Track]) -> None:
@@ -189,35 +189,26 @@ class ByteTrack:
         for track, mean, covariance in zip(tracks, means, covariances, strict=True):
             track.mean, track.covariance = mean, covariance
 
-    @staticmethod
-    def _cost(tracks: list[_Track], detections: _Detections, fuse: bool) -> FloatArray:
-        cost = iou_distance(_boxes(tracks), detections.xyxy)
-        return fuse_score(cost, detections.scores) if fuse else cost
-
-    def _correct(self, tracks: list[_Track], detections: _Detections) -> None:
+    def _correct(self, tracks: list[_Track], frame: _Frame, rows: IndexArray) -> None:
         """Apply matched detections: Kalman update, and the track is (again) tracked."""
         if not tracks:
             return
         means, covariances = self._kalman.update(
             np.stack([track.mean for track in tracks]),
             np.stack([track.covariance for track in tracks]),
-            xyxy_to_xyah(detections.xyxy),
+            xyxy_to_xyah(frame.xyxy[rows]),
         )
-        for i, track in enumerate(tracks):
-            track.mean, track.covariance = means[i], covariances[i]
-            track.score = float(detections.scores[i])
-            track.detection_index = int(detections.rows[i])
-            track.last_frame = self._frame_id
-            track.state = _State.TRACKED
+        for track, mean, covariance, row in zip(tracks, means, covariances, rows, strict=True):
+            track.mean, track.covariance = mean, covariance
+            track.score, track.detection_index = float(frame.scores[row]), int(row)
+            track.last_frame, track.state = self._frame_id, _State.TRACKED
 
-    def _start_tracks(self, detections: _Detections) -> list[_Track]:
-        if len(detections.rows) == 0:
-            return []
-        means, covariances = self._kalman.initiate(xyxy_to_xyah(detections.xyxy))
+    def _start_tracks(self, frame: _Frame, rows: IndexArray) -> list[_Track]:
+        means, covariances = self._kalman.initiate(xyxy_to_xyah(frame.xyxy[rows]))
         return [
-            _Track(means[i], covariances[i], float(detections.scores[i]),
-                   int(detections.rows[i]), self._frame_id, self._frame_id)
-            for i in range(len(detections.rows))
+            _Track(mean, covariance, float(frame.scores[row]), int(row),
+                   start_frame=self._frame_id, last_frame=self._frame_id)
+            for mean, covariance, row in zip(means, covariances, rows, strict=True)
         ]
 
     def _output(
@@ -241,21 +232,27 @@ class ByteTrack:
         )
 
 
-def _usable_detections(xyxy: npt.ArrayLike, scores: npt.ArrayLike, min_score: float) -> _Detections:
-    """Validate shapes and keep finite, non-empty boxes scoring at least min_score."""
-    boxes = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
-    values = np.asarray(scores, dtype=np.float64).reshape(-1)
+def _validated(xyxy: npt.ArrayLike, scores: npt.ArrayLike) -> _Frame:
+    """Reject malformed input loudly: a silent reshape would scramble detection_index."""
+    boxes = np.asarray(xyxy, dtype=np.float64)
+    values = np.asarray(scores, dtype=np.float64)
+    if boxes.size == 0:
+        boxes = boxes.reshape(0, 4)
+    if boxes.ndim != 2 or boxes.shape[1] != 4 or values.ndim != 1:
+        raise ValueError(f"expected (N, 4) boxes and (N,) scores, got {boxes.shape} and "
+                         f"{values.shape}")
     if len(boxes) != len(values):
         raise ValueError(f"{len(boxes)} boxes but {len(values)} scores")
-    usable = (
-        np.isfinite(boxes).all(axis=1)
-        & np.isfinite(values)
-        & (boxes[:, 2] > boxes[:, 0])
-        & (boxes[:, 3] > boxes[:, 1])
-        & (values >= min_score)
+    return _Frame(boxes, values)
+
+
+def _usable_rows(frame: _Frame, min_score: float) -> IndexArray:
+    """Rows with finite, non-empty boxes scoring at least min_score; the rest are ignored."""
+    boxes, scores = frame.xyxy, frame.scores
+    return np.flatnonzero(
+        np.isfinite(boxes).all(axis=1) & np.isfinite(scores) & (scores >= min_score)
+        & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     )
-    rows = np.flatnonzero(usable)
-    return _Detections(boxes[rows], values[rows], rows)
 
 
 def _remove_duplicates(
@@ -263,14 +260,12 @@ def _remove_duplicates(
 ) -> tuple[list[_Track], list[_Track], list[_Track]]:
     """Where a tracked and a lost track overlap almost fully, keep the longer-lived one."""
     close_pairs = np.argwhere(iou_distance(_boxes(tracked), _boxes(lost)) < max_distance)
-    drop: set[int] = set()
+    drop: set[_Track] = set()
     for i, j in close_pairs:
         a, b = tracked[i], lost[j]
-        younger = b if a.last_frame - a.start_frame > b.last_frame - b.start_frame else a
-        drop.add(id(younger))
-    duplicates = [track for track in tracked + lost if id(track) in drop]
+        drop.add(b if a.last_frame - a.start_frame > b.last_frame - b.start_frame else a)
     return (
-        [track for track in tracked if id(track) not in drop],
-        [track for track in lost if id(track) not in drop],
-        duplicates,
+        [track for track in tracked if track not in drop],
+        [track for track in lost if track not in drop],
+        [track for track in tracked + lost if track in drop],
     )

@@ -104,7 +104,7 @@ class EmbeddedTritonServer:
         self.metrics_port = 0
         self._process: asyncio.subprocess.Process | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
-        self._shm_prefix = f"streamer_{os.getpid()}_{id(self):x}_"
+        self.shm_prefix = f"streamer_{os.getpid()}_{id(self):x}_"
 
     @property
     def grpc_url(self) -> str:
@@ -152,7 +152,7 @@ class EmbeddedTritonServer:
             "--allow-cpu-metrics=true",
             "--strict-readiness=true",
             f"--log-verbose={self.log_verbose}",
-            f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
+            f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
             f"--backend-config=python,shm-default-byte-size={SHM_DEFAULT_BYTES}",
         ]
         log_file = open(work / "tritonserver.log", "wb")  # noqa: SIM115 - owned by the process
@@ -231,6 +231,6 @@ class EmbeddedTritonServer:
     def _remove_leftover_shm(self) -> None:
         shm = Path("/dev/shm")
         if shm.is_dir():
-            for leftover in shm.glob(f"{self._shm_prefix}*"):
+            for leftover in shm.glob(f"{self.shm_prefix}*"):
                 with contextlib.suppress(OSError):
                     leftover.unlink()

@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from typing import Any
 
 from streamer.frames import FrameResult
+
+
+@dataclass
+class SinkStats:
+    """What an operator wants to know about a sink (metrics and dashboard read this)."""
+
+    connected: bool = True
+    published: int = 0
+    buffered: int = 0
+    dropped: int = 0
+    errors: int = 0
 
 
 class Sink(abc.ABC):
     """Receives results from the pipeline. `publish*` must return at once: buffer or drop, never wait."""
 
     name: str = "sink"
+
+    def stats(self) -> SinkStats:
+        return SinkStats()
 
     async def start(self) -> None:
         """Connect; a broker that is down is retried in the background, not raised."""

@@ -11,7 +11,7 @@ from typing import IO, Any
 
 from streamer.config import JsonlSinkConfig
 from streamer.frames import FrameResult
-from streamer.publishing.base import Sink
+from streamer.publishing.base import Sink, SinkStats
 from streamer.publishing.messages import event_message, frame_message
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,11 @@ class JsonlSink(Sink):
         else:
             self._stream = open(self.settings.path, "a", encoding="utf-8")  # noqa: SIM115
         self._task = asyncio.create_task(self._write_forever(), name="sink:jsonl")
+
+    def stats(self) -> SinkStats:
+        return SinkStats(
+            published=self.written, buffered=self._queue.qsize(), dropped=self.dropped
+        )
 
     def publish(self, result: FrameResult) -> None:
         line = json.dumps(frame_message(result), separators=(",", ":"))

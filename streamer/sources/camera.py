@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 THREAD_JOIN_GRACE_S = 2.0
 FPS_WINDOW_S = 2.0
+SLOT_POLL_S = 0.1
 
 
 class CameraStatus(StrEnum):
@@ -52,12 +53,17 @@ class CameraCounters:
 
 
 class LatestFrameSlot:
-    """One-slot handoff: the newest frame wins, so a slow model never builds a backlog."""
+    """One-slot handoff: the newest frame wins, so a slow model never builds a backlog.
+
+    A file played as fast as possible instead waits for the slot to empty (`put_when_free`):
+    dropping frames of a file gains nothing and decoding them would steal CPU from inference.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, counters: CameraCounters) -> None:
         self._loop = loop
         self._counters = counters
         self._lock = threading.Lock()
+        self._taken = threading.Condition(self._lock)
         self._frame: Frame | None = None
         self._closed = False
         self._ready = asyncio.Event()
@@ -67,6 +73,14 @@ class LatestFrameSlot:
         with self._lock:
             if self._frame is not None:
                 self._counters.dropped += 1
+            self._frame = frame
+        self._loop.call_soon_threadsafe(self._ready.set)
+
+    def put_when_free(self, frame: Frame, stop: threading.Event) -> None:
+        """Called from the decoding thread; blocks until the pipeline took the previous frame."""
+        with self._taken:
+            while self._frame is not None and not self._closed and not stop.is_set():
+                self._taken.wait(SLOT_POLL_S)
             self._frame = frame
         self._loop.call_soon_threadsafe(self._ready.set)
 
@@ -81,6 +95,8 @@ class LatestFrameSlot:
             with self._lock:
                 frame, self._frame = self._frame, None
                 closed = self._closed
+                if frame is not None:
+                    self._taken.notify()
             if frame is not None:
                 return frame
             if closed:
@@ -201,6 +217,7 @@ class CameraSource:
             self.counters.source_fps = float(stream.average_rate)
         min_interval = 1.0 / self.config.max_fps if self.config.max_fps else 0.0
         realtime = self.config.is_file and self.config.pacing == "realtime"
+        backpressure = self.config.is_file and self.config.pacing == "fast"
         first_pts_s: float | None = None
         wall_start = time.monotonic()
         last_kept_s = -float("inf")
@@ -236,5 +253,8 @@ class CameraSource:
             )
             if self._prepare is not None:
                 self._prepare(frame)
-            self._slot.put(frame)
+            if backpressure:
+                self._slot.put_when_free(frame, self._stop)
+            else:
+                self._slot.put(frame)
         return True

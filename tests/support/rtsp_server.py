@@ -150,7 +150,7 @@ class SegmentLooper:
     def _on_bus_message(
         self, _bus: Gst.Bus, message: Gst.Message, demuxer: Gst.Element
     ) -> Gst.BusSyncReply:
-        if message.type == Gst.MessageType.SEGMENT_DONE and message.src == demuxer:
+        if message.type == Gst.MessageType.SEGMENT_DONE:
             self._pending_seeks.put((demuxer, False))
         return Gst.BusSyncReply.PASS
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import configparser
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,6 @@ import pytest
 
 from trackers import ByteTrack, ByteTrackSettings
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SEQUENCES = [
     "MOT17-02-FRCNN", "MOT17-04-FRCNN", "MOT17-05-FRCNN", "MOT17-09-FRCNN",
     "MOT17-10-FRCNN", "MOT17-11-FRCNN", "MOT17-13-FRCNN",
@@ -28,13 +26,8 @@ KNOWN_OCCLUSION_SWAP = pytest.mark.xfail(
 )
 
 
-def shared_assets_dir() -> Path:
-    """STREAMER_ASSETS, relative paths taken from the repository root; default ../shared."""
-    return REPO_ROOT / os.environ.get("STREAMER_ASSETS", "../shared")
-
-
-def sequence_dir(name: str) -> Path:
-    path = shared_assets_dir() / "videos" / "MOT17-mini" / "train" / name
+def sequence_dir(assets: Path, name: str) -> Path:
+    path = assets / "videos" / "MOT17-mini" / "train" / name
     if not (path / "gt" / "gt.txt").is_file() or not (path / "seqinfo.ini").is_file():
         pytest.fail(
             f"MOT17 sequence {name} (gt/gt.txt and seqinfo.ini) is missing under {path}. "
@@ -67,8 +60,8 @@ def frame_rate(path: Path) -> float:
     [pytest.param(name, marks=KNOWN_OCCLUSION_SWAP) if name == "MOT17-05-FRCNN" else name
      for name in SEQUENCES],
 )
-def test_ground_truth_boxes_keep_every_identity(name: str) -> None:
-    path = sequence_dir(name)
+def test_ground_truth_boxes_keep_every_identity(assets: Path, name: str) -> None:
+    path = sequence_dir(assets, name)
     frames = load_pedestrians(path)
     numbers = sorted(frames)
     assert numbers == list(range(numbers[0], numbers[-1] + 1)), "frames must be consecutive"

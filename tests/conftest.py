@@ -1,0 +1,72 @@
+"""Shared fixtures: real weights from the assets folder, one real embedded Triton per session."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from streamer.assets import ASSETS_ENV_VAR, PROJECT_ROOT, assets_dir
+from streamer.inference.catalog import CATALOG, find_demo_weights, prepare
+from streamer.inference.repository import CONFIG_FILE
+from streamer.inference.server import EmbeddedTritonServer
+
+SAMPLE_CLIP = PROJECT_ROOT / "sample_videos" / "vtest_pedestrians.mp4"
+
+
+def require_asset(relative: str) -> Path:
+    """A path under the assets folder; fails (never skips) with how to get it when missing."""
+    path = assets_dir() / relative
+    if not path.exists():
+        pytest.fail(
+            f"missing test asset {path}: point {ASSETS_ENV_VAR} at the shared assets folder "
+            "(default ../shared beside the project; see README 'Weights and assets')",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def assets() -> Path:
+    folder = assets_dir()
+    if not (folder / "models").is_dir():
+        pytest.fail(
+            f"assets folder {folder} has no models/: set {ASSETS_ENV_VAR} to the shared assets "
+            "folder (default ../shared beside the project)",
+            pytrace=False,
+        )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sample_clip() -> Path:
+    assert SAMPLE_CLIP.is_file(), f"{SAMPLE_CLIP} is part of the repository and must exist"
+    return SAMPLE_CLIP
+
+
+@pytest.fixture(scope="session")
+def model_repository(tmp_path_factory: pytest.TempPathFactory, assets: Path) -> Path:
+    """The project's repository configs with every catalogue model prepared from the demo weights."""
+    repository = tmp_path_factory.mktemp("model_repository")
+    for item in CATALOG:
+        config = PROJECT_ROOT / "model_repository" / item.name / CONFIG_FILE
+        if not config.is_file():
+            continue
+        if find_demo_weights(item, assets) is None:
+            pytest.fail(f"missing demo weights {item.demo_weights} in {assets / 'models'}", pytrace=False)
+        (repository / item.name).mkdir()
+        shutil.copy(config, repository / item.name / CONFIG_FILE)
+        prepare(item, repository, assets=assets)
+    return repository
+
+
+@pytest.fixture(scope="session")
+async def embedded_triton(model_repository: Path) -> AsyncIterator[EmbeddedTritonServer]:
+    """One real tritonserver for the whole session, serving every prepared model."""
+    models = sorted(p.name for p in model_repository.iterdir() if (p / CONFIG_FILE).is_file())
+    server = EmbeddedTritonServer(model_repository, models, ort_threads=1)
+    await server.start()
+    yield server
+    await server.stop()

@@ -1,0 +1,104 @@
+"""YOLOX person detection: preprocessing, decoding, batching, and the real model on real footage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.grpc.aio as grpcclient
+
+from streamer.config import DetectorConfig
+from streamer.frames import Frame
+from streamer.inference.client import TritonModel
+from streamer.inference.detector import PersonDetector
+from streamer.inference.model_prep import InputSpec, prepare_model
+from streamer.inference.server import EmbeddedTritonServer
+from streamer.inference.yolox import YOLOX_PAD_VALUE, YoloxDecoder, letterbox
+from tests.conftest import require_asset
+
+INPUT = 416
+
+
+def first_frames(clip: Path, count: int) -> list[np.ndarray]:
+    with av.open(str(clip)) as container:
+        frames = []
+        for frame in container.decode(video=0):
+            frames.append(frame.to_ndarray(format="bgr24"))
+            if len(frames) == count:
+                return frames
+    return frames
+
+
+def test_letterbox_keeps_aspect_and_pads_bottom_right() -> None:
+    image = np.full((576, 768, 3), 7, np.uint8)
+    boxed = letterbox(image, INPUT, INPUT, YOLOX_PAD_VALUE)
+    assert boxed.ratio == pytest.approx(INPUT / 768)
+    assert boxed.image.shape == (INPUT, INPUT, 3)
+    assert (boxed.image[:312] == 7).all()
+    assert (boxed.image[312:] == YOLOX_PAD_VALUE).all()
+
+
+def test_decoder_places_a_box_from_its_grid_cell_and_stride() -> None:
+    decoder = YoloxDecoder(INPUT, INPUT)
+    output = np.zeros((len(decoder.grid), 85), np.float32)
+    output[:, 4] = 0.0
+    cell = 52 * 10 + 20  # stride 8 grid is 52x52: row 10, column 20
+    output[cell, :4] = [0.5, 0.5, np.log(4.0), np.log(8.0)]  # 32x64 px box centred in the cell
+    output[cell, 4], output[cell, 5] = 0.9, 0.8
+    found = decoder.decode(
+        output, ratio=0.5, class_ids=[0], score_threshold=0.1, nms_iou_threshold=0.45, max_detections=10
+    )
+    centre_x, centre_y = (20 + 0.5) * 8, (10 + 0.5) * 8
+    expected = np.array([centre_x - 16, centre_y - 32, centre_x + 16, centre_y + 32]) / 0.5
+    assert len(found) == 1
+    np.testing.assert_allclose(found.xyxy[0], expected, rtol=1e-5)
+    assert found.confidence[0] == pytest.approx(0.72)
+
+
+def test_prepared_graph_gives_identical_batched_and_per_image_output(tmp_path: Path) -> None:
+    source = require_asset("models/yolox_nano.onnx")
+    prepared = prepare_model(source, tmp_path / "model.onnx", InputSpec(INPUT, INPUT, "bgr"))
+    batched_session = ort.InferenceSession(str(prepared), providers=["CPUExecutionProvider"])
+    original = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"])
+    frames = np.stack(
+        [letterbox(f, INPUT, INPUT, YOLOX_PAD_VALUE).image for f in first_frames(
+            require_asset("videos/vtest_first10s_h264.mp4"), 4)]
+    )
+    batched = batched_session.run(None, {"frames": frames})[0]
+    assert batched.shape == (4, 3549, 85)
+    for index, frame in enumerate(frames):
+        nchw = frame.transpose(2, 0, 1)[None].astype(np.float32)
+        single = original.run(None, {"images": nchw})[0][0]
+        np.testing.assert_allclose(batched[index], single, rtol=1e-4, atol=1e-4)
+
+
+async def test_real_detector_through_triton_finds_the_pedestrians(
+    embedded_triton: EmbeddedTritonServer, sample_clip: Path
+) -> None:
+    client = grpcclient.InferenceServerClient(embedded_triton.grpc_url)
+    model = TritonModel(
+        client, "person_detector", requests_in_flight=4, queue_size=8,
+        use_shared_memory=True, request_timeout_s=30,
+    )
+    detector = PersonDetector(model, DetectorConfig())
+    detector.configure(await model.start())
+    try:
+        images = first_frames(sample_clip, 8)
+        frames = [Frame("cam", i, 0.0, 0.0, image) for i, image in enumerate(images)]
+        import asyncio
+
+        results = await asyncio.gather(*(detector.detect(f) for f in frames))
+    finally:
+        await model.stop()
+        await client.close()
+    for found in results:
+        confident = found[found.confidence > 0.5]
+        assert len(confident) >= 3  # vtest always shows several walkers
+        assert (confident.xyxy[:, 2] <= 768 + 5).all() and (confident.xyxy[:, 3] <= 576 + 5).all()
+        heights = confident.xyxy[:, 3] - confident.xyxy[:, 1]
+        widths = confident.xyxy[:, 2] - confident.xyxy[:, 0]
+        assert (heights > widths).mean() > 0.8  # people are taller than wide
+    assert model.counters.requests == 8 and model.counters.failures == 0

@@ -1,0 +1,122 @@
+"""Camera sources: files, pacing, frame-rate cap, the latest-frame handoff and reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from streamer.config import CameraConfig, ReconnectConfig
+from streamer.sources.camera import CameraSource, CameraStatus
+
+CLIP_FRAMES = 200  # sample_videos/vtest_pedestrians.mp4: 200 frames at 10 fps
+FAST_RECONNECT = ReconnectConfig(initial_delay_s=0.05, max_delay_s=0.2, healthy_after_s=5)
+
+
+def camera(url: str | Path, **overrides: object) -> CameraConfig:
+    return CameraConfig(name=overrides.pop("name", "cam"), url=str(url), **overrides)  # type: ignore[arg-type]
+
+
+async def drain(source: CameraSource, limit: int = 10_000) -> list[int]:
+    indices = []
+    while len(indices) < limit:
+        frame = await source.next_frame()
+        if frame is None:
+            break
+        indices.append(frame.index)
+    return indices
+
+
+async def test_file_played_fast_delivers_every_frame_then_finishes(sample_clip: Path) -> None:
+    statuses: list[CameraStatus] = []
+    source = CameraSource(
+        camera(sample_clip, pacing="fast"), on_status=lambda _n, s, _d: statuses.append(s)
+    )
+    source.start()
+    seen = await drain(source)
+    await source.stop()
+    # a file played fast waits for the pipeline: every frame, in order, none dropped
+    assert seen == list(range(1, CLIP_FRAMES + 1))
+    assert source.counters.dropped == 0
+    assert statuses[-1] == CameraStatus.FINISHED
+    assert source.counters.reconnects == 0
+
+
+async def test_looping_file_keeps_going_past_its_end(sample_clip: Path) -> None:
+    source = CameraSource(camera(sample_clip, pacing="fast", loop=True))
+    source.start()
+    seen = await drain(source, limit=5)
+    while source.counters.decoded <= CLIP_FRAMES * 2:
+        await source.next_frame()
+    await source.stop()
+    assert len(seen) == 5
+    assert source.counters.reconnects == 0
+
+
+async def test_max_fps_caps_frames_in_video_time(sample_clip: Path) -> None:
+    # 10 fps clip capped at 2.5 fps: every 4th frame is kept.
+    source = CameraSource(camera(sample_clip, pacing="fast", max_fps=2.5))
+    source.start()
+    seen = await drain(source)
+    await source.stop()
+    assert seen == list(range(1, CLIP_FRAMES + 1, 4))
+    assert source.counters.skipped == CLIP_FRAMES - len(seen)
+
+
+async def test_realtime_pacing_follows_the_file_frame_rate(sample_clip: Path) -> None:
+    source = CameraSource(camera(sample_clip, pacing="realtime"))
+    source.start()
+    await source.next_frame()
+    started = time.monotonic()
+    await asyncio.sleep(1.0)
+    decoded = source.counters.decoded
+    elapsed = time.monotonic() - started
+    await source.stop()
+    # a 10 fps file played in real time: about 10 frames a second, not hundreds
+    assert decoded <= 10 * (elapsed + 1) + 2
+
+
+async def test_slow_consumer_gets_the_newest_frame_and_drops_are_counted(sample_clip: Path) -> None:
+    source = CameraSource(camera(sample_clip, pacing="realtime"))
+    source.start()
+    first = await source.next_frame()
+    await asyncio.sleep(0.5)  # the consumer is busy; the live-like decoder keeps going
+    latest = await source.next_frame()
+    await source.stop()
+    assert first is not None and latest is not None
+    assert latest.index > first.index + 1
+    assert source.counters.dropped >= latest.index - first.index - 1
+
+
+async def test_dead_camera_reconnects_with_backoff_and_never_blocks_another(sample_clip: Path) -> None:
+    statuses: list[tuple[str, CameraStatus]] = []
+
+    def remember(name: str, status: CameraStatus, _detail: str | None) -> None:
+        statuses.append((name, status))
+
+    dead = CameraSource(
+        camera("rtsp://user:pw@127.0.0.1:9/none", name="dead", reconnect=FAST_RECONNECT,
+               open_timeout_s=1, read_timeout_s=1),
+        on_status=remember,
+    )
+    alive = CameraSource(camera(sample_clip, name="alive", pacing="fast"), on_status=remember)
+    dead.start()
+    alive.start()
+    frames = await drain(alive)
+    await asyncio.sleep(0.5)
+    await dead.stop()
+    await alive.stop()
+    assert frames[-1] == CLIP_FRAMES
+    assert dead.counters.reconnects >= 2
+    assert ("dead", CameraStatus.OFFLINE) in statuses
+    assert dead.counters.last_error is not None and "pw" not in dead.counters.last_error
+    assert ("alive", CameraStatus.FINISHED) in statuses
+
+
+async def test_missing_file_is_retried_not_fatal(tmp_path: Path) -> None:
+    source = CameraSource(camera(tmp_path / "later.mp4", reconnect=FAST_RECONNECT))
+    source.start()
+    await asyncio.sleep(0.4)
+    await source.stop()
+    assert source.counters.reconnects >= 1
+    assert source.counters.last_error and "later.mp4" in source.counters.last_error
