@@ -5,6 +5,7 @@
 #     (tests/support/rtsp_server.py, run with the system /usr/bin/python3).
 #   - redis-server, mosquitto: brokers the publishing tests start on free ports.
 #   - chromium, chromium-driver: the dashboard's browser tests.
+# Usage: .ci/install-system-deps.sh [--dry-run]   (--dry-run only lists what is missing)
 set -euo pipefail
 
 REQUIRED_PACKAGES=(
@@ -20,8 +21,17 @@ REQUIRED_PACKAGES=(
   chromium-driver
 )
 
+dry_run=false
+case "${1:-}" in
+  "") ;;
+  --dry-run) dry_run=true ;;
+  *) echo "usage: $0 [--dry-run]" >&2; exit 2 ;;
+esac
+
 is_installed() {
-  dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed$'
+  local status
+  status="$(dpkg -s "$1" 2>/dev/null)" || return 1
+  [[ "$status" == *"Status: install ok installed"* ]]
 }
 
 missing_packages=()
@@ -36,13 +46,16 @@ if [ "${#missing_packages[@]}" -eq 0 ]; then
   exit 0
 fi
 
+if [ "$dry_run" = true ]; then
+  echo "install-system-deps: missing ${missing_packages[*]}"
+  exit 0
+fi
+
 SUDO=()
 if [ "$(id -u)" -ne 0 ]; then
   SUDO=(sudo)
 fi
 
 echo "install-system-deps: installing ${missing_packages[*]}"
-export DEBIAN_FRONTEND=noninteractive
-"${SUDO[@]}" apt-get update
-"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
-  apt-get install -y "${missing_packages[@]}"
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing_packages[@]}"

@@ -106,6 +106,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_async(bench_main(args))
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    from streamer.metrics import stats_cli
+
+    return stats_cli.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streamer", description="Multi-camera person detection and tracking on Triton."
@@ -135,7 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--clip", type=Path, help="video (default: the vtest clip)")
     bench.add_argument("--soak", type=float, default=0.0, help="extra soak run at max cameras, s")
     bench.add_argument("--output", type=Path, help="also write the results as JSON here")
+    bench.add_argument(
+        "--ort-threads", type=int, default=0, help="ONNX Runtime threads per model instance; 0 = cores"
+    )
     bench.set_defaults(handler=cmd_bench)
+
+    stats = commands.add_parser("stats", help="per-camera table from a running service, refreshing")
+    from streamer.metrics.stats_cli import add_arguments as add_stats_arguments
+
+    add_stats_arguments(stats)
+    stats.set_defaults(handler=cmd_stats)
     return parser
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,7 @@ from streamer.assets import ASSETS_ENV_VAR, PROJECT_ROOT, assets_dir
 from streamer.inference.catalog import CATALOG, find_demo_weights, prepare
 from streamer.inference.repository import CONFIG_FILE
 from streamer.inference.server import EmbeddedTritonServer
+from tests.support.rtsp import RtspServerFactory
 
 SAMPLE_CLIP = PROJECT_ROOT / "sample_videos" / "vtest_pedestrians.mp4"
 
@@ -70,3 +71,10 @@ async def embedded_triton(model_repository: Path) -> AsyncIterator[EmbeddedTrito
     await server.start()
     yield server
     await server.stop()
+
+
+@pytest.fixture
+def rtsp_server_factory() -> Iterator[RtspServerFactory]:
+    """Starts real RTSP cameras (tests/support/rtsp.py); every one is killed when the test ends."""
+    with RtspServerFactory() as factory:
+        yield factory

@@ -69,7 +69,7 @@ async def test_embedded_mode_starts_and_stops_its_own_server_without_leftovers(
     await pipeline.start()
     server = pipeline.triton.server
     assert server is not None
-    pid = server._process.pid if server._process else None  # noqa: SLF001
+    pid = server._process.pid if server._process else None
     prefix = server.shm_prefix
     await pipeline.wait()
     await pipeline.stop()

@@ -55,7 +55,7 @@ class CameraCounters:
 class LatestFrameSlot:
     """One-slot handoff: the newest frame wins, so a slow model never builds a backlog.
 
-    A file played as fast as possible instead waits for the slot to empty (`put_when_free`):
+    A file played as fast as possible instead waits for the slot to empty (`wait_until_free`):
     dropping frames of a file gains nothing and decoding them would steal CPU from inference.
     """
 
@@ -76,13 +76,11 @@ class LatestFrameSlot:
             self._frame = frame
         self._loop.call_soon_threadsafe(self._ready.set)
 
-    def put_when_free(self, frame: Frame, stop: threading.Event) -> None:
+    def wait_until_free(self, stop: threading.Event) -> None:
         """Called from the decoding thread; blocks until the pipeline took the previous frame."""
         with self._taken:
             while self._frame is not None and not self._closed and not stop.is_set():
                 self._taken.wait(SLOT_POLL_S)
-            self._frame = frame
-        self._loop.call_soon_threadsafe(self._ready.set)
 
     def close(self) -> None:
         with self._lock:
@@ -244,6 +242,8 @@ class CameraSource:
                 self.counters.skipped += 1
                 continue
             last_kept_s = video_s
+            if backpressure:
+                self._slot.wait_until_free(self._stop)
             frame = Frame(
                 camera=self.name,
                 index=self._index,
@@ -253,8 +253,5 @@ class CameraSource:
             )
             if self._prepare is not None:
                 self._prepare(frame)
-            if backpressure:
-                self._slot.put_when_free(frame, self._stop)
-            else:
-                self._slot.put(frame)
+            self._slot.put(frame)
         return True

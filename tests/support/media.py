@@ -17,6 +17,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
+
 @dataclass(frozen=True)
 class ClipEncoding:
     """How test clips are encoded."""
@@ -36,7 +37,13 @@ class _H264ClipWriter:
     """Encodes frames one by one into a camera-like H.264 MP4."""
 
     def __init__(
-        self, dst: Path, *, width: int, height: int, fps: Fraction, gop: int,
+        self,
+        dst: Path,
+        *,
+        width: int,
+        height: int,
+        fps: Fraction,
+        gop: int,
         encoding: ClipEncoding,
     ) -> None:
         if width % 2 or height % 2:
@@ -110,9 +117,7 @@ def make_h264_clip(
             raise ValueError(f"{src} has no usable frame rate: pass fps explicitly")
         width = video.codec_context.width - video.codec_context.width % 2
         height = video.codec_context.height - video.codec_context.height % 2
-        with _H264ClipWriter(
-            dst, width=width, height=height, fps=rate, gop=gop, encoding=encoding
-        ) as writer:
+        with _H264ClipWriter(dst, width=width, height=height, fps=rate, gop=gop, encoding=encoding) as writer:
             for frame in source.decode(video):
                 writer.write(frame)
                 if max_frames is not None and writer.frames_written >= max_frames:

@@ -14,12 +14,11 @@ the port is bound; SIGTERM or SIGINT stops the server with exit status 0.
 Looping uses segment seeks rather than seeking on EOS, because a flushing seek on EOS
 deadlocked the server once several clients were attached. The file is started with one
 flushing SEGMENT seek; each SEGMENT_DONE is answered with a non-flushing SEGMENT seek back to
-the start, so running time and RTP timestamps keep increasing across loops. The seeks are made
-from a helper thread: SEGMENT_DONE is posted from the demuxer's streaming thread, which a seek
-issued there would block.
+the start, so running time and RTP timestamps keep increasing across loops (shifted by one
+frame duration per loop, see SegmentLooper). The seeks are made from a helper thread:
+SEGMENT_DONE is posted from the demuxer's streaming thread, which a seek issued there would
+block. Clients' PLAY requests never seek the shared media (see CameraMedia).
 """
-
-# ruff: noqa: E402  (gi.require_version() has to run before importing from gi.repository)
 
 from __future__ import annotations
 
@@ -68,6 +67,7 @@ READY_LINE = "READY"
 LISTEN_ADDRESS = "127.0.0.1"
 RTP_PAYLOAD_TYPE = 96
 DEMUXER_NAME = "demux"
+PARSER_NAME = "parse"
 CAMERA_POSITION_NS = 0
 """Stream position reported to the server: the start that PLAY requests ask for."""
 
@@ -92,12 +92,18 @@ class Mount:
         return cls(path=path, media_file=file_path.resolve())
 
     def launch_description(self) -> str:
-        """Pipeline for the media factory; config-interval=-1 repeats SPS/PPS before each
-        keyframe so that clients joining mid-stream can decode from the next keyframe."""
+        """Pipeline for the media factory.
+
+        h264parse repeats SPS/PPS in front of every keyframe so that a client joining mid-stream
+        can decode from the next keyframe. The payloader must not do it as well: it inserts
+        them before every IDR slice, and FFmpeg then splits a multi-slice keyframe in two
+        frames with the same timestamp.
+        """
         location = str(self.media_file).replace("\\", "\\\\").replace('"', '\\"')
         return (
-            f'( filesrc location="{location}" ! qtdemux name={DEMUXER_NAME} ! h264parse '
-            f"! rtph264pay name=pay0 pt={RTP_PAYLOAD_TYPE} config-interval=-1 )"
+            f'( filesrc location="{location}" ! qtdemux name={DEMUXER_NAME} '
+            f"! h264parse name={PARSER_NAME} config-interval=-1 "
+            f"! rtph264pay name=pay0 pt={RTP_PAYLOAD_TYPE} config-interval=0 )"
         )
 
 
@@ -127,9 +133,7 @@ class SegmentLooper:
     """
 
     def __init__(self) -> None:
-        self._pending_seeks: queue.SimpleQueue[tuple[Gst.Element, bool] | None] = (
-            queue.SimpleQueue()
-        )
+        self._pending_seeks: queue.SimpleQueue[tuple[Gst.Element, bool] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._seek_forever, name="segment-looper")
 
     def start(self) -> None:
@@ -143,14 +147,26 @@ class SegmentLooper:
         """Makes media's demuxer loop; called from the factory's media-configure signal."""
         media_bin = media.get_element()
         demuxer = media_bin.get_by_name(DEMUXER_NAME)
+        parser_input = media_bin.get_by_name(PARSER_NAME).get_static_pad("sink")
         pipeline = media_bin.get_parent()
-        pipeline.get_bus().set_sync_handler(self._on_bus_message, demuxer)
+        pipeline.get_bus().set_sync_handler(self._on_bus_message, demuxer, parser_input)
         media.connect("prepared", lambda _media: self._pending_seeks.put((demuxer, True)))
 
     def _on_bus_message(
-        self, _bus: Gst.Bus, message: Gst.Message, demuxer: Gst.Element
+        self, _bus: Gst.Bus, message: Gst.Message, demuxer: Gst.Element, parser_input: Gst.Pad
     ) -> Gst.BusSyncReply:
+        # The pipeline posts SEGMENT_DONE once all its elements are done, so the message comes
+        # from the pipeline, not the demuxer. It is delivered on the demuxer's streaming thread
+        # after the last buffer of the loop went through the parser.
         if message.type == Gst.MessageType.SEGMENT_DONE:
+            _format, loop_end = message.parse_segment_done()
+            found, last_position = demuxer.query_position(Gst.Format.TIME)
+            if found and loop_end > last_position:
+                # The next loop's running time starts where the last frame started, not where
+                # it ended, so the first frame would repeat the last one's timestamp: shift
+                # everything after this point by the missing frame duration.
+                shortfall = loop_end - last_position
+                parser_input.set_offset(parser_input.get_offset() + shortfall)
             self._pending_seeks.put((demuxer, False))
         return Gst.BusSyncReply.PASS
 
@@ -160,16 +176,12 @@ class SegmentLooper:
             flags = Gst.SeekFlags.SEGMENT | Gst.SeekFlags.ACCURATE
             if flushing:
                 flags |= Gst.SeekFlags.FLUSH
-            restarted = demuxer.seek(
-                1.0, Gst.Format.TIME, flags, Gst.SeekType.SET, 0, Gst.SeekType.NONE, -1
-            )
+            restarted = demuxer.seek(1.0, Gst.Format.TIME, flags, Gst.SeekType.SET, 0, Gst.SeekType.NONE, -1)
             if not restarted and demuxer.current_state >= Gst.State.PAUSED:
                 print(f"rtsp_server: {demuxer.get_name()} refused to loop", file=sys.stderr)
 
 
-def build_server(
-    port: int, mounts: list[Mount], looper: SegmentLooper | None
-) -> GstRtspServer.RTSPServer:
+def build_server(port: int, mounts: list[Mount], looper: SegmentLooper | None) -> GstRtspServer.RTSPServer:
     server = GstRtspServer.RTSPServer()
     server.set_address(LISTEN_ADDRESS)
     server.set_service(str(port))

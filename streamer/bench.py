@@ -1,0 +1,242 @@
+"""`streamer bench`: throughput and latency of the pipeline against the model's raw speed.
+
+One run measures, on the same frames: the detector alone in-process with ONNX Runtime (the ceiling),
+a naive loop (cameras one after another, one frame at a time, no Triton), and the pipeline with 1, 4
+and 8 cameras through the embedded Triton server, with Triton's batch-size distribution. Ratios
+from one run are what to compare: these machines are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import onnxruntime as ort
+import tritonclient.grpc.aio as grpcclient
+
+from streamer.assets import PROJECT_ROOT
+from streamer.config import DetectorConfig, StreamerConfig, TrackerConfig
+from streamer.frames import Frame, FrameResult
+from streamer.inference.catalog import entry, prepare
+from streamer.inference.repository import CONFIG_FILE, MODEL_FILE
+from streamer.inference.server import EmbeddedTritonServer
+from streamer.inference.yolox import YOLOX_PAD_VALUE, YoloxDecoder, letterbox
+from streamer.pipeline import Pipeline
+from streamer.tracking.camera_tracker import CameraTracker
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CLIP = PROJECT_ROOT / "sample_videos" / "vtest_pedestrians.mp4"
+DETECTOR = "person_detector"
+WARMUP_S = 3.0
+RAW_FRAMES = 200
+NAIVE_FRAMES_PER_CAMERA = 40
+SOAK_WINDOW_S = 20.0
+MS = 1000.0
+
+
+@dataclass
+class PipelineRun:
+    cameras: int
+    seconds: float
+    frames: int
+    fps: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    batch_sizes: dict[int, int]
+    mean_batch: float
+    windows_p95_ms: list[float] = field(default_factory=list)
+
+
+class _Latencies:
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []  # (monotonic time, latency s)
+        self.recording = False
+
+    def observe(self, result: FrameResult) -> None:
+        if self.recording:
+            self.samples.append((time.monotonic(), result.latency_s))
+
+
+def load_frames(clip: Path, count: int) -> list[np.ndarray]:
+    frames: list[np.ndarray] = []
+    with av.open(str(clip)) as container:
+        for decoded in container.decode(video=0):
+            frames.append(decoded.to_ndarray(format="bgr24"))
+            if len(frames) == count:
+                break
+    return frames
+
+
+def raw_onnxruntime_fps(model_path: Path, frames: list[np.ndarray], size: int) -> float:
+    """The ceiling: the prepared detector in-process, batch 1, no I/O, no decoding."""
+    options = ort.SessionOptions()
+    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    inputs = [letterbox(f, size, size, YOLOX_PAD_VALUE).image[None] for f in frames]
+    session.run(None, {"frames": inputs[0]})
+    started = time.perf_counter()
+    for batch in inputs:
+        session.run(None, {"frames": batch})
+    return len(inputs) / (time.perf_counter() - started)
+
+
+def naive_fps(model_path: Path, clip: Path, cameras: int, size: int) -> float:
+    """Cameras one after another, one frame at a time, decode + detect + track, no Triton."""
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    decoder = YoloxDecoder(size, size)
+    settings = DetectorConfig()
+    containers = [av.open(str(clip)) for _ in range(cameras)]
+    streams = [c.decode(video=0) for c in containers]
+    trackers = [CameraTracker(f"cam{i}", TrackerConfig(), 10.0) for i in range(cameras)]
+    processed = 0
+    started = time.perf_counter()
+    for index in range(NAIVE_FRAMES_PER_CAMERA):
+        for camera, stream in enumerate(streams):
+            image = next(stream).to_ndarray(format="bgr24")
+            boxed = letterbox(image, size, size, YOLOX_PAD_VALUE)
+            output = session.run(None, {"frames": boxed.image[None]})[0][0]
+            detections = decoder.decode(
+                output, boxed.ratio, class_ids=settings.class_ids,
+                score_threshold=settings.score_threshold,
+                nms_iou_threshold=settings.nms_iou_threshold,
+                max_detections=settings.max_detections,
+            )
+            trackers[camera].update(Frame(f"cam{camera}", index, time.time(), 0.0, image), detections)
+            processed += 1
+    elapsed = time.perf_counter() - started
+    for container in containers:
+        container.close()
+    return processed / elapsed
+
+
+async def batch_counts(client: grpcclient.InferenceServerClient) -> Counter[int]:
+    stats = await client.get_inference_statistics(DETECTOR, as_json=True)
+    counts: Counter[int] = Counter()
+    for model in stats.get("model_stats", []):
+        for entry_stats in model.get("batch_stats", []):
+            counts[int(entry_stats["batch_size"])] += int(entry_stats["compute_infer"]["count"])
+    return counts
+
+
+async def run_pipeline(
+    server: EmbeddedTritonServer, clip: Path, cameras: int, seconds: float, in_flight: int
+) -> PipelineRun:
+    config = StreamerConfig.model_validate(
+        {
+            "triton": {"mode": "external", "url": server.grpc_url},
+            "inference": {"requests_in_flight": in_flight},
+            "publishing": {"jsonl": {"enabled": False}},
+            "cameras": [
+                {"name": f"cam{i}", "url": str(clip), "loop": True, "pacing": "fast"}
+                for i in range(cameras)
+            ],
+        }
+    )
+    latencies = _Latencies()
+    pipeline = Pipeline(config, observers=[latencies])
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    try:
+        await pipeline.start()
+        await asyncio.sleep(WARMUP_S)
+        before = await batch_counts(client)
+        processed_before = sum(c.counters.processed for c in pipeline.cameras.values())
+        latencies.recording = True
+        started = time.monotonic()
+        await asyncio.sleep(seconds)
+        elapsed = time.monotonic() - started
+        latencies.recording = False
+        processed = sum(c.counters.processed for c in pipeline.cameras.values()) - processed_before
+        after = await batch_counts(client)
+    finally:
+        await pipeline.stop()
+        await client.close()
+    batches = {size: after[size] - before.get(size, 0) for size in sorted(after)}
+    batches = {size: count for size, count in batches.items() if count}
+    executions = sum(batches.values())
+    values = np.array([lat for _t, lat in latencies.samples]) * MS
+    windows = []
+    if seconds >= 2 * SOAK_WINDOW_S:
+        for start in np.arange(0, seconds, SOAK_WINDOW_S):
+            in_window = [
+                lat * MS for t, lat in latencies.samples if start <= t - started < start + SOAK_WINDOW_S
+            ]
+            if in_window:
+                windows.append(round(float(np.percentile(in_window, 95)), 1))
+    return PipelineRun(
+        cameras=cameras,
+        seconds=round(elapsed, 1),
+        frames=processed,
+        fps=round(processed / elapsed, 1),
+        latency_p50_ms=round(float(np.percentile(values, 50)), 1) if len(values) else 0.0,
+        latency_p95_ms=round(float(np.percentile(values, 95)), 1) if len(values) else 0.0,
+        batch_sizes=batches,
+        mean_batch=round(sum(s * c for s, c in batches.items()) / executions, 2) if executions else 0.0,
+        windows_p95_ms=windows,
+    )
+
+
+def _batch_text(batches: dict[int, int]) -> str:
+    total = sum(batches.values()) or 1
+    return " ".join(f"{size}:{100 * count / total:.0f}%" for size, count in batches.items())
+
+
+async def main(args: argparse.Namespace) -> int:
+    clip = args.clip or DEFAULT_CLIP
+    camera_counts = [int(n) for n in str(args.cameras).split(",") if n]
+    with tempfile.TemporaryDirectory(prefix="streamer-bench-") as scratch:
+        repository = Path(scratch)
+        (repository / DETECTOR).mkdir()
+        (repository / DETECTOR / CONFIG_FILE).write_bytes(
+            (PROJECT_ROOT / "model_repository" / DETECTOR / CONFIG_FILE).read_bytes()
+        )
+        prepare(entry(DETECTOR), repository)
+        model_path = repository / DETECTOR / "1" / MODEL_FILE
+        size = 416
+        frames = load_frames(clip, RAW_FRAMES)
+        size = int(ort.InferenceSession(str(model_path)).get_inputs()[0].shape[1])
+        print(f"streamer bench: clip {clip.name}, {os.cpu_count()} CPUs, detector {size}x{size}")
+        raw = await asyncio.to_thread(raw_onnxruntime_fps, model_path, frames, size)
+        print(f"  raw ONNX Runtime, in-process, batch 1: {raw:7.1f} FPS (the ceiling)")
+        naive = await asyncio.to_thread(naive_fps, model_path, clip, max(camera_counts), size)
+        print(f"  naive loop ({max(camera_counts)} cameras in turn, no Triton): {naive:7.1f} FPS")
+        server = EmbeddedTritonServer(repository, [DETECTOR], ort_threads=args.ort_threads)
+        await server.start()
+        runs: list[PipelineRun] = []
+        try:
+            header = f"  {'cameras':>7} {'FPS':>7} {'xraw':>5} {'p50 ms':>7} {'p95 ms':>7} {'batch':>5}  sizes"
+            print(header)
+            for cameras in camera_counts:
+                run = await run_pipeline(server, clip, cameras, args.duration, max(cameras, 8))
+                runs.append(run)
+                print(
+                    f"  {run.cameras:>7} {run.fps:>7.1f} {run.fps / raw:>5.2f} "
+                    f"{run.latency_p50_ms:>7.1f} {run.latency_p95_ms:>7.1f} {run.mean_batch:>5.2f}"
+                    f"  {_batch_text(run.batch_sizes)}"
+                )
+            if args.soak:
+                cameras = max(camera_counts)
+                soak = await run_pipeline(server, clip, cameras, args.soak, max(cameras, 8))
+                runs.append(soak)
+                print(
+                    f"  soak {cameras} cameras {soak.seconds:.0f}s: {soak.fps:.1f} FPS, p95 per "
+                    f"{SOAK_WINDOW_S:.0f}s window (ms): {soak.windows_p95_ms}"
+                )
+        finally:
+            await server.stop()
+    if args.output:
+        results: dict[str, Any] = {
+            "raw_fps": raw, "naive_fps": naive, "runs": [asdict(r) for r in runs]
+        }
+        Path(args.output).write_text(json.dumps(results, indent=2))
+    return 0
