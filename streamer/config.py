@@ -17,6 +17,10 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from streamer.identities.settings import FacesConfig, IdentitiesConfig, ReidConfig
+from streamer.metrics.settings import DashboardConfig, MetricsConfig
+from streamer.publishing.settings import MqttSinkConfig, RedisSinkConfig
+
 CAMERA_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "srt")
 
@@ -146,6 +150,8 @@ class PublishingConfig(Section):
     jsonl: JsonlSinkConfig = Field(
         default_factory=JsonlSinkConfig, description="JSON lines per processed frame."
     )
+    mqtt: MqttSinkConfig = Field(default_factory=MqttSinkConfig, description="MQTT topics.")
+    redis: RedisSinkConfig = Field(default_factory=RedisSinkConfig, description="Redis streams.")
 
 
 class StreamerConfig(Section):
@@ -160,6 +166,15 @@ class StreamerConfig(Section):
     tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="ByteTrack settings.")
     publishing: PublishingConfig = Field(
         default_factory=PublishingConfig, description="Where results go."
+    )
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus metrics.")
+    dashboard: DashboardConfig = Field(
+        default_factory=DashboardConfig, description="Live dashboard, JSON API and /metrics server."
+    )
+    faces: FacesConfig = Field(default_factory=FacesConfig, description="Faces per track.")
+    reid: ReidConfig = Field(default_factory=ReidConfig, description="Person ReID per track.")
+    identities: IdentitiesConfig = Field(
+        default_factory=IdentitiesConfig, description="Enrolled faces, cross-camera identities."
     )
     cameras: Annotated[list[CameraConfig], Field(min_length=1)] = Field(
         description="The cameras to process."
@@ -347,3 +362,51 @@ def redact_url(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return parts._replace(netloc=f"***@{host}").geturl()
+
+
+def _type_name(annotation: Any) -> str:
+    if getattr(annotation, "__origin__", None) is Literal:
+        return " \\| ".join(repr(a) for a in annotation.__args__)
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "").replace("pathlib.", "").replace("|", "\\|")
+
+
+def _plain(value: Any) -> str:
+    return str(value) if isinstance(value, Path) else repr(value)
+
+
+def reference_markdown() -> str:
+    """The configuration reference, generated from the models so it never drifts from the code."""
+    lines = ["# Configuration reference", "", "Generated from `streamer/config.py` "
+             "(`python -m streamer.config > docs/configuration.md`).", ""]
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        rows, nested = [], []
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            args = getattr(annotation, "__args__", ())
+            inner = next(
+                (a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)),
+                None,
+            )
+            key = f"{prefix}{name}"
+            if inner is not None:
+                suffix = "[]" if getattr(annotation, "__origin__", None) is list else ""
+                nested.append((inner, f"{key}{suffix}.", field.description or ""))
+                continue
+            default = field.get_default(call_default_factory=True)
+            shown = "required" if field.is_required() else f"`{_plain(default)}`"
+            rows.append(f"| `{key}` | {_type_name(annotation)} | {shown} | {field.description or ''} |")
+        if rows:
+            lines.extend(["| key | type | default | meaning |", "|---|---|---|---|", *rows, ""])
+        for inner, child_prefix, description in nested:
+            lines.extend([f"## `{child_prefix.rstrip('.')}`", "", description, ""])
+            walk(inner, child_prefix)
+
+    walk(StreamerConfig, "")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    print(reference_markdown(), end="")

@@ -80,7 +80,7 @@ def main(args: argparse.Namespace) -> int:
                 if find_demo_weights(item, assets) is not None:
                     print(f"{item.name}: {item.demo_weights} already present")
                     continue
-                print(f"{item.name}: fetched {fetch(item)}")
+                print(f"{item.name}: fetched {fetch(item, args.mirror)}")
             else:
                 print(f"{item.name}: prepared {prepare(item, repository, args.source, assets)}")
         except WeightsMissing as exc:

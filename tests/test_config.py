@@ -114,3 +114,11 @@ def test_defaults_make_a_minimal_file_valid() -> None:
 )
 def test_redact_url_hides_credentials(url: str, redacted: str) -> None:
     assert redact_url(url) == redacted
+
+
+def test_configuration_reference_in_docs_is_up_to_date() -> None:
+    from streamer.assets import PROJECT_ROOT
+    from streamer.config import reference_markdown
+
+    documented = (PROJECT_ROOT / "docs" / "configuration.md").read_text()
+    assert documented == reference_markdown(), "run: python -m streamer.config > docs/configuration.md"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import tempfile
 import urllib.error
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
 IMAGENET_STD_255 = (58.395, 57.12, 57.375)
 FETCH_TIMEOUT_S = 60.0
+MIRROR_ENV_VAR = "STREAMER_WEIGHTS_MIRROR"
 HASH_CHUNK_BYTES = 1 << 20
 
 
@@ -49,6 +51,8 @@ class CatalogEntry:
     production: str  # what an operator deploys, and where to get it
     pixels: Pixels
     fetch_url: str | None = None  # official public release of the demo weights, if permissive
+    # Input height/width used when the weights take any size (SCRFD-2.5G/10G): the served size.
+    default_input_size: tuple[int, int] | None = None
 
 
 CATALOG: tuple[CatalogEntry, ...] = (
@@ -78,6 +82,7 @@ CATALOG: tuple[CatalogEntry, ...] = (
             "licence for commercial use."
         ),
         pixels=Pixels("rgb", (127.5, 127.5, 127.5), (128.0, 128.0, 128.0)),
+        default_input_size=(640, 640),
     ),
     CatalogEntry(
         name="face_embedder",
@@ -97,6 +102,17 @@ CATALOG: tuple[CatalogEntry, ...] = (
             "person-reidentification-retail-0288 (Open Model Zoo)."
         ),
         pixels=Pixels("rgb", IMAGENET_MEAN_255, IMAGENET_STD_255),
+    ),
+    CatalogEntry(
+        name="person_reid_retail",
+        role="person re-identification embedding (Intel, NHWC, raw BGR)",
+        demo_weights="person-reidentification-retail-0288.onnx",
+        demo_licence="Apache-2.0 (Intel Open Model Zoo)",
+        production=(
+            "person-reidentification-retail-0288 itself (Open Model Zoo, Apache-2.0) is usable in "
+            "production; select it with `reid.model: person_reid_retail`."
+        ),
+        pixels=Pixels("bgr", layout="nhwc"),
     ),
 )
 
@@ -140,13 +156,15 @@ def missing_message(item: CatalogEntry, repository: Path, assets: Path | None = 
     )
 
 
-def input_size(source: Path) -> tuple[int, int]:
-    """Height and width of an ONNX image input (NCHW or NHWC)."""
+def input_size(source: Path, fallback: tuple[int, int] | None = None) -> tuple[int, int]:
+    """Height and width of an ONNX image input (NCHW or NHWC); `fallback` for any-size inputs."""
     model = onnx.load(str(source), load_external_data=False)
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     if len(dims) != 4:
         raise ValueError(f"{source}: expected a 4-d image input, got {dims}")
     height, width = (dims[1], dims[2]) if dims[3] == 3 else (dims[2], dims[3])
+    if (height <= 0 or width <= 0) and fallback is not None:
+        return fallback
     if height <= 0 or width <= 0:
         raise ValueError(f"{source}: input height/width are dynamic; give them explicitly")
     return height, width
@@ -159,7 +177,7 @@ def prepare(
     source = source or find_demo_weights(item, assets)
     if source is None:
         raise WeightsMissing(missing_message(item, repository, assets))
-    height, width = input_size(source)
+    height, width = input_size(source, item.default_input_size)
     spec = InputSpec(
         height=height,
         width=width,
@@ -181,8 +199,12 @@ def ensure_prepared(names: list[str], repository: Path, assets: Path | None = No
             prepare(entry(name), repository, assets=assets)
 
 
-def fetch(item: CatalogEntry) -> Path:
-    """Download permissively licensed demo weights into the user cache; one clear line on failure."""
+def fetch(item: CatalogEntry, mirror: str | None = None) -> Path:
+    """Download permissively licensed demo weights into the user cache; one clear line on failure.
+
+    `mirror` (or $STREAMER_WEIGHTS_MIRROR) replaces the official URL's folder, for sites that
+    reach the internet only through an internal mirror.
+    """
     if item.fetch_url is None:
         raise WeightsMissing(
             f"{item.name}: {item.demo_weights} ({item.demo_licence}) has no public download "
@@ -192,15 +214,17 @@ def fetch(item: CatalogEntry) -> Path:
     if destination.is_file():
         return destination
     destination.parent.mkdir(parents=True, exist_ok=True)
+    mirror = mirror or os.environ.get(MIRROR_ENV_VAR)
+    url = f"{mirror.rstrip('/')}/{item.demo_weights}" if mirror else item.fetch_url
     try:
         with (
-            urllib.request.urlopen(item.fetch_url, timeout=FETCH_TIMEOUT_S) as response,
+            urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as response,
             tempfile.NamedTemporaryFile(dir=destination.parent, delete=False) as tmp,
         ):
             shutil.copyfileobj(response, tmp)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise WeightsMissing(f"{item.name}: cannot download {item.fetch_url}: {reason}") from None
+        raise WeightsMissing(f"{item.name}: cannot download {url}: {reason}") from None
     Path(tmp.name).replace(destination)
     input_size(destination)  # a truncated or wrong file fails here, not at serving time
     return destination

@@ -20,6 +20,11 @@ class TritonPythonModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(parameters.get("ort_intra_op_threads", "0"))
         options.inter_op_num_threads = 1
+        # Requests arrive in bursts: spinning worker threads would busy-wait between them and
+        # steal the CPU that decoding and the service need (they are on the same cores here).
+        spinning = parameters.get("ort_allow_spinning", "0")
+        options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+        options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         self.input_names = [i["name"] for i in config["input"]]

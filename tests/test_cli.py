@@ -1,0 +1,99 @@
+"""The `streamer` command as an operator uses it: check, models, errors as one clear line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streamer.assets import PROJECT_ROOT
+
+CLOSED_PORT_URL = "http://127.0.0.1:9"
+
+
+def streamer(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamer.cli", *args],
+        capture_output=True, text=True, timeout=timeout, cwd=PROJECT_ROOT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_check_reports_each_camera_and_fails_when_one_is_dead(tmp_path: Path, sample_clip: Path) -> None:
+    config = tmp_path / "cameras.yaml"
+    config.write_text(
+        "cameras:\n"
+        f"  - name: street\n    url: {sample_clip}\n"
+        "  - name: gate\n    url: rtsp://admin:hunter2@127.0.0.1:9/stream\n    open_timeout_s: 2\n"
+        "  - name: spare\n    url: rtsp://127.0.0.1:9/x\n    enabled: false\n"
+    )
+    result = streamer("check", str(config))
+    lines = {line.split()[1]: line for line in result.stdout.splitlines() if line.startswith("  camera")}
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert " ok " in lines["street"] and "768x576 h264" in lines["street"]
+    assert " FAIL " in lines["gate"] and "ConnectionRefused" in lines["gate"]
+    assert " skip " in lines["spare"]
+    assert "hunter2" not in result.stdout + result.stderr
+    assert "some checks FAILED" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("cameras:\n  - name: a\n    url: gopher://x\n", "cameras[0].url: unsupported URL scheme 'gopher'"),
+        ("camera:\n  - name: a\n", "camera: unknown key (did you mean 'cameras'?)"),
+    ],
+)
+def test_bad_config_is_one_line_on_stderr_and_exit_code_2(tmp_path: Path, text: str, message: str) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    result = streamer("run", str(config))
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert any(message in line and line.startswith(f"error: {config}:") for line in errors), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_models_lists_expectations_presence_and_production_sources(assets: Path) -> None:
+    result = streamer("models", "list")
+    assert result.returncode == 0, result.stderr
+    assert "person_detector: person detector (YOLOX family)" in result.stdout
+    assert f"demo       {assets / 'models' / 'yolox_nano.onnx'} sha256=" in result.stdout
+    assert "production ByteTrack" in result.stdout
+
+
+def test_fetch_without_network_fails_with_one_clear_line(tmp_path: Path) -> None:
+    env = {"STREAMER_ASSETS": str(tmp_path / "no-assets"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    result = streamer("models", "fetch", "person_detector", "--mirror", CLOSED_PORT_URL, env=env)
+    assert result.returncode == 1
+    errors = result.stderr.strip().splitlines()
+    assert errors == [
+        f"error: person_detector: cannot download {CLOSED_PORT_URL}/yolox_nano.onnx: [Errno 111] Connection refused"
+    ]
+
+
+def test_research_only_weights_are_never_fetched(tmp_path: Path) -> None:
+    env = {"STREAMER_ASSETS": str(tmp_path / "no-assets"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    result = streamer("models", "fetch", "person_reid", env=env)
+    assert result.returncode == 1
+    assert "research only" in result.stderr and "production:" in result.stderr
+
+
+def test_run_without_weights_says_what_is_missing_and_how_to_get_it(tmp_path: Path, sample_clip: Path) -> None:
+    config = tmp_path / "cfg.yaml"
+    config.write_text(
+        f"triton:\n  model_repository: {tmp_path / 'repo'}\ndashboard:\n  port: 0\n"
+        f"cameras:\n  - name: a\n    url: {sample_clip}\n"
+    )
+    (tmp_path / "repo" / "person_detector").mkdir(parents=True)
+    (tmp_path / "repo" / "person_detector" / "config.pbtxt").write_bytes(
+        (PROJECT_ROOT / "model_repository" / "person_detector" / "config.pbtxt").read_bytes()
+    )
+    env = {"STREAMER_ASSETS": str(tmp_path / "no-assets"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    result = streamer("run", str(config), env=env)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "model.onnx: missing" in last and "streamer models fetch" in last
