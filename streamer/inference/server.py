@@ -223,10 +223,28 @@ class EmbeddedTritonServer:
                     process.kill()
                 await process.wait()
             log.info("embedded Triton stopped (exit code %s)", process.returncode)
+        if process is not None:
+            await self._reap_process_group(process.pid)
         self._remove_leftover_shm()
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None
+
+    async def _reap_process_group(self, group: int) -> None:
+        """Python-backend stubs share the server's process group and may outlive it briefly."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + KILL_GRACE_S
+        while True:
+            try:
+                os.killpg(group, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            if loop.time() > deadline:
+                log.warning("embedded Triton left processes behind; killing them")
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(group, signal.SIGKILL)
+                return
+            await asyncio.sleep(READY_POLL_S)
 
     def _remove_leftover_shm(self) -> None:
         shm = Path("/dev/shm")
