@@ -1,0 +1,589 @@
+"""What the pipeline is doing, per camera, model and sink: one source for Prometheus, the page and `stats`.
+
+Per-result figures (latency histograms) come from `observe()`, called by the pipeline for every
+result; everything else is read from the pipeline's own counters by a sampler task, which also
+derives rates, connection quality and the sparkline history, and polls Triton's statistics API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from streamer.config import StreamerConfig, redact_url
+from streamer.frames import FrameResult
+from streamer.metrics.settings import MetricsConfig
+
+if TYPE_CHECKING:
+    from streamer.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+CAMERA_STATES = ("connecting", "online", "offline", "finished", "stopped")
+NOT_STREAMING_STATES = {"finished", "stopped"}  # a file that ended is not a connection problem
+STATE_VERSION = 1
+MS_PER_S = 1000.0
+NS_PER_S = 1e9
+
+
+class SlidingWindow:
+    """Cumulative readings over the last `window_s`; rates and means come from their differences."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._points: deque[tuple[float, tuple[float, ...]]] = deque()
+
+    def add(self, now: float, *values: float) -> None:
+        self._points.append((now, values))
+        # Keep one point at or before the window start, so the window is always fully covered.
+        while len(self._points) > 2 and self._points[1][0] <= now - self.window_s:
+            self._points.popleft()
+
+    def delta(self) -> tuple[float, tuple[float, ...]] | None:
+        """(seconds, value differences) across the window, or None before two readings."""
+        if len(self._points) < 2:
+            return None
+        (t0, first), (t1, last) = self._points[0], self._points[-1]
+        if t1 <= t0:
+            return None
+        return t1 - t0, tuple(b - a for a, b in zip(first, last))
+
+    def clear(self) -> None:
+        self._points.clear()
+
+
+def scrub(text: str | None, secrets: Iterable[str]) -> str | None:
+    """Remove credentials from free text (error messages) before it leaves the process."""
+    if text is None:
+        return None
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def url_secrets(urls: Iterable[str]) -> list[str]:
+    """Every raw URL with credentials, and its password, longest first (so URLs go before parts)."""
+    found: set[str] = set()
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.password or parts.username:
+            found.add(url)
+        if parts.password:
+            found.add(parts.password)
+    return sorted(found, key=len, reverse=True)
+
+
+@dataclass
+class CameraWatch:
+    """What the sampler knows about one camera between samples."""
+
+    name: str
+    source: str  # redacted URL
+    window: SlidingWindow
+    history_points: int
+    status: str = "connecting"
+    detail: str | None = None
+    decoded_fps: float = 0.0
+    processed_fps: float = 0.0
+    mean_latency_s: float | None = None
+    quality: float = 1.0
+    tracks: int = 0
+    latency_sum_s: float = 0.0  # cumulative over every observed result
+    latency_count: int = 0
+    last_decoded: int = 0
+    last_decoded_change: float | None = None  # monotonic time the decoded count last moved
+    health: deque[tuple[float, bool]] = field(default_factory=deque)
+    fps_history: deque[float] = field(init=False)
+    latency_history: deque[float | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.fps_history = deque(maxlen=self.history_points)
+        self.latency_history = deque(maxlen=self.history_points)
+
+
+@dataclass
+class TritonStatistics:
+    """Cumulative figures from Triton's statistics API for one model."""
+
+    inferences: int = 0
+    executions: int = 0
+    successes: int = 0
+    failures: int = 0
+    queue_s: float = 0.0
+    compute_s: float = 0.0
+    batch_executions: dict[int, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, stats: dict[str, Any]) -> TritonStatistics:
+        """Parse one `model_stats` entry (protobuf JSON: uint64 as strings, zeros left out)."""
+
+        def duration(entry: dict[str, Any], key: str) -> tuple[int, int]:
+            item = entry.get(key) or {}
+            return int(item.get("count", 0)), int(item.get("ns", 0))
+
+        inference = stats.get("inference_stats") or {}
+        successes, _ = duration(inference, "success")
+        failures, _ = duration(inference, "fail")
+        _, queue_ns = duration(inference, "queue")
+        compute_ns = sum(
+            duration(inference, key)[1]
+            for key in ("compute_input", "compute_infer", "compute_output")
+        )
+        batches: dict[int, int] = {}
+        for entry in stats.get("batch_stats") or []:
+            count, _ = duration(entry, "compute_infer")
+            if count:
+                batches[int(entry.get("batch_size", 0))] = count
+        return cls(
+            inferences=int(stats.get("inference_count", 0)),
+            executions=int(stats.get("execution_count", 0)),
+            successes=successes,
+            failures=failures,
+            queue_s=queue_ns / NS_PER_S,
+            compute_s=compute_ns / NS_PER_S,
+            batch_executions=batches,
+        )
+
+
+@dataclass
+class ModelWatch:
+    name: str
+    window: SlidingWindow
+    requests_per_s: float = 0.0
+    triton: TritonStatistics | None = None
+    recent_batch: float | None = None  # mean batch size since the previous statistics reading
+    recent_queue_ms: float | None = None  # per request
+    recent_compute_ms: float | None = None  # per request
+
+
+class PipelineMonitor:
+    """Pipeline observer plus sampler task; owns its own Prometheus registry. start()/stop()."""
+
+    def __init__(self, config: StreamerConfig, settings: MetricsConfig, history_points: int) -> None:
+        self.settings = settings
+        self.started_at = time.time()
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.latency = Histogram(
+            "streamer_camera_latency_seconds",
+            "Capture-to-result latency of processed frames.",
+            ["camera"],
+            buckets=settings.latency_buckets_s,
+            registry=self.registry,
+        )
+        self.stage_latency = Histogram(
+            "streamer_camera_stage_seconds",
+            "Time a frame spent in each pipeline stage (preprocess, wait, queue, inference, "
+            "postprocess, track, and later stages).",
+            ["camera", "stage"],
+            buckets=settings.stage_buckets_s,
+            registry=self.registry,
+        )
+        self.secrets = url_secrets(camera.url for camera in config.cameras)
+        self.cameras: dict[str, CameraWatch] = {
+            camera.name: CameraWatch(
+                name=camera.name,
+                source=redact_url(camera.url),
+                window=SlidingWindow(settings.rate_window_s),
+                history_points=history_points,
+            )
+            for camera in config.enabled_cameras
+        }
+        self.models: dict[str, ModelWatch] = {}
+        self.registry.register(_PipelineCollector(self))
+        self.pipeline: Pipeline | None = None  # read-only here; set by bind()
+        self._task: asyncio.Task[None] | None = None
+        self._updated = asyncio.Event()
+        self._last_triton_poll = -math.inf
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def bind(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._sample_forever(), name="metrics:sampler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            task, self._task = self._task, None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.wake()  # live-update listeners notice and end
+
+    async def next_update(self) -> None:
+        """Return after the next sample (for live-update streams)."""
+        await self._updated.wait()
+
+    # -- per result ---------------------------------------------------------------------------
+
+    def observe(self, result: FrameResult) -> None:
+        self.latency.labels(result.camera).observe(result.latency_s)
+        for stage, seconds in result.timings.items():
+            self.stage_latency.labels(result.camera, stage).observe(seconds)
+        watch = self.cameras.get(result.camera)
+        if watch is not None:
+            watch.latency_sum_s += result.latency_s
+            watch.latency_count += 1
+            watch.tracks = len(result.tracks)
+
+    # -- sampling -----------------------------------------------------------------------------
+
+    async def _sample_forever(self) -> None:
+        while True:
+            try:
+                await self.sample()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("metrics sampling failed")
+            await asyncio.sleep(self.settings.sample_interval_s)
+
+    async def sample(self) -> None:
+        """Refresh rates, status, quality and history; poll Triton when due; wake listeners."""
+        now = time.monotonic()
+        for watch in self.cameras.values():
+            self._sample_camera(watch, now)
+        self._sample_models(now)
+        if now - self._last_triton_poll >= self.settings.triton_statistics_interval_s:
+            self._last_triton_poll = now
+            await self._poll_triton()
+        self.wake()
+
+    def wake(self) -> None:
+        """Release everyone waiting in next_update()."""
+        event, self._updated = self._updated, asyncio.Event()
+        event.set()
+
+    def _sample_camera(self, watch: CameraWatch, now: float) -> None:
+        runtime = self.pipeline.cameras.get(watch.name) if self.pipeline is not None else None
+        if runtime is None:
+            watch.status, watch.detail = "connecting", None
+            return
+        source = runtime.source.counters
+        watch.status = runtime.source.status.value
+        watch.detail = scrub(source.last_error, self.secrets) if watch.status == "offline" else None
+        if source.decoded != watch.last_decoded:
+            watch.last_decoded, watch.last_decoded_change = source.decoded, now
+        watch.window.add(
+            now, source.decoded, runtime.counters.processed, watch.latency_sum_s, watch.latency_count
+        )
+        change = watch.window.delta()
+        if change is not None:
+            seconds, (decoded, processed, latency_sum, latency_count) = change
+            watch.decoded_fps = decoded / seconds
+            watch.processed_fps = processed / seconds
+            watch.mean_latency_s = latency_sum / latency_count if latency_count else None
+        if watch.status != "online":
+            watch.tracks = 0
+        if watch.status not in NOT_STREAMING_STATES:
+            # A looping file passes through "connecting" at each restart: frames decide, not status.
+            delivering = (
+                watch.last_decoded_change is not None
+                and now - watch.last_decoded_change < self.settings.stall_after_s
+            )
+            watch.health.append((now, watch.status != "offline" and delivering))
+        while watch.health and watch.health[0][0] < now - self.settings.quality_window_s:
+            watch.health.popleft()
+        if watch.health:
+            watch.quality = sum(healthy for _, healthy in watch.health) / len(watch.health)
+        watch.fps_history.append(round(watch.processed_fps, 2))
+        latency_ms = None if watch.mean_latency_s is None else watch.mean_latency_s * MS_PER_S
+        watch.latency_history.append(None if latency_ms is None else round(latency_ms, 1))
+
+    def _sample_models(self, now: float) -> None:
+        models = self.pipeline.triton.models if self.pipeline is not None else {}
+        for name, model in models.items():
+            watch = self.models.get(name)
+            if watch is None:
+                watch = self.models[name] = ModelWatch(name, SlidingWindow(self.settings.rate_window_s))
+            watch.window.add(now, model.counters.requests)
+            change = watch.window.delta()
+            if change is not None:
+                seconds, (requests,) = change
+                watch.requests_per_s = requests / seconds
+
+    async def _poll_triton(self) -> None:
+        models = dict(self.pipeline.triton.models) if self.pipeline is not None else {}
+        for name, model in models.items():
+            try:
+                response = await asyncio.wait_for(
+                    model.client.get_inference_statistics(name, as_json=True),
+                    self.settings.triton_statistics_timeout_s,
+                )
+                entries = response.get("model_stats") or []
+            except Exception as exc:
+                log.debug("Triton statistics for %s unavailable: %s", name, exc)
+                continue
+            if not entries or name not in self.models:
+                continue
+            current = TritonStatistics.from_json(entries[0])
+            watch = self.models[name]
+            previous, watch.triton = watch.triton, current
+            if previous is None:
+                continue
+            executions = current.executions - previous.executions
+            inferences = current.inferences - previous.inferences
+            successes = current.successes - previous.successes
+            watch.recent_batch = inferences / executions if executions > 0 else None
+            if successes > 0:
+                watch.recent_queue_ms = (current.queue_s - previous.queue_s) / successes * MS_PER_S
+                watch.recent_compute_ms = (
+                    (current.compute_s - previous.compute_s) / successes * MS_PER_S
+                )
+
+    # -- what the page and `streamer stats` read ----------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """JSON-ready view of everything the dashboard shows; never holds a secret."""
+        pipeline = self.pipeline
+        cameras = []
+        for watch in self.cameras.values():
+            runtime = pipeline.cameras.get(watch.name) if pipeline is not None else None
+            source = runtime.source.counters if runtime is not None else None
+            counters = runtime.counters if runtime is not None else None
+            latency = watch.mean_latency_s
+            cameras.append(
+                {
+                    "name": watch.name,
+                    "source": watch.source,
+                    "status": watch.status,
+                    "detail": watch.detail,
+                    "decoded_fps": round(watch.decoded_fps, 2),
+                    "processed_fps": round(watch.processed_fps, 2),
+                    "latency_ms": None if latency is None else round(latency * MS_PER_S, 1),
+                    "quality": round(watch.quality, 3),
+                    "tracks": watch.tracks,
+                    "decoded": source.decoded if source else 0,
+                    "processed": counters.processed if counters else 0,
+                    "dropped": source.dropped if source else 0,
+                    "skipped": source.skipped if source else 0,
+                    "reconnects": source.reconnects if source else 0,
+                    "stream_errors": source.errors if source else 0,
+                    "inference_errors": counters.inference_errors if counters else 0,
+                    "history": {
+                        "fps": list(watch.fps_history),
+                        "latency_ms": list(watch.latency_history),
+                    },
+                }
+            )
+        models = []
+        triton_models = pipeline.triton.models if pipeline is not None else {}
+        for name, model_watch in self.models.items():
+            model = triton_models.get(name)
+            triton = model_watch.triton
+            models.append(
+                {
+                    "name": name,
+                    "requests": model.counters.requests if model else 0,
+                    "failures": model.counters.failures if model else 0,
+                    "requests_per_s": round(model_watch.requests_per_s, 2),
+                    "max_batch_size": model.spec.max_batch_size if model and model.spec else None,
+                    "requests_in_flight": model.requests_in_flight if model else None,
+                    "recent_batch": _rounded(model_watch.recent_batch, 2),
+                    "queue_ms": _rounded(model_watch.recent_queue_ms, 1),
+                    "compute_ms": _rounded(model_watch.recent_compute_ms, 1),
+                    "batch_executions": {
+                        str(size): count
+                        for size, count in sorted((triton.batch_executions if triton else {}).items())
+                    },
+                }
+            )
+        sinks = [
+            {"name": name, **vars(stats)}
+            for name, stats in self.sink_stats()
+        ]
+        return {
+            "version": STATE_VERSION,
+            "time": time.time(),
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "sample_interval_s": self.settings.sample_interval_s,
+            "cameras": cameras,
+            "models": models,
+            "sinks": sinks,
+        }
+
+    def sink_stats(self) -> Iterator[tuple[str, Any]]:
+        """(unique name, SinkStats) per sink; a sink that fails to report is skipped."""
+        seen: dict[str, int] = {}
+        for sink in self.pipeline.sinks if self.pipeline is not None else []:
+            try:
+                stats = sink.stats()
+            except Exception:
+                log.debug("sink %s failed to report stats", sink.name, exc_info=True)
+                continue
+            seen[sink.name] = seen.get(sink.name, 0) + 1
+            yield (sink.name if seen[sink.name] == 1 else f"{sink.name}#{seen[sink.name]}"), stats
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+class _PipelineCollector(Collector):
+    """Builds counter and gauge families from the pipeline's counters at scrape time."""
+
+    def __init__(self, monitor: PipelineMonitor) -> None:
+        self.monitor = monitor
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # families depend on the running pipeline; nothing to check at registration
+
+    def collect(self) -> Iterable[Metric]:
+        yield from self._cameras()
+        yield from self._models()
+        yield from self._sinks()
+
+    def _cameras(self) -> Iterator[Metric]:
+        monitor = self.monitor
+        pipeline = monitor.pipeline
+        labels = ["camera"]
+
+        def counter(name: str, doc: str) -> CounterMetricFamily:
+            return CounterMetricFamily(f"streamer_camera_{name}", doc, labels=labels)
+
+        def gauge(name: str, doc: str, extra: list[str] | None = None) -> GaugeMetricFamily:
+            return GaugeMetricFamily(f"streamer_camera_{name}", doc, labels=labels + (extra or []))
+
+        decoded = counter("decoded_frames", "Frames decoded from the stream.")
+        processed = counter("processed_frames", "Frames that went through detection and tracking.")
+        skipped = counter("skipped_frames", "Frames left out by the camera's max_fps cap.")
+        dropped = counter(
+            "dropped_frames", "Frames replaced by a newer one before the pipeline took them."
+        )
+        reconnects = counter("reconnects", "Reconnections after a stream ended, stalled or failed.")
+        stream_errors = counter("stream_errors", "Errors opening or reading the stream.")
+        inference_errors = counter("inference_errors", "Frames lost to failed inference requests.")
+        decoded_fps = gauge("decoded_fps", "Frames decoded per second (recent window).")
+        processed_fps = gauge("processed_fps", "Frames processed per second (recent window).")
+        quality = gauge(
+            "connection_quality_ratio",
+            "Share of the recent window the camera was online and delivering frames (0-1).",
+        )
+        up = gauge("up", "1 when the camera is online.")
+        status = gauge("status", "Camera state, one series per state; 1 = current.", ["status"])
+        tracks = gauge("active_tracks", "People tracked in the camera's latest frame.")
+        info = gauge("info", "Camera source (credentials redacted).", ["source"])
+        for name, watch in monitor.cameras.items():
+            runtime = pipeline.cameras.get(name) if pipeline is not None else None
+            if runtime is not None:
+                source = runtime.source.counters
+                decoded.add_metric([name], source.decoded)
+                processed.add_metric([name], runtime.counters.processed)
+                skipped.add_metric([name], source.skipped)
+                dropped.add_metric([name], source.dropped)
+                reconnects.add_metric([name], source.reconnects)
+                stream_errors.add_metric([name], source.errors)
+                inference_errors.add_metric([name], runtime.counters.inference_errors)
+            decoded_fps.add_metric([name], watch.decoded_fps)
+            processed_fps.add_metric([name], watch.processed_fps)
+            quality.add_metric([name], watch.quality)
+            up.add_metric([name], 1.0 if watch.status == "online" else 0.0)
+            for state in CAMERA_STATES:
+                status.add_metric([name, state], 1.0 if watch.status == state else 0.0)
+            tracks.add_metric([name], watch.tracks)
+            info.add_metric([name, watch.source], 1.0)
+        yield from (
+            decoded, processed, skipped, dropped, reconnects, stream_errors, inference_errors,
+            decoded_fps, processed_fps, quality, up, status, tracks, info,
+        )
+
+    def _models(self) -> Iterator[Metric]:
+        monitor = self.monitor
+        pipeline = monitor.pipeline
+        models = pipeline.triton.models if pipeline is not None else {}
+        labels = ["model"]
+        requests = CounterMetricFamily(
+            "streamer_model_requests", "Inference requests answered.", labels=labels
+        )
+        failures = CounterMetricFamily(
+            "streamer_model_request_failures", "Inference requests that failed.", labels=labels
+        )
+        request_seconds = CounterMetricFamily(
+            "streamer_model_request_seconds", "Time spent in answered requests.", labels=labels
+        )
+        rate = GaugeMetricFamily(
+            "streamer_model_requests_per_second", "Requests per second (recent window).",
+            labels=labels,
+        )
+        inferences = CounterMetricFamily(
+            "streamer_triton_inferences", "Inferences Triton ran (statistics API).", labels=labels
+        )
+        executions = CounterMetricFamily(
+            "streamer_triton_executions",
+            "Model executions Triton ran; inferences/executions = mean batch size.",
+            labels=labels,
+        )
+        triton_failures = CounterMetricFamily(
+            "streamer_triton_inference_failures", "Inferences Triton failed.", labels=labels
+        )
+        queue = CounterMetricFamily(
+            "streamer_triton_queue_seconds", "Time requests waited in Triton's queue.", labels=labels
+        )
+        compute = CounterMetricFamily(
+            "streamer_triton_compute_seconds",
+            "Time Triton spent computing requests (input, infer, output).",
+            labels=labels,
+        )
+        batches = CounterMetricFamily(
+            "streamer_triton_batch_executions",
+            "Model executions per batch size (Triton's dynamic batcher).",
+            labels=["model", "batch_size"],
+        )
+        for name, watch in monitor.models.items():
+            model = models.get(name)
+            if model is not None:
+                requests.add_metric([name], model.counters.requests)
+                failures.add_metric([name], model.counters.failures)
+                request_seconds.add_metric([name], model.counters.request_seconds)
+            rate.add_metric([name], watch.requests_per_s)
+            triton = watch.triton
+            if triton is None:
+                continue
+            inferences.add_metric([name], triton.inferences)
+            executions.add_metric([name], triton.executions)
+            triton_failures.add_metric([name], triton.failures)
+            queue.add_metric([name], triton.queue_s)
+            compute.add_metric([name], triton.compute_s)
+            for size, count in sorted(triton.batch_executions.items()):
+                batches.add_metric([name, str(size)], count)
+        yield from (
+            requests, failures, request_seconds, rate, inferences, executions, triton_failures,
+            queue, compute, batches,
+        )
+
+    def _sinks(self) -> Iterator[Metric]:
+        labels = ["sink"]
+        published = CounterMetricFamily(
+            "streamer_sink_published", "Messages the sink delivered.", labels=labels
+        )
+        dropped = CounterMetricFamily(
+            "streamer_sink_dropped", "Messages the sink had to drop.", labels=labels
+        )
+        errors = CounterMetricFamily("streamer_sink_errors", "Sink errors.", labels=labels)
+        buffered = GaugeMetricFamily(
+            "streamer_sink_buffered", "Messages waiting in the sink's buffer.", labels=labels
+        )
+        connected = GaugeMetricFamily(
+            "streamer_sink_connected", "1 when the sink is connected.", labels=labels
+        )
+        for name, stats in self.monitor.sink_stats():
+            published.add_metric([name], stats.published)
+            dropped.add_metric([name], stats.dropped)
+            errors.add_metric([name], stats.errors)
+            buffered.add_metric([name], stats.buffered)
+            connected.add_metric([name], 1.0 if stats.connected else 0.0)
+        yield from (published, dropped, errors, buffered, connected)

@@ -1,0 +1,71 @@
+"""The metrics side of the service: monitor, snapshots and HTTP server behind one start/stop.
+
+Built before the pipeline (the pipeline takes it as observer and keep_images hook), started with
+the pipeline it watches.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from streamer.config import StreamerConfig
+from streamer.frames import FrameResult
+from streamer.metrics.monitor import PipelineMonitor
+from streamer.metrics.server import DashboardServer
+from streamer.metrics.snapshots import SnapshotStore
+
+if TYPE_CHECKING:
+    from streamer.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+class MetricsService:
+    """Pass it as a pipeline observer and `keep_images=service.keep_images`; start(pipeline)/stop()."""
+
+    def __init__(self, config: StreamerConfig) -> None:
+        self.config = config
+        self.monitor = PipelineMonitor(
+            config, config.metrics, history_points=config.dashboard.history_points
+        )
+        self.snapshots = SnapshotStore(
+            config.dashboard, [camera.name for camera in config.enabled_cameras]
+        )
+        self.server: DashboardServer | None = (
+            DashboardServer(self.monitor, self.snapshots, config.dashboard, config.metrics)
+            if config.dashboard.enabled
+            else None
+        )
+
+    @property
+    def url(self) -> str | None:
+        """Base URL of the dashboard once started, None when it is disabled."""
+        return self.server.url if self.server is not None and self.server.port is not None else None
+
+    def observe(self, result: FrameResult) -> None:
+        if self.server is None:
+            return
+        self.monitor.observe(result)
+        self.snapshots.observe(result)
+
+    def keep_images(self, camera: str) -> bool:
+        return self.server is not None and self.snapshots.wants_image(camera)
+
+    async def start(self, pipeline: Pipeline) -> None:
+        """Serve before the pipeline starts, so the page shows cameras connecting."""
+        if self.server is None:
+            return
+        self.monitor.bind(pipeline)
+        self.monitor.start()
+        try:
+            await self.server.start()
+        except BaseException:
+            await self.monitor.stop()
+            raise
+
+    async def stop(self) -> None:
+        if self.server is None:
+            return
+        await self.server.stop()
+        await self.monitor.stop()

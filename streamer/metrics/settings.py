@@ -1,0 +1,109 @@
+"""Settings of the `metrics:` and `dashboard:` configuration sections.
+
+Kept free of imports from streamer.config so that config.py can import these without a cycle.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+DEFAULT_LATENCY_BUCKETS_S = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+DEFAULT_STAGE_BUCKETS_S = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]
+
+
+class _Section(BaseModel):
+    # Same rules as streamer.config.Section (unknown keys rejected); not imported to avoid a cycle.
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _ascending(buckets: list[float]) -> list[float]:
+    if not buckets or any(b <= 0 for b in buckets) or sorted(set(buckets)) != buckets:
+        raise ValueError("buckets must be positive, strictly ascending and not empty")
+    return buckets
+
+
+Buckets = Annotated[list[float], AfterValidator(_ascending)]
+
+
+class MetricsConfig(_Section):
+    enabled: bool = Field(
+        True, description="Serve Prometheus metrics at /metrics on the dashboard's HTTP server."
+    )
+    sample_interval_s: float = Field(
+        1.0, gt=0, le=60, description="How often rates, status and the dashboard are refreshed."
+    )
+    rate_window_s: float = Field(
+        3.0, gt=0, description="FPS, request rates and mean latency are averaged over this window."
+    )
+    quality_window_s: float = Field(
+        60.0,
+        gt=0,
+        description="Connection quality = share of this window the camera was online and "
+        "delivering frames.",
+    )
+    stall_after_s: float = Field(
+        5.0, gt=0, description="An online camera that decoded nothing for this long counts as stalled."
+    )
+    triton_statistics_interval_s: float = Field(
+        5.0, gt=0, description="How often Triton's statistics API (batch sizes, queue time) is read."
+    )
+    triton_statistics_timeout_s: float = Field(
+        2.0, gt=0, description="Give up one statistics request after this long."
+    )
+    latency_buckets_s: Buckets = Field(
+        default_factory=lambda: list(DEFAULT_LATENCY_BUCKETS_S),
+        description="Histogram buckets of capture-to-result latency, seconds.",
+    )
+    stage_buckets_s: Buckets = Field(
+        default_factory=lambda: list(DEFAULT_STAGE_BUCKETS_S),
+        description="Histogram buckets of per-stage latency, seconds.",
+    )
+
+
+
+class DashboardConfig(_Section):
+    enabled: bool = Field(
+        True,
+        description="Run the HTTP server: the dashboard page, its JSON API (`streamer stats`) "
+        "and /metrics. False serves nothing.",
+    )
+    host: str = Field(
+        "127.0.0.1",
+        description="Address to listen on; keep loopback unless a token is set (e.g. 0.0.0.0).",
+    )
+    port: int = Field(8080, ge=0, le=65535, description="TCP port; 0 picks a free port.")
+    token: SecretStr | None = Field(
+        None,
+        description="Access token required on every request (Authorization: Bearer, or "
+        "?token=); use ${STREAMER_DASHBOARD_TOKEN}. Empty = no token.",
+    )
+    history_points: int = Field(
+        120, ge=2, le=3600, description="Samples kept per camera for the page's sparklines."
+    )
+    snapshot_max_fps: float = Field(
+        2.0, gt=0, le=10, description="At most this many images per second kept per camera."
+    )
+    snapshot_watch_s: float = Field(
+        5.0,
+        gt=0,
+        description="Images are kept only while a snapshot of that camera was requested "
+        "within this time (someone is watching).",
+    )
+    snapshot_max_width: int = Field(
+        960, ge=64, description="Snapshots wider than this are scaled down before encoding."
+    )
+    jpeg_quality: int = Field(80, ge=10, le=100, description="JPEG quality of snapshots.")
+    label_fields: list[str] = Field(
+        default_factory=lambda: ["name", "global_id"],
+        description="Track data fields shown next to the track id on snapshots, first present wins.",
+    )
+    shutdown_timeout_s: float = Field(
+        2.0, gt=0, description="Open connections are closed after this long when stopping."
+    )
+
+    @field_validator("token")
+    @classmethod
+    def _empty_means_none(cls, token: SecretStr | None) -> SecretStr | None:
+        return token if token is not None and token.get_secret_value() else None

@@ -1,0 +1,232 @@
+"""Prometheus metrics after a short real run: FPS, latency histograms, drops as the pipeline counted."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import re
+import time
+from pathlib import Path
+
+import aiohttp
+import cv2
+import numpy as np
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from streamer.app import build_sinks
+from streamer.assets import PROJECT_ROOT
+from streamer.config import ConfigError, parse_config
+from streamer.detections import Detections
+from streamer.frames import Frame, FrameResult
+from streamer.inference.server import EmbeddedTritonServer
+from streamer.metrics.monitor import PipelineMonitor
+from streamer.metrics.service import MetricsService
+from streamer.metrics.settings import DashboardConfig
+from streamer.metrics.snapshots import SnapshotStore, annotate
+from streamer.pipeline import Pipeline
+from streamer.tracking.camera_tracker import CameraTracker
+from tests.metrics.conftest import Scrape, scrape, scrape_until, streamer_config
+
+CAMERAS = ("north", "south")
+STAGES = ("preprocess", "wait", "queue", "inference", "postprocess", "track", "identity")
+IDENTITY_DELAY_S = 0.15  # slower than the 10 fps clip: frames pile up and the slot drops them
+GRAFANA_DASHBOARD = PROJECT_ROOT / "deploy" / "grafana" / "streamer-dashboard.json"
+
+
+class NamingStage:
+    """Stands in for an identity stage: slow enough to make the pipeline drop frames, names tracks."""
+
+    name = "identity"
+
+    async def process(self, frame: Frame, result: FrameResult, tracker: CameraTracker) -> None:
+        await asyncio.sleep(IDENTITY_DELAY_S)
+        ids = [] if result.tracks.tracker_id is None else result.tracks.tracker_id.tolist()
+        names = np.array([f"person-{i}" for i in ids], dtype=object)
+        result.tracks = dataclasses.replace(result.tracks, data={**result.tracks.data, "name": names})
+
+    def forget_camera(self, camera: str) -> None:
+        pass
+
+
+class KeptImages:
+    """Wraps the keep_images hook to count how many images the pipeline was asked to keep."""
+
+    def __init__(self, service: MetricsService) -> None:
+        self.service = service
+        self.kept = 0
+
+    def __call__(self, camera: str) -> bool:
+        keep = self.service.keep_images(camera)
+        self.kept += keep
+        return keep
+
+
+def running(scraped: Scrape) -> bool:
+    per_camera = all(
+        (scraped.value("streamer_camera_processed_fps", camera=c) or 0) > 0
+        and (scraped.value("streamer_camera_decoded_fps", camera=c) or 0) > 0
+        and (scraped.value("streamer_camera_dropped_frames_total", camera=c) or 0) > 0
+        for c in CAMERAS
+    )
+    batched = scraped.total("streamer_triton_batch_executions_total", model="person_detector") > 0
+    return per_camera and batched
+
+
+async def test_prometheus_endpoint_shows_fps_latency_and_the_drops_the_pipeline_counted(
+    embedded_triton: EmbeddedTritonServer, sample_clip: Path, tmp_path: Path
+) -> None:
+    cameras = [{"name": name, "url": str(sample_clip), "loop": True} for name in CAMERAS]
+    config = streamer_config(embedded_triton.grpc_url, cameras, tmp_path / "out.jsonl")
+    metrics = MetricsService(config)
+    kept_images = KeptImages(metrics)
+    sinks = build_sinks(config)
+    pipeline = Pipeline(
+        config, sinks=sinks, stages=[NamingStage()], observers=[metrics], keep_images=kept_images
+    )
+    await metrics.start(pipeline)
+    try:
+        await pipeline.start()
+        assert metrics.url is not None
+        live = await scrape_until(metrics.url, running, timeout_s=30)
+        assert kept_images.kept == 0, "nobody watched yet, so no image may be kept"
+
+        watch_started = time.monotonic()
+        jpeg = await _first_snapshot(metrics.url, "north")
+        watched_s = time.monotonic() - watch_started
+        await pipeline.stop()  # freezes every counter
+        final = await scrape(metrics.url)
+    finally:
+        await pipeline.stop()
+        await metrics.stop()
+
+    for name in CAMERAS:
+        runtime = pipeline.cameras[name]
+        source = runtime.source.counters
+        assert (live.value("streamer_camera_processed_fps", camera=name) or 0) > 0
+        assert (live.value("streamer_camera_decoded_fps", camera=name) or 0) > 0
+        assert (live.value("streamer_camera_connection_quality_ratio", camera=name) or 0) > 0.5
+        assert live.value("streamer_camera_up", camera=name) == 1
+        assert source.dropped > 0, "the slow stage should have made the slot drop frames"
+        expected = {
+            "streamer_camera_decoded_frames_total": source.decoded,
+            "streamer_camera_processed_frames_total": runtime.counters.processed,
+            "streamer_camera_dropped_frames_total": source.dropped,
+            "streamer_camera_skipped_frames_total": source.skipped,
+            "streamer_camera_reconnects_total": source.reconnects,
+            "streamer_camera_latency_seconds_count": runtime.counters.processed,
+        }
+        reported = {metric: final.value(metric, camera=name) for metric in expected}
+        assert reported == expected, name
+        assert final.value("streamer_camera_latency_seconds_bucket", camera=name, le="+Inf") == (
+            runtime.counters.processed
+        )
+        assert (final.value("streamer_camera_latency_seconds_sum", camera=name) or 0) > 0
+        stage_counts = {
+            stage: final.value("streamer_camera_stage_seconds_count", camera=name, stage=stage)
+            for stage in STAGES
+        }
+        assert stage_counts == dict.fromkeys(STAGES, runtime.counters.processed), name
+        assert final.value("streamer_camera_info", camera=name, source=str(sample_clip)) == 1
+
+    assert (live.value("streamer_model_requests_total", model="person_detector") or 0) > 0
+    assert (live.value("streamer_model_requests_per_second", model="person_detector") or 0) > 0
+    assert (live.value("streamer_triton_executions_total", model="person_detector") or 0) > 0
+    jsonl = sinks[0].stats()
+    assert jsonl.published > 0
+    assert final.value("streamer_sink_published_total", sink="jsonl") == jsonl.published
+    assert final.value("streamer_sink_dropped_total", sink="jsonl") == jsonl.dropped
+
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None and image.shape == (576, 768, 3)
+    # Images are kept only for the watched camera, at most snapshot_max_fps per second.
+    allowed = config.dashboard.snapshot_max_fps * (watched_s + 1) + 1
+    assert 1 <= kept_images.kept <= allowed
+
+
+async def _first_snapshot(base_url: str, camera: str, timeout_s: float = 10.0) -> bytes:
+    """Ask for a snapshot until one comes (204 until the first image is kept)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while loop.time() < deadline:
+            async with session.get(f"{base_url}/api/snapshot/{camera}") as response:
+                assert response.status in (200, 204)
+                if response.status == 200:
+                    assert response.content_type == "image/jpeg"
+                    return await response.read()
+            await asyncio.sleep(0.25)
+    pytest.fail(f"no snapshot of {camera} within {timeout_s}s")
+
+
+def test_grafana_dashboard_queries_only_metrics_the_service_exports() -> None:
+    config = parse_config("cameras: [{name: a, url: clip.mp4}]")
+    monitor = PipelineMonitor(config, config.metrics, history_points=2)
+    exported: set[str] = set()
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
+    for family in text_string_to_metric_families(generate_latest(monitor.registry).decode()):
+        exported.update(family.name + suffix for suffix in suffixes[family.type])
+    dashboard = json.loads(GRAFANA_DASHBOARD.read_text())
+    expressions = [
+        target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])
+    ]
+    expressions += [v["definition"] for v in dashboard["templating"]["list"] if "definition" in v]
+    used = {name for expr in expressions for name in re.findall(r"\bstreamer_[a-z_]+", expr)}
+    assert len(used) >= 15, "the dashboard should cover cameras, models and sinks"
+    assert used - exported == set()
+
+
+@pytest.mark.parametrize(
+    ("watched", "asks", "expected"),
+    [
+        (False, 3, [False, False, False]),  # nobody watching: never keep an image
+        (True, 3, [True, False, False]),  # watched: the first, then not within the interval
+    ],
+)
+async def test_images_are_kept_only_while_watched_and_at_a_low_rate(
+    watched: bool, asks: int, expected: list[bool]
+) -> None:
+    store = SnapshotStore(DashboardConfig(snapshot_max_fps=2), ["door"])
+    if watched:
+        assert await store.snapshot("door") is None  # asking marks the camera as watched
+    assert [store.wants_image("door") for _ in range(asks)] == expected
+
+
+def test_snapshot_labels_show_names_when_tracks_have_them() -> None:
+    image = np.full((240, 320, 3), 90, np.uint8)
+    box = np.array([[100, 80, 180, 220]], np.float32)
+    plain = Detections(box, np.ones(1, np.float32), np.zeros(1, np.int64), np.array([7]))
+    named = dataclasses.replace(plain, data={"name": np.array(["Alice Example"], dtype=object)})
+    unknown = dataclasses.replace(plain, data={"name": np.array([None], dtype=object)})
+    label_row = slice(40, 80)  # above the box, where the label is drawn
+    drawn = {
+        key: annotate(image, tracks, ["name", "global_id"], max_width=640)[label_row]
+        for key, tracks in {"plain": plain, "named": named, "unknown": unknown}.items()
+    }
+    changed_columns = {key: int((crop != 90).any(axis=(0, 2)).sum()) for key, crop in drawn.items()}
+    assert changed_columns["named"] > changed_columns["plain"] > 0, "the name widens the label"
+    assert changed_columns["unknown"] == changed_columns["plain"], "an unknown name is not drawn"
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        ("dashboard: {port: 70000}", "dashboard.port: Input should be less than or equal to 65535"),
+        ("dashboard: {tokne: x}", "dashboard.tokne: unknown key (did you mean 'token'?)"),
+        ("metrics: {latency_buckets_s: [0.5, 0.1]}", "metrics.latency_buckets_s: buckets must be"),
+    ],
+)
+def test_config_problems_in_the_metrics_sections_point_at_the_line(yaml_text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config(f"cameras: [{{name: a, url: clip.mp4}}]\n{yaml_text}\n", source="c.yaml")
+    assert error.value.lines[0].startswith(f"c.yaml:2: {expected}")
+
+
+def test_an_empty_token_from_the_environment_means_no_token() -> None:
+    text = "cameras: [{name: a, url: clip.mp4}]\ndashboard: {token: '${T:-}'}\n"
+    assert parse_config(text, env={}).dashboard.token is None
+    token = parse_config(text, env={"T": "hunter2"}).dashboard.token
+    assert token is not None and token.get_secret_value() == "hunter2"
+    assert "hunter2" not in repr(parse_config(text, env={"T": "hunter2"}))
