@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from streamer.identities.settings import FacesConfig, IdentitiesConfig, ReidConfig
 from streamer.metrics.settings import DashboardConfig, MetricsConfig
@@ -86,6 +86,13 @@ class CameraConfig(Section):
         return Path(parts.path if parts.scheme.lower() == "file" else self.url)
 
 
+def _on_off(value: Any) -> Any:
+    """YAML reads an unquoted `off`/`on` as a boolean; take it as meant."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return value
+
+
 class TritonConfig(Section):
     mode: Literal["embedded", "external"] = Field(
         "embedded",
@@ -95,9 +102,10 @@ class TritonConfig(Section):
     url: str = Field("127.0.0.1:8001", description="gRPC host:port of an external Triton server.")
     model_repository: Path = Field(
         Path("model_repository"),
-        description="The model repository (config.pbtxt per model); relative to the project root.",
+        description="The model repository (config.pbtxt per model); a relative path is taken "
+        "relative to the config file; the default is the project's own.",
     )
-    shared_memory: Literal["auto", "on", "off"] = Field(
+    shared_memory: Annotated[Literal["auto", "on", "off"], BeforeValidator(_on_off)] = Field(
         "auto",
         description="Pass tensors through system shared memory; 'auto' = when the server is "
         "on this host (embedded, or an external URL on loopback).",
@@ -347,6 +355,9 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> Streamer
         raise ConfigError([f"{path}: cannot read config file: {exc.strerror}"]) from None
     config = parse_config(text, str(path), env)
     base = path.resolve().parent
+    repository = config.triton.model_repository
+    if "model_repository" in config.triton.model_fields_set and not repository.is_absolute():
+        config.triton.model_repository = Path(os.path.normpath(base / repository))
     for camera in config.cameras:
         if camera.is_file and not camera.file_path.is_absolute():
             camera.url = os.path.normpath(base / camera.file_path)

@@ -9,6 +9,7 @@ from pathlib import Path
 from streamer.config import ConfigError, load_config
 from streamer.inference.catalog import (
     CATALOG,
+    PIXEL_PRESETS,
     CatalogEntry,
     WeightsMissing,
     entry,
@@ -82,7 +83,12 @@ def main(args: argparse.Namespace) -> int:
                     continue
                 print(f"{item.name}: fetched {fetch(item, args.mirror)}")
             else:
-                print(f"{item.name}: prepared {prepare(item, repository, args.source, assets)}")
+                if args.pixels and args.pixels not in PIXEL_PRESETS:
+                    known = ", ".join(PIXEL_PRESETS)
+                    raise SystemExit(f"error: --pixels {args.pixels}: unknown (known: {known})")
+                pixels = PIXEL_PRESETS[args.pixels] if args.pixels else None
+                prepared = prepare(item, repository, args.source, assets, pixels)
+                print(f"{item.name}: prepared {prepared}")
         except WeightsMissing as exc:
             print(f"error: {exc}", file=sys.stderr)
             failures += 1

@@ -47,7 +47,8 @@ GOOD_CAMERA = "  - name: lobby\n    url: rtsp://10.0.0.5/stream\n"
         pytest.param("cameras: []\n", "cfg.yaml:1: cameras: List should have at least 1 item", id="empty"),
         pytest.param("cameras:\n  - name: [\n", "cfg.yaml:", id="invalid-yaml"),
         pytest.param(
-            "cameras:\n  - url: rtsp://h/s\n", "cfg.yaml:2: cameras[0].name: required key is missing",
+            "cameras:\n  - url: rtsp://h/s\n",
+            "cfg.yaml:2: cameras[0].name: required key is missing",
             id="missing-name",
         ),
     ],
@@ -122,3 +123,19 @@ def test_configuration_reference_in_docs_is_up_to_date() -> None:
 
     documented = (PROJECT_ROOT / "docs" / "configuration.md").read_text()
     assert documented == reference_markdown(), "run: python -m streamer.config > docs/configuration.md"
+
+
+@pytest.mark.parametrize(
+    ("written", "meant"), [("off", "off"), ("on", "on"), ("'off'", "off"), ("auto", "auto")]
+)
+def test_shared_memory_on_off_unquoted_is_taken_as_meant(written: str, meant: str) -> None:
+    config = parse_config(f"triton:\n  shared_memory: {written}\ncameras:\n" + GOOD_CAMERA, env={})
+    assert config.triton.shared_memory == meant
+
+
+def test_relative_model_repository_is_relative_to_the_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "cfg.yaml"
+    path.write_text("triton:\n  model_repository: models\ncameras:\n" + GOOD_CAMERA)
+    assert load_config(path).triton.model_repository == tmp_path / "models"
+    path.write_text("cameras:\n" + GOOD_CAMERA)
+    assert load_config(path).triton.model_repository == Path("model_repository")  # the project's
