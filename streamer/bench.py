@@ -214,8 +214,7 @@ async def main(args: argparse.Namespace) -> int:
         await server.start()
         runs: list[PipelineRun] = []
         try:
-            header = f"  {'cameras':>7} {'FPS':>7} {'xraw':>5} {'p50 ms':>7} {'p95 ms':>7} {'batch':>5}  sizes"
-            print(header)
+            print(f"  {'cameras':>7} {'FPS':>7} {'xraw':>5} {'p50 ms':>7} {'p95 ms':>7} {'batch':>5}  sizes")
             for cameras in camera_counts:
                 run = await run_pipeline(server, clip, cameras, args.duration, max(cameras, 8))
                 runs.append(run)

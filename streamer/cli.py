@@ -6,13 +6,19 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+# Before numpy loads: OpenBLAS worker threads spin (sched_yield) around the tracker's tiny 4x4
+# Kalman solves; measured at 8 cameras, that spinning was 42% of the service's CPU.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 from streamer.config import ConfigError, StreamerConfig, load_config
+from streamer.identities.cli import add_faces_parser
 
 log = logging.getLogger("streamer")
 
@@ -133,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--config", help="only the models this configuration uses")
     models.add_argument("--source", type=Path, help="prepare: weights file to use")
     models.add_argument("--repository", type=Path, help="model repository (default: project's)")
+    models.add_argument("--mirror", help="fetch: base URL of a mirror of the weights files")
+    models.add_argument(
+        "--pixels",
+        help="prepare: pixel convention the weights were trained with: yolox, bytetrack, scrfd, "
+        "arcface, imagenet-rgb, raw-bgr-nhwc (default: the model's own; ByteTrack's *_mot17 "
+        "detectors need 'bytetrack')",
+    )
     models.set_defaults(handler=cmd_models)
 
     bench = commands.add_parser("bench", help="measure throughput and latency")
@@ -151,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_stats_arguments(stats)
     stats.set_defaults(handler=cmd_stats)
+    add_faces_parser(commands)
     return parser
 
 

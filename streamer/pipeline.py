@@ -12,11 +12,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from streamer.config import CameraConfig, StreamerConfig
 from streamer.frames import Frame, FrameResult
-from streamer.inference.client import InferenceError
+from streamer.inference.client import InferenceError, TritonModel
 from streamer.inference.detector import PersonDetector
 from streamer.inference.triton import TritonConnection
 from streamer.publishing.base import Sink
@@ -36,6 +36,13 @@ class FrameStage(Protocol):
     async def process(self, frame: Frame, result: FrameResult, tracker: CameraTracker) -> None: ...
 
     def forget_camera(self, camera: str) -> None: ...
+
+
+@runtime_checkable
+class StartableStage(Protocol):
+    """A stage that needs the served models before the first frame, and may refuse them."""
+
+    async def start(self, models: dict[str, TritonModel]) -> None: ...
 
 
 class ResultObserver(Protocol):
@@ -93,6 +100,9 @@ class Pipeline:
             assert model.spec is not None
             self.detector = PersonDetector(model, self.config.detector)
             self.detector.configure(model.spec)
+            for stage in self.stages:
+                if isinstance(stage, StartableStage):
+                    await stage.start(self.triton.models)
             for sink in self.sinks:
                 await sink.start()
         except BaseException:

@@ -14,10 +14,15 @@ from streamer.assets import PROJECT_ROOT
 CLOSED_PORT_URL = "http://127.0.0.1:9"
 
 
-def streamer(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def streamer(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "streamer.cli", *args],
-        capture_output=True, text=True, timeout=timeout, cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=PROJECT_ROOT,
         env={**os.environ, **(env or {})},
     )
 
@@ -71,7 +76,8 @@ def test_fetch_without_network_fails_with_one_clear_line(tmp_path: Path) -> None
     assert result.returncode == 1
     errors = result.stderr.strip().splitlines()
     assert errors == [
-        f"error: person_detector: cannot download {CLOSED_PORT_URL}/yolox_nano.onnx: [Errno 111] Connection refused"
+        f"error: person_detector: cannot download {CLOSED_PORT_URL}/yolox_nano.onnx: "
+        "[Errno 111] Connection refused"
     ]
 
 
@@ -82,7 +88,9 @@ def test_research_only_weights_are_never_fetched(tmp_path: Path) -> None:
     assert "research only" in result.stderr and "production:" in result.stderr
 
 
-def test_run_without_weights_says_what_is_missing_and_how_to_get_it(tmp_path: Path, sample_clip: Path) -> None:
+def test_run_without_weights_says_what_is_missing_and_how_to_get_it(
+    tmp_path: Path, sample_clip: Path
+) -> None:
     config = tmp_path / "cfg.yaml"
     config.write_text(
         f"triton:\n  model_repository: {tmp_path / 'repo'}\ndashboard:\n  port: 0\n"

@@ -8,6 +8,7 @@ assets folder (`$STREAMER_ASSETS`, default `../shared/models`) or in the user ca
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -29,6 +30,9 @@ IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
 IMAGENET_STD_255 = (58.395, 57.12, 57.375)
 FETCH_TIMEOUT_S = 60.0
 MIRROR_ENV_VAR = "STREAMER_WEIGHTS_MIRROR"
+PROVENANCE_FILE = "model.onnx.provenance.json"
+# Bump when model_prep's rewrite changes, so files prepared by an older version are redone.
+PREP_VERSION = "streamer-prep-3"  # 3: per-image reductions, batch restored on SCRFD-2.5G outputs
 HASH_CHUNK_BYTES = 1 << 20
 
 
@@ -40,6 +44,19 @@ class Pixels:
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     layout: str = "nchw"
+
+
+# Pixel conventions of published weights, by the name `streamer models prepare --pixels` takes.
+# ByteTrack's *_mot17 detectors were trained with the old YOLOX preprocessing (RGB, /255,
+# ImageNet mean/std); current YOLOX releases take raw BGR 0..255.
+PIXEL_PRESETS: dict[str, Pixels] = {
+    "yolox": Pixels("bgr"),
+    "bytetrack": Pixels("rgb", IMAGENET_MEAN_255, IMAGENET_STD_255),
+    "scrfd": Pixels("rgb", (127.5, 127.5, 127.5), (128.0, 128.0, 128.0)),
+    "arcface": Pixels("rgb", (127.5, 127.5, 127.5), (127.5, 127.5, 127.5)),
+    "imagenet-rgb": Pixels("rgb", IMAGENET_MEAN_255, IMAGENET_STD_255),
+    "raw-bgr-nhwc": Pixels("bgr", layout="nhwc"),
+}
 
 
 @dataclass(frozen=True)
@@ -62,8 +79,9 @@ CATALOG: tuple[CatalogEntry, ...] = (
         demo_weights="yolox_nano.onnx",
         demo_licence="Apache-2.0 (Megvii YOLOX)",
         production=(
-            "ByteTrack's bytetrack_s/m/l/x_mot17 ONNX exports (github.com/ifzhang/ByteTrack, "
-            "'Model zoo', MIT code, MOT17/CrowdHuman-trained: check the data terms) or YOLOX-S/M/L/X "
+            "ByteTrack's bytetrack_s/m/l/x_mot17 ONNX exports (prepare with --pixels bytetrack; "
+            "github.com/ifzhang/ByteTrack, 'Model zoo', MIT code, MOT17/CrowdHuman-trained: "
+            "check the data terms) or YOLOX-S/M/L/X "
             "(github.com/Megvii-BaseDetection/YOLOX releases, Apache-2.0). Run `streamer models "
             "prepare person_detector --source FILE` and set the input dims in config.pbtxt."
         ),
@@ -171,32 +189,67 @@ def input_size(source: Path, fallback: tuple[int, int] | None = None) -> tuple[i
 
 
 def prepare(
-    item: CatalogEntry, repository: Path, source: Path | None = None, assets: Path | None = None
+    item: CatalogEntry,
+    repository: Path,
+    source: Path | None = None,
+    assets: Path | None = None,
+    pixels: Pixels | None = None,
 ) -> Path:
-    """Write `model_repository/NAME/1/model.onnx` from the given or the demo weights."""
+    """Write `model_repository/NAME/1/model.onnx` from the given or the demo weights.
+
+    `pixels` overrides the entry's convention for weights trained differently (see PIXEL_PRESETS).
+    """
     source = source or find_demo_weights(item, assets)
     if source is None:
         raise WeightsMissing(missing_message(item, repository, assets))
+    pixels = pixels or item.pixels
     height, width = input_size(source, item.default_input_size)
     spec = InputSpec(
         height=height,
         width=width,
-        channel_order=item.pixels.channel_order,  # type: ignore[arg-type]
-        mean=item.pixels.mean,
-        std=item.pixels.std,
-        layout=item.pixels.layout,  # type: ignore[arg-type]
+        channel_order=pixels.channel_order,  # type: ignore[arg-type]
+        mean=pixels.mean,
+        std=pixels.std,
+        layout=pixels.layout,  # type: ignore[arg-type]
     )
     destination = repository / item.name / "1" / MODEL_FILE
     prepare_model(source, destination, spec)
+    provenance = {"source": str(source), "source_sha256": sha256(source), "prepared_by": PREP_VERSION}
+    destination.with_name(PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
     log.info("prepared %s from %s", destination, source)
     return destination
 
 
+def is_stale(item: CatalogEntry, repository: Path, assets: Path | None = None) -> bool:
+    """A file this tool prepared from other weights, or by an older preparation, is redone.
+
+    A servable file without provenance was put there by an operator and is never touched.
+    """
+    served = repository / item.name / "1" / MODEL_FILE
+    if not served.is_file():
+        return True
+    record = served.with_name(PROVENANCE_FILE)
+    if not record.is_file():
+        return False
+    try:
+        provenance = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return True
+    if provenance.get("prepared_by") != PREP_VERSION:
+        return True
+    source = Path(str(provenance.get("source", "")))
+    demo = find_demo_weights(item, assets)
+    if demo is not None and demo.resolve() != source.resolve():
+        return False  # prepared from weights the operator chose: keep
+    return source.is_file() and sha256(source) != provenance.get("source_sha256")
+
+
 def ensure_prepared(names: list[str], repository: Path, assets: Path | None = None) -> None:
-    """Prepare every listed model whose servable file is missing (embedded mode does this)."""
+    """Prepare every listed model that is missing or stale (embedded mode does this at start)."""
     for name in names:
-        if not (repository / name / "1" / MODEL_FILE).is_file():
-            prepare(entry(name), repository, assets=assets)
+        item = entry(name)
+        if is_stale(item, repository, assets):
+            prepare(item, repository, assets=assets)
 
 
 def fetch(item: CatalogEntry, mirror: str | None = None) -> Path:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -106,7 +107,9 @@ class _SharedMemorySlot:
         self.batch = batch
         self.regions: dict[str, tuple[str, object, int]] = {}
         for tensor in (*spec.inputs, *spec.outputs):
-            name = f"{prefix}_{tensor.name}"
+            # Tensor names may hold ':' (TF exports: "Identity:0"), which Python's shared-memory
+            # resource tracker cannot take in a region name.
+            name = f"{prefix}_{re.sub(r'[^A-Za-z0-9_]', '_', tensor.name)}"
             size = tensor.nbytes * batch
             handle = shm.create_shared_memory_region(name, f"/{name}", size)
             self.regions[tensor.name] = (name, handle, size)

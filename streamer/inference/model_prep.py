@@ -4,7 +4,8 @@ Two rewrites, both verified by tests against the original graph:
 * the input becomes uint8 NHWC BGR frames, with the float conversion, channel order, mean/std and
   layout done inside the graph: a uint8 frame is a quarter of float32's bytes on the wire;
 * a batch dimension hard-coded to 1 (Reshape shapes, input/output dims) becomes dynamic, so Triton's
-  dynamic batcher can put frames from several cameras into one execution.
+  dynamic batcher can put frames from several cameras into one execution. Outputs exported without a
+  batch dimension (SCRFD-2.5G: `[-1, 4]`, the batch folded into the rows) get one back.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 BATCH_DIM = "batch"
 FRAMES_INPUT = "frames"
+# Single-input ops an output may pass through after the Reshape that shapes it (SCRFD's Sigmoid).
+ELEMENTWISE_OPS = frozenset({"Sigmoid", "Relu", "Identity", "Exp", "Tanh", "Cast"})
+# Reductions whose `axes` attribute (opset < 18) may include the batch axis.
+REDUCE_OPS = frozenset(
+    {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+     "ReduceSumSquare", "ReduceLogSumExp"}
+)
 
 
 @dataclass(frozen=True)
@@ -50,13 +58,107 @@ def _constant_values(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
     return found
 
 
+def _computed_from_inputs(graph: onnx.GraphProto) -> set[str]:
+    """Tensors that depend on the image input: only their Reshapes carry the batch."""
+    initializers = {init.name for init in graph.initializer}
+    reached = {i.name for i in graph.input if i.name not in initializers}
+    for node in graph.node:  # ONNX graphs are topologically sorted
+        if any(name in reached for name in node.input):
+            reached.update(node.output)
+    return reached
+
+
+def _output_reshapes(graph: onnx.GraphProto) -> dict[str, str]:
+    """Reshape node output -> graph output it reaches through element-wise ops only."""
+    producers = {out: node for node in graph.node for out in node.output}
+    found: dict[str, str] = {}
+    for output in graph.output:
+        node = producers.get(output.name)
+        while node is not None and node.op_type in ELEMENTWISE_OPS:
+            node = producers.get(node.input[0])
+        if node is not None and node.op_type == "Reshape":
+            found[node.output[0]] = output.name
+    return found
+
+
+def _give_outputs_a_batch(
+    graph: onnx.GraphProto, constants: dict[str, onnx.TensorProto], from_inputs: set[str]
+) -> None:
+    """`[-1, k]` reshapes that fold the batch into an output's rows become `[0, -1, k]`."""
+    reshapes = _output_reshapes(graph)
+    outputs = {o.name: o for o in graph.output}
+    producers = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers[name] = consumers.get(name, 0) + 1
+    for node in graph.node:
+        if node.op_type != "Reshape" or node.output[0] not in reshapes:
+            continue
+        if node.input[0] not in from_inputs or node.input[1] not in constants:
+            continue
+        shape = numpy_helper.to_array(constants[node.input[1]])
+        if shape.ndim != 1 or len(shape) < 2 or shape[0] != -1:
+            continue
+        source = producers.get(node.input[0])
+        if source is not None and source.op_type == "Transpose":
+            # SCRFD-2.5G transposes NCHW to HWNC before flattening: bring the batch to the front.
+            # With batch 1 the row order is unchanged.
+            perm = list(next(a.ints for a in source.attribute if a.name == "perm"))
+            if perm[0] != 0:
+                if consumers.get(source.output[0], 0) != 1:
+                    continue
+                source.ClearField("attribute")
+                source.attribute.append(
+                    helper.make_attribute("perm", [0, *(p for p in perm if p != 0)])
+                )
+        name = f"{node.output[0]}_batched_shape"
+        graph.initializer.append(
+            numpy_helper.from_array(np.concatenate([[0], shape]).astype(np.int64), name)
+        )
+        node.input[1] = name
+        output = outputs[reshapes[node.output[0]]]
+        dims = output.type.tensor_type.shape.dim
+        rows, trailing = f"{output.name}_rows", [int(d) for d in shape[1:]]
+        del dims[:]
+        for dim in (BATCH_DIM, rows, *trailing):
+            entry = dims.add()
+            if isinstance(dim, str):
+                entry.dim_param = dim
+            else:
+                entry.dim_value = dim
+
+
+def _reduce_per_item(graph: onnx.GraphProto, from_inputs: set[str]) -> None:
+    """Reductions over axis 0 (a no-op at batch 1, e.g. TF's reduce_mean over all axes in Intel's
+    ReID) would mix the images of a batch: they reduce over the other axes only."""
+    for node in graph.node:
+        if node.op_type not in REDUCE_OPS or node.input[0] not in from_inputs:
+            continue
+        attributes = {a.name: a for a in node.attribute}
+        axes = attributes.get("axes")
+        keepdims = attributes.get("keepdims")
+        if axes is None or 0 not in axes.ints or (keepdims is not None and keepdims.i == 0):
+            continue
+        kept = [axis for axis in axes.ints if axis != 0]
+        if not kept:
+            continue
+        del axes.ints[:]
+        axes.ints.extend(kept)
+
+
 def make_batch_dynamic(model: onnx.ModelProto) -> onnx.ModelProto:
     """Rewrite a graph exported with batch 1 so any batch size runs."""
     graph = model.graph
     constants = _constant_values(graph)
+    from_inputs = _computed_from_inputs(graph)
+    _give_outputs_a_batch(graph, constants, from_inputs)
+    _reduce_per_item(graph, from_inputs)
     replaced: dict[str, str] = {}
     for node in graph.node:
         if node.op_type != "Reshape" or node.input[1] not in constants:
+            continue
+        if node.input[0] not in from_inputs:  # reshaping weights: no batch there
             continue
         shape = numpy_helper.to_array(constants[node.input[1]])
         if shape.ndim != 1 or len(shape) < 2 or shape[0] != 1:

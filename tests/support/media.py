@@ -1,8 +1,8 @@
 """H.264 MP4 test clips made with PyAV, so that tests and CI need no system ffmpeg.
 
-Clips are camera-like: a fixed GOP, no B-frames (an RTSP camera sends frames in decode order;
-served over RTSP, B-frames make FFmpeg report duplicated timestamps at every keyframe), yuv420p,
-MP4 container. GStreamer's qtdemux/h264parse (tests/support/rtsp_server.py) accept them.
+Clips are camera-like: a fixed GOP with a keyframe every `gop` frames, no B-frames (live
+cameras send frames in display order, so decoded timestamps only ever increase), yuv420p, MP4
+container. GStreamer's qtdemux/h264parse (tests/support/rtsp_server.py) accept them.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Faces, person re-identification and identities across cameras (stage after tracking)."""
