@@ -97,6 +97,31 @@ async def check_triton(config: StreamerConfig, models: list[str]) -> bool:
     return True
 
 
+async def check_brokers(config: StreamerConfig) -> bool:
+    """Connect once to each enabled broker; one line each, wrong password included."""
+    from streamer.publishing.broker import BrokerProbeError, BrokerSink
+    from streamer.publishing.mqtt import MqttSink
+    from streamer.publishing.redis_sink import RedisSink
+
+    publishing = config.publishing
+    sinks: list[BrokerSink] = []
+    if publishing.mqtt.enabled:
+        sinks.append(MqttSink(publishing.mqtt))
+    if publishing.redis.enabled:
+        sinks.append(RedisSink(publishing.redis))
+    if not sinks:
+        print("  (no MQTT or Redis sink enabled)")
+    healthy = True
+    for sink in sinks:
+        try:
+            await sink.probe()
+            print(f"  {sink.name:<6} {sink.endpoint:<22} {OK:<4} connected")
+        except BrokerProbeError as exc:
+            print(f"  {sink.name:<6} {sink.endpoint:<22} {FAIL:<4} {exc}")
+            healthy = False
+    return healthy
+
+
 async def run_checks(config: StreamerConfig, extra_models: list[str] | None = None) -> int:
     models = [config.detector.model, *(extra_models or [])]
     print("cameras:")
@@ -104,6 +129,8 @@ async def run_checks(config: StreamerConfig, extra_models: list[str] | None = No
     print("models and server:")
     repository_ok = check_repository(config, models)
     triton_ok = await check_triton(config, models)
-    healthy = cameras_ok and repository_ok and triton_ok
+    print("brokers:")
+    brokers_ok = await check_brokers(config)
+    healthy = cameras_ok and repository_ok and triton_ok and brokers_ok
     print("all checks passed" if healthy else "some checks FAILED")
     return 0 if healthy else 1

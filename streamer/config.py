@@ -121,7 +121,10 @@ class TritonConfig(Section):
     startup_timeout_s: float = Field(120.0, gt=0, description="Wait this long for server ready.")
     request_timeout_s: float = Field(10.0, gt=0, description="Deadline of one inference request.")
     ort_threads: int = Field(
-        0, ge=0, description="Embedded: ONNX Runtime intra-op threads per model instance; 0 = cores."
+        0,
+        ge=0,
+        description="Embedded: ONNX Runtime intra-op threads per model instance; 0 = the cores "
+        "divided by the model's instance count.",
     )
     log_verbose: int = Field(0, ge=0, description="Embedded: tritonserver --log-verbose level.")
 

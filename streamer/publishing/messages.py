@@ -1,9 +1,21 @@
-"""Turning results into JSON-ready messages (one schema for every sink)."""
+"""Turning results into JSON-ready messages: one versioned schema for every sink.
+
+The schema is written down as JSON Schema files in streamer/publishing/schemas/ (one per message
+type); tests validate every payload against them. Every event carries a unique `id` (stamped once on
+the event, so every sink publishes the same id) and the frame's `capture_ts`, so consumers can
+de-duplicate re-sent events and order them.
+"""
 
 from __future__ import annotations
 
+import base64
+import json
+import time
 import uuid
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from streamer.detections import Detections
 from streamer.frames import FrameResult
@@ -13,14 +25,67 @@ MS_PER_S = 1000.0
 BOX_DECIMALS = 1
 SCORE_DECIMALS = 3
 
+FRAME_TYPE = "frame"
+TRACK_EVENT_TYPES = ("new", "update", "end")
+IDENTITY_TYPE = "identity"
+CAMERA_STATUS_TYPE = "camera_status"
+STATS_TYPE = "stats"
+AVAILABLE_ONLINE = "online"
+AVAILABLE_OFFLINE = "offline"
+
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+SCHEMA_FILES = {
+    FRAME_TYPE: "frame.json",
+    **{kind: "track_event.json" for kind in TRACK_EVENT_TYPES},
+    IDENTITY_TYPE: "identity.json",
+    CAMERA_STATUS_TYPE: "camera_status.json",
+    STATS_TYPE: "stats.json",
+    "availability": "availability.json",
+}
+
+# Embeddings travel as base64 of little-endian floats: 512 float16 values are 1.4 kB of text
+# instead of about 5 kB as a JSON list.
+EMBEDDING_DTYPES: dict[str, np.dtype[Any]] = {
+    "float16": np.dtype("<f2"),
+    "float32": np.dtype("<f4"),
+}
+
+
+def load_schema(message_type: str) -> dict[str, Any]:
+    """The JSON Schema of a message type ("frame", "new", "identity", "availability", ...)."""
+    schema: dict[str, Any] = json.loads((SCHEMA_DIR / SCHEMA_FILES[message_type]).read_text("utf-8"))
+    return schema
+
 
 def new_id() -> str:
     return uuid.uuid4().hex
 
 
+def _json_default(value: Any) -> Any:
+    """numpy values that later stages attach to tracks (ids, scores, names) become plain JSON."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def to_json(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"), default=_json_default)
+
+
+def to_json_bytes(message: dict[str, Any]) -> bytes:
+    return to_json(message).encode("utf-8")
+
+
 def tracks_payload(tracks: Detections) -> list[dict[str, Any]]:
     ids = tracks.tracker_id.tolist() if tracks.tracker_id is not None else [None] * len(tracks)
     extras = {k: v.tolist() for k, v in tracks.data.items() if v.ndim == 1}
+    # 2-D per-row data are pixel positions (face landmarks: x0, y0, ..., x4, y4).
+    extras.update(
+        {k: np.round(v.astype(np.float64), BOX_DECIMALS).tolist()
+         for k, v in tracks.data.items() if v.ndim == 2}
+    )
     rows = []
     for i, (track_id, box, score) in enumerate(
         zip(ids, tracks.xyxy.tolist(), tracks.confidence.tolist())
@@ -40,7 +105,7 @@ def tracks_payload(tracks: Detections) -> list[dict[str, Any]]:
 def frame_message(result: FrameResult) -> dict[str, Any]:
     message: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
-        "type": "frame",
+        "type": FRAME_TYPE,
         "id": new_id(),
         "camera": result.camera,
         "frame_index": result.frame_index,
@@ -56,6 +121,79 @@ def frame_message(result: FrameResult) -> dict[str, Any]:
     return message
 
 
-def event_message(event: dict[str, Any]) -> dict[str, Any]:
-    """A track lifecycle or identity event, with its own id for de-duplication."""
-    return {"schema_version": SCHEMA_VERSION, "id": new_id(), **event}
+def encode_embedding(vector: Any, dtype: str = "float16") -> dict[str, Any]:
+    """A 1-D vector as {"dtype", "dim", "data": base64 of little-endian values}."""
+    values = np.asarray(vector).reshape(-1).astype(EMBEDDING_DTYPES[dtype], copy=False)
+    return {
+        "dtype": dtype,
+        "dim": int(values.shape[0]),
+        "data": base64.b64encode(values.tobytes()).decode("ascii"),
+    }
+
+
+def embedding_bytes(encoded: dict[str, Any]) -> bytes:
+    return base64.b64decode(encoded["data"])
+
+
+def decode_embedding(encoded: dict[str, Any]) -> np.ndarray:
+    """The inverse of `encode_embedding`, for consumers (returns float32)."""
+    values = np.frombuffer(embedding_bytes(encoded), dtype=EMBEDDING_DTYPES[encoded["dtype"]])
+    if values.shape[0] != encoded["dim"]:
+        raise ValueError(f"embedding has {values.shape[0]} values, expected dim {encoded['dim']}")
+    return values.astype(np.float32)
+
+
+def event_id(event: dict[str, Any]) -> str:
+    """The event's id, stamped on first use so every sink publishes the same one."""
+    identifier = event.get("id")
+    if not isinstance(identifier, str):
+        identifier = new_id()
+        event["id"] = identifier
+    return identifier
+
+
+def event_message(event: dict[str, Any], embedding_dtype: str = "float16") -> dict[str, Any]:
+    """A track lifecycle or identity event, with its id for de-duplication."""
+    identifier = event_id(event)
+    message = {"schema_version": SCHEMA_VERSION, "id": identifier, **event}
+    if event.get("type") == IDENTITY_TYPE and "embedding" in event:
+        embedding = event["embedding"]
+        already_encoded = isinstance(embedding, dict)
+        message["embedding"] = embedding if already_encoded else encode_embedding(
+            embedding, embedding_dtype
+        )
+    return message
+
+
+def camera_status_message(
+    camera: str, status: str, detail: str | None, ts: float | None = None
+) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "type": CAMERA_STATUS_TYPE,
+        "id": new_id(),
+        "camera": camera,
+        "status": status,
+        "detail": detail,
+        "ts": time.time() if ts is None else ts,
+    }
+
+
+def stats_message(
+    *,
+    started_ts: float,
+    cameras: dict[str, dict[str, Any]],
+    sink: dict[str, Any],
+    ts: float | None = None,
+) -> dict[str, Any]:
+    now = time.time() if ts is None else ts
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "type": STATS_TYPE,
+        "id": new_id(),
+        "ts": now,
+        "started_ts": started_ts,
+        "uptime_s": round(max(0.0, now - started_ts), 1),
+        "cameras": cameras,
+        "sink": sink,
+    }

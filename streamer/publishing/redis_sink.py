@@ -1,0 +1,258 @@
+"""Redis sink (redis.asyncio): streams per camera, latest state, identity records.
+
+    {prefix}:{camera}:events     stream (XADD MAXLEN ~ events_maxlen): track new/update/end, identity
+                                 and camera_status messages; fields type, id, capture_ts, message
+    {prefix}:{camera}:tracks     stream (MAXLEN ~ tracks_maxlen): one entry per processed frame
+    {prefix}:{camera}:state      hash: latest frame message and camera status
+    {prefix}:identity:{camera}:{kind}:{track_id}
+                                 hash: latest embedding of a track, `vector` as raw little-endian
+                                 bytes with `dim` and `dtype`; expires after identity_ttl_s
+    {prefix}:available           "online" (expires after 3 stats intervals unless refreshed) /
+                                 "offline" after a clean stop
+    {prefix}:stats               latest stats message (JSON)
+
+Each batch (events and frames together, up to `batch_size` of each) is one MULTI/EXEC round trip
+(pipelining measured ~6x faster than awaited XADDs): it is applied whole or not at all, and its
+events leave the buffer only after EXEC succeeded. A batch whose reply was lost is sent again:
+consumers de-duplicate by `id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import redis.asyncio as redis
+from redis.asyncio.client import Pipeline
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, AuthorizationError, NoPermissionError
+from redis.typing import EncodableT
+
+from streamer.publishing.broker import (
+    BrokerFailure,
+    BrokerSink,
+    is_identity,
+    network_failure,
+    spill_file_name,
+)
+from streamer.publishing.buffer import PendingEvent, PendingFrame
+from streamer.publishing.messages import (
+    AVAILABLE_OFFLINE,
+    AVAILABLE_ONLINE,
+    embedding_bytes,
+    to_json,
+)
+from streamer.publishing.settings import RedisSinkConfig
+
+AVAILABLE_EXPIRY_INTERVALS = 3
+
+
+class RedisKeys:
+    """The key layout; one place, so the README, the sink and the tests agree."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.available = f"{prefix}:available"
+        self.stats = f"{prefix}:stats"
+
+    def events(self, camera: str) -> str:
+        return f"{self.prefix}:{camera}:events"
+
+    def tracks(self, camera: str) -> str:
+        return f"{self.prefix}:{camera}:tracks"
+
+    def state(self, camera: str) -> str:
+        return f"{self.prefix}:{camera}:state"
+
+    def identity(self, camera: str, kind: str, track_id: Any) -> str:
+        return f"{self.prefix}:identity:{camera}:{kind}:{track_id}"
+
+
+def identity_record(message: dict[str, Any]) -> dict[EncodableT, EncodableT]:
+    """Hash fields of an identity record: the vector as bytes, ready for a vector index."""
+    embedding = message["embedding"]
+    record: dict[EncodableT, EncodableT] = {
+        "id": message["id"],
+        "camera": message["camera"],
+        "track_id": message["track_id"],
+        "kind": message["kind"],
+        "capture_ts": message["capture_ts"],
+        "dtype": embedding["dtype"],
+        "dim": embedding["dim"],
+        "vector": embedding_bytes(embedding),
+    }
+    for optional in ("name", "similarity", "global_id", "quality", "samples"):
+        if message.get(optional) is not None:
+            record[optional] = message[optional]
+    return record
+
+
+class RedisSink(BrokerSink):
+    name = "redis"
+
+    def __init__(self, settings: RedisSinkConfig) -> None:
+        password = settings.password.get_secret_value() if settings.password else None
+        super().__init__(
+            endpoint=f"{settings.host}:{settings.port}/{settings.db}",
+            delivery=settings.delivery,
+            reconnect=settings.reconnect,
+            stats_interval_s=settings.stats_interval_s,
+            embedding_dtype=settings.embedding_dtype,
+            secrets=[password] if password else [],
+            spill_name=spill_file_name(self.name, settings.key_prefix),
+        )
+        self.settings = settings
+        self.keys = RedisKeys(settings.key_prefix)
+        self._password = password
+        self._client: redis.Redis | None = None
+
+    def _new_client(self) -> redis.Redis:
+        settings = self.settings
+        tls = settings.tls
+        return redis.Redis(
+            host=settings.host,
+            port=settings.port,
+            db=settings.db,
+            username=settings.username,
+            password=self._password,
+            socket_connect_timeout=settings.connect_timeout_s,
+            socket_timeout=settings.delivery.ack_timeout_s,
+            retry=Retry(NoBackoff(), 0),  # reconnecting is the supervisor's job, with backoff
+            ssl=tls.enabled,
+            ssl_ca_certs=str(tls.ca_file) if tls.ca_file else None,
+            ssl_certfile=str(tls.cert_file) if tls.cert_file else None,
+            ssl_keyfile=str(tls.key_file) if tls.key_file else None,
+            ssl_check_hostname=tls.verify_hostname,
+            client_name="streamer",
+        )
+
+    async def _connect(self) -> None:
+        client = self._new_client()
+        self._client = client
+        async with asyncio.timeout(self.settings.connect_timeout_s * 2):
+            await client.ping()
+
+    async def _disconnect(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                async with asyncio.timeout(self.settings.connect_timeout_s):
+                    await client.aclose()
+            except Exception:
+                await client.connection_pool.disconnect(inuse_connections=True)
+
+    def _connected_client(self) -> redis.Redis:
+        if self._client is None:
+            raise ConnectionError("not connected")
+        return self._client
+
+    async def _watch_connection(self) -> None:
+        """A PING now and then, so a dead server is noticed while the cameras are quiet."""
+        client = self._connected_client()
+        while True:
+            await asyncio.sleep(self.settings.ping_interval_s)
+            async with asyncio.timeout(self.settings.delivery.ack_timeout_s):
+                await client.ping()
+
+    async def _announce_online(self) -> None:
+        expiry = max(1, round(self.stats_interval_s * AVAILABLE_EXPIRY_INTERVALS))
+        await self._connected_client().set(self.keys.available, AVAILABLE_ONLINE, ex=expiry)
+
+    async def _announce_offline(self) -> None:
+        await self._connected_client().set(self.keys.available, AVAILABLE_OFFLINE)
+
+    async def _send(self, events: list[PendingEvent], frames: list[PendingFrame]) -> None:
+        async with self._connected_client().pipeline(transaction=True) as pipe:
+            for event in events:
+                self._queue_event(pipe, event)
+            self._queue_frames(pipe, frames)
+            results = await pipe.execute(raise_on_error=False)
+        rejected = [r for r in results if isinstance(r, Exception)]
+        if rejected:  # applied except these (no rollback in Redis): retrying would not help
+            self.errors += len(rejected)
+            self.drops.note(f"writes (rejected by Redis: {rejected[0]})", len(rejected))
+
+    def _queue_event(self, pipe: Pipeline, event: PendingEvent) -> None:
+        settings = self.settings
+        message = json.loads(event.payload)
+        pipe.xadd(
+            self.keys.events(event.camera),
+            {
+                "type": event.message_type,
+                "id": event.message_id,
+                "capture_ts": repr(message.get("capture_ts")),
+                "message": event.payload,
+            },
+            maxlen=settings.events_maxlen,
+            approximate=True,
+        )
+        if is_identity(event) and "embedding" in message:
+            key = self.keys.identity(event.camera, message["kind"], message["track_id"])
+            pipe.hset(key, mapping=identity_record(message))
+            pipe.expire(key, settings.identity_ttl_s)
+
+    def _queue_frames(self, pipe: Pipeline, frames: list[PendingFrame]) -> None:
+        settings = self.settings
+        latest: dict[str, tuple[PendingFrame, str]] = {}
+        for frame in frames:
+            payload = to_json(frame.message)
+            latest[frame.camera] = (frame, payload)
+            if settings.publish_tracks:
+                pipe.xadd(
+                    self.keys.tracks(frame.camera),
+                    {"id": frame.message["id"], "capture_ts": repr(frame.capture_ts),
+                     "message": payload},
+                    maxlen=settings.tracks_maxlen,
+                    approximate=True,
+                )
+        for camera, (frame, payload) in latest.items():
+            pipe.hset(
+                self.keys.state(camera),
+                mapping={
+                    "frame": payload,
+                    "frame_ts": repr(frame.capture_ts),
+                    "tracks": len(frame.message["tracks"]),
+                },
+            )
+
+    async def _send_statuses(self, statuses: list[dict[str, Any]]) -> None:
+        async with self._connected_client().pipeline(transaction=False) as pipe:
+            for status in statuses:
+                camera = status["camera"]
+                payload = to_json(status)
+                pipe.hset(
+                    self.keys.state(camera),
+                    mapping={"status": status["status"], "status_ts": repr(status["ts"]),
+                             "status_message": payload},
+                )
+                pipe.xadd(
+                    self.keys.events(camera),
+                    {"type": status["type"], "id": status["id"], "capture_ts": repr(status["ts"]),
+                     "message": payload},
+                    maxlen=self.settings.events_maxlen,
+                    approximate=True,
+                )
+            await pipe.execute()
+
+    async def _send_stats(self, message: dict[str, Any]) -> None:
+        expiry = max(1, round(self.stats_interval_s * AVAILABLE_EXPIRY_INTERVALS))
+        async with self._connected_client().pipeline(transaction=False) as pipe:
+            pipe.set(self.keys.stats, to_json(message))
+            pipe.set(self.keys.available, AVAILABLE_ONLINE, ex=expiry)
+            await pipe.execute()
+
+    def _describe_failure(self, exc: BaseException) -> BrokerFailure:
+        if isinstance(exc, AuthenticationError | AuthorizationError | NoPermissionError):
+            if self._password is None:
+                reason = "the server requires a password (and an ACL username if not 'default')"
+            else:
+                who = f"user '{self.settings.username}'" if self.settings.username else "default user"
+                reason = f"{str(exc).rstrip('.') or type(exc).__name__} ({who})"
+            return BrokerFailure(reason, credentials_refused=True)
+        if isinstance(exc, TimeoutError):
+            return BrokerFailure("no answer from the server in time")
+        if "Error 111 " in str(exc):  # redis-py words ECONNREFUSED this way, without a cause
+            return BrokerFailure("connection refused; is the broker running and listening there?")
+        return network_failure(exc) or BrokerFailure(str(exc) or type(exc).__name__)

@@ -1,0 +1,192 @@
+"""Configuration of the broker sinks (`publishing.mqtt`, `publishing.redis`).
+
+Kept apart from streamer/config.py so the sinks own their settings; config.py imports these.
+Passwords are `SecretStr`: their repr is masked, so they never reach a log by accident.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+TOPIC_SEGMENT_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_/-]{0,127}$"
+KEY_PREFIX_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_:-]{0,127}$"
+
+EmbeddingDtype = Literal["float16", "float32"]
+
+
+class _Section(BaseModel):
+    # Same rules as streamer.config.Section (importing it here would be circular).
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class BackoffConfig(_Section):
+    initial_delay_s: float = Field(0.5, gt=0, description="Delay before the first reconnect attempt.")
+    max_delay_s: float = Field(30.0, gt=0, description="Cap on the exponential reconnect delay.")
+    multiplier: float = Field(2.0, ge=1, description="Growth of the delay after each failed attempt.")
+
+
+class TlsConfig(_Section):
+    enabled: bool = Field(False, description="Connect with TLS.")
+    ca_file: Path | None = Field(
+        None, description="CA bundle that signed the broker's certificate; None = system CAs."
+    )
+    cert_file: Path | None = Field(None, description="Client certificate (mutual TLS).")
+    key_file: Path | None = Field(None, description="Private key of the client certificate.")
+    verify_hostname: bool = Field(
+        True, description="Check the broker's certificate matches its host name (leave on)."
+    )
+
+
+class DeliveryConfig(_Section):
+    """How much is kept while a broker is slow or away, and what happens beyond that."""
+
+    frame_buffer: int = Field(
+        1000,
+        ge=1,
+        description="Per-frame track messages waiting to be sent; beyond this the OLDEST are "
+        "dropped (counted): they describe a moment that has passed.",
+    )
+    event_buffer: int = Field(
+        20000,
+        ge=1,
+        description="Lifecycle and identity events kept during an outage (memory plus spill "
+        "file); beyond this the oldest are dropped, counted and logged.",
+    )
+    memory_events: int = Field(
+        5000,
+        ge=1,
+        description="With `spill_dir` set: events kept in memory before the rest go to disk.",
+    )
+    spill_dir: Path | None = Field(
+        None,
+        description="Folder for a spill file holding events beyond `memory_events` during an "
+        "outage; None = memory only. Emptied at start (not a crash journal).",
+    )
+    max_event_age_s: float | None = Field(
+        3600.0,
+        gt=0,
+        description="Events older than this when the broker comes back are dropped (counted); "
+        "None = no age limit.",
+    )
+    batch_size: int = Field(
+        64,
+        ge=1,
+        description="Events, and as many frame messages, sent per round trip (one Redis "
+        "MULTI/EXEC, concurrent MQTT publishes).",
+    )
+    linger_s: float = Field(
+        0.02,
+        ge=0,
+        description="After the first message arrives, wait this long so messages of several "
+        "cameras share one round trip (less CPU per frame); 0 = send at once.",
+    )
+    ack_timeout_s: float = Field(
+        10.0, gt=0, description="A batch not acknowledged in this time counts as a broken connection."
+    )
+    stop_timeout_s: float = Field(
+        5.0, ge=0, description="At shutdown, wait at most this long to flush what is buffered."
+    )
+    log_interval_s: float = Field(
+        60.0, gt=0, description="Drops and ongoing outages are logged at most once per interval."
+    )
+
+
+def _password_as_text(value: Any) -> Any:
+    # YAML turns `password: 1234` into an int; a validation error would echo it back.
+    return str(value) if isinstance(value, int | float) else value
+
+
+class MqttSinkConfig(_Section):
+    enabled: bool = Field(False, description="Publish to an MQTT broker.")
+    host: str = Field("127.0.0.1", description="Broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 is usual with TLS).")
+    username: str | None = Field(None, description="User name; None = anonymous.")
+    password: SecretStr | None = Field(
+        None, description="Password; use ${ENV_VAR} to keep it out of the file. Never logged."
+    )
+    client_id: str | None = Field(
+        None, description="MQTT client id; None = a random one (two services never collide)."
+    )
+    topic_prefix: str = Field(
+        "streamer",
+        pattern=TOPIC_SEGMENT_PATTERN,
+        description="Root of the topic tree: {prefix}/{camera}/tracks, .../events, .../identities, "
+        ".../status, {prefix}/available, {prefix}/stats.",
+    )
+    keepalive_s: int = Field(30, ge=5, description="MQTT keepalive; a dead link is noticed after 1.5x.")
+    connect_timeout_s: float = Field(5.0, gt=0, description="Give up one connection attempt after this.")
+    publish_tracks: bool = Field(
+        True, description="Publish the per-frame tracks topic (QoS 0, one message per frame)."
+    )
+    max_inflight: int = Field(
+        64, ge=1, description="Messages published concurrently (QoS 1: awaiting their PUBACK)."
+    )
+    stats_interval_s: float = Field(
+        30.0, gt=0, description="Period of the retained {prefix}/stats message."
+    )
+    embedding_dtype: EmbeddingDtype = Field(
+        "float16",
+        description="Precision of embeddings in identity messages (base64, little-endian).",
+    )
+    tls: TlsConfig = Field(default_factory=TlsConfig, description="TLS options.")
+    delivery: DeliveryConfig = Field(
+        default_factory=DeliveryConfig, description="Buffering and drop policy."
+    )
+    reconnect: BackoffConfig = Field(
+        default_factory=BackoffConfig, description="Backoff between connection attempts."
+    )
+
+    _password_text = field_validator("password", mode="before")(_password_as_text)
+
+
+class RedisSinkConfig(_Section):
+    enabled: bool = Field(False, description="Write streams and state to Redis.")
+    host: str = Field("127.0.0.1", description="Redis host name or address.")
+    port: int = Field(6379, ge=1, le=65535, description="Redis port.")
+    db: int = Field(0, ge=0, description="Database number.")
+    username: str | None = Field(None, description="ACL user; None = the default user.")
+    password: SecretStr | None = Field(
+        None, description="Password; use ${ENV_VAR} to keep it out of the file. Never logged."
+    )
+    key_prefix: str = Field(
+        "streamer",
+        pattern=KEY_PREFIX_PATTERN,
+        description="Prefix of every key: {prefix}:{camera}:events, ...:tracks, ...:state, "
+        "{prefix}:identity:{camera}:{kind}:{track_id}, {prefix}:available, {prefix}:stats.",
+    )
+    events_maxlen: int = Field(
+        100_000, ge=1, description="Approximate length cap (XADD MAXLEN ~) of each events stream."
+    )
+    publish_tracks: bool = Field(
+        True, description="Also append every frame's tracks to {prefix}:{camera}:tracks."
+    )
+    tracks_maxlen: int = Field(
+        10_000, ge=1, description="Approximate length cap of each per-frame tracks stream."
+    )
+    identity_ttl_s: int = Field(
+        86_400, ge=1, description="Identity/embedding records expire after this many seconds."
+    )
+    stats_interval_s: float = Field(
+        30.0, gt=0, description="Period of {prefix}:stats; {prefix}:available expires after 3x."
+    )
+    connect_timeout_s: float = Field(5.0, gt=0, description="Give up one connection attempt after this.")
+    ping_interval_s: float = Field(
+        5.0, gt=0, description="PING this often while idle, so a dead server is noticed."
+    )
+    embedding_dtype: EmbeddingDtype = Field(
+        "float32",
+        description="Precision of embeddings, in messages (base64) and identity records (raw "
+        "little-endian bytes; float32 suits RediSearch vector indexes).",
+    )
+    tls: TlsConfig = Field(default_factory=TlsConfig, description="TLS options.")
+    delivery: DeliveryConfig = Field(
+        default_factory=DeliveryConfig, description="Buffering and drop policy."
+    )
+    reconnect: BackoffConfig = Field(
+        default_factory=BackoffConfig, description="Backoff between connection attempts."
+    )
+
+    _password_text = field_validator("password", mode="before")(_password_as_text)

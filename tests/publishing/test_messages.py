@@ -1,0 +1,129 @@
+"""The message schema: every message type validates, ids are shared by sinks, secrets stay hidden."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+import numpy as np
+import pytest
+
+from streamer.config import ConfigError, parse_config
+from streamer.publishing.messages import (
+    SCHEMA_FILES,
+    camera_status_message,
+    decode_embedding,
+    event_message,
+    frame_message,
+    load_schema,
+    stats_message,
+    to_json,
+)
+from tests.publishing.support import SyntheticCamera, validate
+
+
+def test_every_schema_file_is_a_valid_json_schema() -> None:
+    for message_type in SCHEMA_FILES:
+        schema = load_schema(message_type)
+        jsonschema.Draft202012Validator.check_schema(schema)
+
+
+def test_frame_and_lifecycle_messages_validate() -> None:
+    camera = SyntheticCamera("door-1")
+    kinds = set()
+    for _ in range(5):
+        result, events = camera.step()
+        validate(json.loads(to_json(frame_message(result))))
+        for event in events:
+            message = json.loads(to_json(event_message(event)))
+            validate(message)
+            kinds.add(message["type"])
+    assert kinds == {"new", "end"}
+
+
+def test_update_and_camera_stop_events_validate() -> None:
+    before = {"track_id": 3, "box": [1.0, 2.0, 3.0, 4.0], "score": 0.5, "first_seen_ts": 1.0,
+              "last_seen_ts": 2.0, "frames": 2}
+    after = {**before, "name": "alice", "global_id": np.int64(4)}  # identity stages add numpy values
+    update = {"type": "update", "camera": "c", "track_id": 3, "frame_index": 9, "capture_ts": 2.0,
+              "before": before, "after": after}
+    stopped = {"type": "end", "camera": "c", "track_id": 3, "capture_ts": 2.0, "before": after,
+               "after": None}  # CameraTracker.finish() has no frame_index
+    for event in (update, stopped):
+        validate(json.loads(to_json(event_message(event))))
+
+
+SNAPSHOT = {"track_id": 1, "box": [0, 0, 1, 1], "score": 0.5, "first_seen_ts": 1.0,
+            "last_seen_ts": 1.0, "frames": 1}
+
+
+@pytest.mark.parametrize(
+    ("kind", "before", "after"),
+    [("new", SNAPSHOT, None), ("new", None, None), ("update", None, SNAPSHOT), ("end", None, SNAPSHOT)],
+)
+def test_schema_rejects_inconsistent_lifecycle_events(
+    kind: str, before: dict[str, Any] | None, after: dict[str, Any] | None
+) -> None:
+    event = {"type": kind, "camera": "c", "track_id": 1, "capture_ts": 1.0, "before": before,
+             "after": after}
+    with pytest.raises(jsonschema.ValidationError):
+        validate(json.loads(to_json(event_message(event))))
+
+
+@pytest.mark.parametrize(("dtype", "tolerance"), [("float16", 1e-3), ("float32", 0.0)])
+def test_identity_embedding_is_compact_and_round_trips(dtype: str, tolerance: float) -> None:
+    event = SyntheticCamera("c").identity(dim=512)
+    vector = event["embedding"]
+    message = json.loads(to_json(event_message(event, dtype)))
+    validate(message)
+    assert message["embedding"]["dim"] == 512 and message["embedding"]["dtype"] == dtype
+    assert len(to_json(message)) < len(json.dumps(vector.tolist())) / 2
+    np.testing.assert_allclose(decode_embedding(message["embedding"]), vector, atol=tolerance)
+
+
+def test_every_sink_publishes_the_same_event_id() -> None:
+    result, events = SyntheticCamera("c").step()
+    first = event_message(events[0], "float16")
+    second = event_message(events[0], "float32")
+    assert first["id"] == second["id"]
+    assert event_message(events[0])["id"] != frame_message(result)["id"]
+
+
+def test_status_and_stats_messages_validate() -> None:
+    validate(camera_status_message("c", "offline", "read timeout"))
+    validate(stats_message(
+        started_ts=1.0, ts=5.0,
+        cameras={"c": {"status": "online", "frames": 3, "events": 2, "fps": 1.5, "tracks": 1,
+                       "latency_ms": 20.0, "last_capture_ts": 4.0}},
+        sink={"name": "mqtt", "endpoint": "h:1", "connected": True, "published": 1, "buffered": 0,
+              "dropped": 0, "errors": 0},
+    ))
+    validate("offline", "availability")
+    with pytest.raises(jsonschema.ValidationError):
+        validate("gone", "availability")
+
+
+CONFIG = """
+cameras:
+  - {name: c, url: clip.mp4}
+publishing:
+  mqtt: {enabled: true, username: streamer, password: "${MQTT_PASSWORD}"}
+  redis: {enabled: true, password: %s}
+"""
+
+
+def test_passwords_come_from_the_environment_and_never_show() -> None:
+    config = parse_config(CONFIG % "1234", env={"MQTT_PASSWORD": "s3cret-value"})
+    mqtt, redis = config.publishing.mqtt, config.publishing.redis
+    assert mqtt.password is not None and mqtt.password.get_secret_value() == "s3cret-value"
+    assert redis.password is not None and redis.password.get_secret_value() == "1234"
+    assert "s3cret-value" not in repr(config) and "1234" not in str(config.publishing)
+
+
+def test_unknown_sink_key_is_reported_with_a_suggestion() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(CONFIG.replace("username:", "usernme:") % "x", env={"MQTT_PASSWORD": "p"})
+    assert caught.value.lines == [
+        "<config>:5: publishing.mqtt.usernme: unknown key (did you mean 'username'?)"
+    ]
