@@ -25,6 +25,7 @@ import numpy as np
 import onnxruntime as ort
 import tritonclient.grpc.aio as grpcclient
 
+from streamer.app import build_sinks
 from streamer.assets import PROJECT_ROOT
 from streamer.config import DetectorConfig, StreamerConfig, TrackerConfig
 from streamer.frames import Frame, FrameResult
@@ -130,13 +131,18 @@ async def batch_counts(client: grpcclient.InferenceServerClient) -> Counter[int]
 
 
 async def run_pipeline(
-    server: EmbeddedTritonServer, clip: Path, cameras: int, seconds: float, in_flight: int
+    server: EmbeddedTritonServer,
+    clip: Path,
+    cameras: int,
+    seconds: float,
+    in_flight: int,
+    publishing: dict[str, Any] | None = None,
 ) -> PipelineRun:
     config = StreamerConfig.model_validate(
         {
             "triton": {"mode": "external", "url": server.grpc_url},
             "inference": {"requests_in_flight": in_flight},
-            "publishing": {"jsonl": {"enabled": False}},
+            "publishing": {"jsonl": {"enabled": False}, **(publishing or {})},
             "cameras": [
                 {"name": f"cam{i}", "url": str(clip), "loop": True, "pacing": "fast"}
                 for i in range(cameras)
@@ -144,7 +150,7 @@ async def run_pipeline(
         }
     )
     latencies = _Latencies()
-    pipeline = Pipeline(config, observers=[latencies])
+    pipeline = Pipeline(config, observers=[latencies], sinks=build_sinks(config))
     client = grpcclient.InferenceServerClient(server.grpc_url)
     try:
         await pipeline.start()
@@ -191,9 +197,65 @@ def _batch_text(batches: dict[int, int]) -> str:
     return " ".join(f"{size}:{100 * count / total:.0f}%" for size, count in batches.items())
 
 
+def _endpoint(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+def _print_run(label: str, run: PipelineRun, raw: float) -> None:
+    print(
+        f"  {label:>7} {run.fps:>7.1f} {run.fps / raw:>5.2f} "
+        f"{run.latency_p50_ms:>7.1f} {run.latency_p95_ms:>7.1f} {run.mean_batch:>5.2f}"
+        f"  {_batch_text(run.batch_sizes)}"
+    )
+
+
 async def main(args: argparse.Namespace) -> int:
     clip = args.clip or DEFAULT_CLIP
     camera_counts = [int(n) for n in str(args.cameras).split(",") if n]
+    sections = set(str(args.sections).split(","))
+    unknown = sections - {"detector", "identities", "publishing"}
+    if unknown:
+        print(f"error: --sections: unknown {', '.join(sorted(unknown))}")
+        return 2
+    mqtt_host, mqtt_port = _endpoint(args.mqtt)
+    redis_host, redis_port = _endpoint(args.redis)
+    sinks = {
+        "mqtt": {"enabled": True, "host": mqtt_host, "port": mqtt_port},
+        "redis": {"enabled": True, "host": redis_host, "port": redis_port},
+    }
+    results: dict[str, Any] = {}
+    if "detector" in sections:
+        results.update(await _detector_section(args, clip, camera_counts, sinks))
+    if "publishing" in sections:
+        from streamer.publishing.bench import as_dicts, format_results
+        from streamer.publishing.bench import run_benchmark as publishing_benchmark
+        from streamer.publishing.settings import MqttSinkConfig, RedisSinkConfig
+
+        print(f"publishing throughput (MQTT {args.mqtt}, Redis {args.redis}):")
+        rows = await publishing_benchmark(
+            mqtt=MqttSinkConfig(host=mqtt_host, port=mqtt_port),
+            redis=RedisSinkConfig(host=redis_host, port=redis_port),
+        )
+        print("\n".join(format_results(rows)))
+        results["publishing"] = as_dicts(rows)
+    if "identities" in sections:
+        from streamer.identities.bench import run_benchmark as identities_benchmark
+
+        print(f"identities (faces + ReID), embedding throughput and cost at {max(camera_counts)} cameras:")
+        identities = await identities_benchmark(
+            cameras=max(camera_counts), seconds=args.duration, clip=clip, ort_threads=args.ort_threads
+        )
+        print("\n".join(identities.lines()))
+        results["identities"] = asdict(identities)
+    if args.output:
+        Path(args.output).write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+async def _detector_section(
+    args: argparse.Namespace, clip: Path, camera_counts: list[int], sinks: dict[str, Any]
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="streamer-bench-") as scratch:
         repository = Path(scratch)
         (repository / DETECTOR).mkdir()
@@ -202,7 +264,6 @@ async def main(args: argparse.Namespace) -> int:
         )
         prepare(entry(DETECTOR), repository)
         model_path = repository / DETECTOR / "1" / MODEL_FILE
-        size = 416
         frames = load_frames(clip, RAW_FRAMES)
         size = int(ort.InferenceSession(str(model_path)).get_inputs()[0].shape[1])
         print(f"streamer bench: clip {clip.name}, {os.cpu_count()} CPUs, detector {size}x{size}")
@@ -218,13 +279,14 @@ async def main(args: argparse.Namespace) -> int:
             for cameras in camera_counts:
                 run = await run_pipeline(server, clip, cameras, args.duration, max(cameras, 8))
                 runs.append(run)
-                print(
-                    f"  {run.cameras:>7} {run.fps:>7.1f} {run.fps / raw:>5.2f} "
-                    f"{run.latency_p50_ms:>7.1f} {run.latency_p95_ms:>7.1f} {run.mean_batch:>5.2f}"
-                    f"  {_batch_text(run.batch_sizes)}"
-                )
+                _print_run(str(cameras), run, raw)
+            cameras = max(camera_counts)
+            with_sinks = await run_pipeline(
+                server, clip, cameras, args.duration, max(cameras, 8), publishing=sinks
+            )
+            runs.append(with_sinks)
+            _print_run(f"{cameras}+sinks", with_sinks, raw)
             if args.soak:
-                cameras = max(camera_counts)
                 soak = await run_pipeline(server, clip, cameras, args.soak, max(cameras, 8))
                 runs.append(soak)
                 print(
@@ -233,9 +295,4 @@ async def main(args: argparse.Namespace) -> int:
                 )
         finally:
             await server.stop()
-    if args.output:
-        results: dict[str, Any] = {
-            "raw_fps": raw, "naive_fps": naive, "runs": [asdict(r) for r in runs]
-        }
-        Path(args.output).write_text(json.dumps(results, indent=2))
-    return 0
+    return {"raw_fps": raw, "naive_fps": naive, "runs": [asdict(r) for r in runs]}

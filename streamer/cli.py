@@ -155,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--soak", type=float, default=0.0, help="extra soak run at max cameras, s")
     bench.add_argument("--output", type=Path, help="also write the results as JSON here")
     bench.add_argument(
+        "--sections", default="detector,publishing,identities", help="what to measure"
+    )
+    bench.add_argument("--mqtt", default="127.0.0.1:1883", help="MQTT broker for the sink runs")
+    bench.add_argument("--redis", default="127.0.0.1:6379", help="Redis for the sink runs")
+    bench.add_argument(
         "--ort-threads", type=int, default=0, help="ONNX Runtime threads per model instance; 0 = cores"
     )
     bench.set_defaults(handler=cmd_bench)
