@@ -64,7 +64,8 @@ async def run_until_signal(
                 loop.remove_signal_handler(sig)
 
 
-def _load(path: str) -> StreamerConfig:
+def load_config_or_exit(path: str) -> StreamerConfig:
+    """The config, or its problems on stderr (one line each) and exit code 2."""
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -76,7 +77,7 @@ def _load(path: str) -> StreamerConfig:
 def cmd_run(args: argparse.Namespace) -> int:
     from streamer.app import Service
 
-    config = _load(args.config)
+    config = load_config_or_exit(args.config)
     service = Service(config)
 
     async def serve() -> int:
@@ -95,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from streamer.check import run_checks
 
-    config = _load(args.config)
+    config = load_config_or_exit(args.config)
     print(f"{args.config}: configuration valid ({len(config.cameras)} cameras)")
     return run_async(run_checks(config))
 

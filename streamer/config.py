@@ -18,7 +18,6 @@ import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -28,13 +27,10 @@ from pydantic import (
 from streamer.identities.settings import FacesConfig, IdentitiesConfig, ReidConfig
 from streamer.metrics.settings import DashboardConfig, MetricsConfig
 from streamer.publishing.settings import MqttSinkConfig, RedisSinkConfig
+from streamer.section import Section
 
 CAMERA_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "srt")
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
 class ReconnectConfig(Section):

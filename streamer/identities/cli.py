@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamer.config import ConfigError, StreamerConfig, load_config
+from streamer.config import StreamerConfig
 
 if TYPE_CHECKING:
     from streamer.identities.enrolment import FaceStore
@@ -42,12 +42,9 @@ def _config(path: str | None) -> StreamerConfig:
     if path is None:
         # Defaults for everything; enrolment needs no cameras, so none are validated.
         return StreamerConfig.model_construct(cameras=[])
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for line in exc.lines:
-            print(f"error: {line}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE) from None
+    from streamer.cli import load_config_or_exit
+
+    return load_config_or_exit(path)
 
 
 def cmd_faces(args: argparse.Namespace) -> int:

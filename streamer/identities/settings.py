@@ -9,16 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from streamer.section import Section
 
 FaceMode = Literal["frame", "regions", "off"]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-class FacesConfig(_Section):
+class FacesConfig(Section):
     enabled: bool = Field(False, description="Detect faces, embed them per track, match enrolled.")
     detector_model: str = Field("face_detector", description="SCRFD model in the repository.")
     embedder_model: str = Field("face_embedder", description="ArcFace-family model in the repository.")
@@ -75,7 +73,7 @@ class FacesConfig(_Section):
     )
 
 
-class ReidConfig(_Section):
+class ReidConfig(Section):
     enabled: bool = Field(False, description="Embed tracked people for cross-camera identities.")
     model: str = Field(
         "person_reid",
@@ -94,7 +92,7 @@ class ReidConfig(_Section):
     )
 
 
-class GalleryConfig(_Section):
+class GalleryConfig(Section):
     backend: Literal["memory"] = Field(
         "memory", description="Where the cross-camera gallery lives (in-process for now)."
     )
@@ -111,7 +109,7 @@ class GalleryConfig(_Section):
     max_entries: int = Field(10_000, ge=1, description="Oldest entries are dropped beyond this.")
 
 
-class IdentitiesConfig(_Section):
+class IdentitiesConfig(Section):
     confirm_frames: int = Field(
         3, ge=1, description="A track is embedded once it has been seen in this many frames."
     )

@@ -7,15 +7,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, Field, SecretStr, field_validator
+
+from streamer.section import Section
 
 DEFAULT_LATENCY_BUCKETS_S = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
 DEFAULT_STAGE_BUCKETS_S = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]
-
-
-class _Section(BaseModel):
-    # Same rules as streamer.config.Section (unknown keys rejected); not imported to avoid a cycle.
-    model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
 def _ascending(buckets: list[float]) -> list[float]:
@@ -27,7 +24,7 @@ def _ascending(buckets: list[float]) -> list[float]:
 Buckets = Annotated[list[float], AfterValidator(_ascending)]
 
 
-class MetricsConfig(_Section):
+class MetricsConfig(Section):
     enabled: bool = Field(
         True, description="Serve Prometheus metrics at /metrics on the dashboard's HTTP server."
     )
@@ -63,7 +60,7 @@ class MetricsConfig(_Section):
 
 
 
-class DashboardConfig(_Section):
+class DashboardConfig(Section):
     enabled: bool = Field(
         True,
         description="Run the HTTP server: the dashboard page, its JSON API (`streamer stats`) "

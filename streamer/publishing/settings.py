@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
+
+from streamer.section import Section
 
 TOPIC_SEGMENT_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_/-]{0,127}$"
 KEY_PREFIX_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_:-]{0,127}$"
@@ -17,18 +19,13 @@ KEY_PREFIX_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_:-]{0,127}$"
 EmbeddingDtype = Literal["float16", "float32"]
 
 
-class _Section(BaseModel):
-    # Same rules as streamer.config.Section (importing it here would be circular).
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-class BackoffConfig(_Section):
+class BackoffConfig(Section):
     initial_delay_s: float = Field(0.5, gt=0, description="Delay before the first reconnect attempt.")
     max_delay_s: float = Field(30.0, gt=0, description="Cap on the exponential reconnect delay.")
     multiplier: float = Field(2.0, ge=1, description="Growth of the delay after each failed attempt.")
 
 
-class TlsConfig(_Section):
+class TlsConfig(Section):
     enabled: bool = Field(False, description="Connect with TLS.")
     ca_file: Path | None = Field(
         None, description="CA bundle that signed the broker's certificate; None = system CAs."
@@ -40,7 +37,7 @@ class TlsConfig(_Section):
     )
 
 
-class DeliveryConfig(_Section):
+class DeliveryConfig(Section):
     """How much is kept while a broker is slow or away, and what happens beyond that."""
 
     frame_buffer: int = Field(
@@ -99,7 +96,7 @@ def _password_as_text(value: Any) -> Any:
     return str(value) if isinstance(value, int | float) else value
 
 
-class MqttSinkConfig(_Section):
+class MqttSinkConfig(Section):
     enabled: bool = Field(False, description="Publish to an MQTT broker.")
     host: str = Field("127.0.0.1", description="Broker host name or address.")
     port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 is usual with TLS).")
@@ -142,7 +139,7 @@ class MqttSinkConfig(_Section):
     _password_text = field_validator("password", mode="before")(_password_as_text)
 
 
-class RedisSinkConfig(_Section):
+class RedisSinkConfig(Section):
     enabled: bool = Field(False, description="Write streams and state to Redis.")
     host: str = Field("127.0.0.1", description="Redis host name or address.")
     port: int = Field(6379, ge=1, le=65535, description="Redis port.")
