@@ -133,6 +133,12 @@ class InferenceConfig(Section):
         "so this bounds the dynamic batch size.",
     )
     queue_size: int = Field(64, ge=1, description="Shared request queue length per model.")
+    frames_in_flight_per_camera: int = Field(
+        2,
+        ge=1,
+        description="Frames of one camera in detection at once: 2 overlaps one frame's round "
+        "trip with the next; results still reach the tracker in frame order.",
+    )
 
 
 class DetectorConfig(Section):

@@ -10,11 +10,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from streamer.config import CameraConfig, StreamerConfig
+from streamer.detections import Detections
 from streamer.frames import Frame, FrameResult
 from streamer.inference.client import InferenceError, TritonModel
 from streamer.inference.detector import PersonDetector
@@ -153,23 +155,45 @@ class Pipeline:
 
     async def _run_camera(self, runtime: CameraRuntime) -> None:
         """One camera's loop; an error here is logged and never reaches another camera."""
-        assert self.detector is not None
         name = runtime.config.name
         last_capture_ts = time.time()
+        depth = self.config.inference.frames_in_flight_per_camera
+        # Up to `depth` frames of this camera are in inference at once, so one frame's round trip
+        # overlaps the next; results still reach the tracker strictly in frame order.
+        in_flight: deque[tuple[Frame, asyncio.Task[Detections | None]]] = deque()
+        next_frame: asyncio.Task[Frame | None] | None = None
+        source_ended = False
         try:
             while True:
-                frame = await runtime.source.next_frame()
-                if frame is None:
+                if next_frame is None and not source_ended and len(in_flight) < depth:
+                    next_frame = asyncio.create_task(runtime.source.next_frame())
+                waiting: set[asyncio.Task[Any]] = {next_frame} if next_frame is not None else set()
+                if in_flight:
+                    waiting.add(in_flight[0][1])
+                if not waiting:
                     break
-                last_capture_ts = frame.capture_ts
-                result = await self._process(runtime, frame)
-                if result is not None:
-                    self._deliver(result)
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if next_frame is not None and next_frame.done():
+                    frame = next_frame.result()
+                    next_frame = None
+                    if frame is None:
+                        source_ended = True
+                    else:
+                        last_capture_ts = frame.capture_ts
+                        in_flight.append((frame, asyncio.create_task(self._detect(runtime, frame))))
+                while in_flight and in_flight[0][1].done():
+                    frame, detection = in_flight.popleft()
+                    detections = detection.result()
+                    if detections is not None:
+                        self._deliver(await self._conclude(runtime, frame, detections))
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("camera %s: processing failed; camera stopped", name)
         finally:
+            for task in [next_frame, *(task for _frame, task in in_flight)]:
+                if task is not None:
+                    task.cancel()
             if runtime.tracker is not None and runtime.tracker.states:
                 events = runtime.tracker.finish(last_capture_ts)
                 self._deliver_events(events)
@@ -177,13 +201,14 @@ class Pipeline:
                 with contextlib.suppress(Exception):
                     stage.forget_camera(name)
 
-    async def _process(self, runtime: CameraRuntime, frame: Frame) -> FrameResult | None:
+    async def _detect(self, runtime: CameraRuntime, frame: Frame) -> Detections | None:
+        """Person detection; a failed request skips this frame only (counted, logged sparingly)."""
         assert self.detector is not None
         counters = runtime.counters
         prepared_s = frame.timings.seconds.get("preprocess", 0.0)
         frame.timings.add("wait", max(0.0, frame.age_s() - prepared_s))
         try:
-            detections = await self.detector.detect(frame)
+            return await self.detector.detect(frame)
         except InferenceError as exc:
             counters.inference_errors += 1
             now = time.monotonic()
@@ -194,6 +219,12 @@ class Pipeline:
                     runtime.config.name, counters.inference_errors, exc,
                 )
             return None
+
+    async def _conclude(
+        self, runtime: CameraRuntime, frame: Frame, detections: Detections
+    ) -> FrameResult:
+        """Tracking and the later stages, in frame order."""
+        counters = runtime.counters
         if runtime.tracker is None:
             runtime.tracker = CameraTracker(
                 runtime.config.name,

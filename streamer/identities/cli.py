@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 
 def add_faces_parser(commands: Any) -> None:
