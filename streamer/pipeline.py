@@ -52,7 +52,9 @@ class ResultObserver(Protocol):
 
 
 @dataclass
-class CameraCountersPipeline:
+class ProcessingCounters:
+    """What the pipeline did with one camera's frames (the source counts decoding)."""
+
     processed: int = 0
     inference_errors: int = 0
     last_latency_s: float = 0.0
@@ -65,7 +67,7 @@ class CameraRuntime:
     config: CameraConfig
     source: CameraSource
     tracker: CameraTracker | None = None
-    counters: CameraCountersPipeline = field(default_factory=CameraCountersPipeline)
+    counters: ProcessingCounters = field(default_factory=ProcessingCounters)
     task: asyncio.Task[None] | None = None
 
 
