@@ -96,14 +96,29 @@ def _password_as_text(value: Any) -> Any:
     return str(value) if isinstance(value, int | float) else value
 
 
-class MqttSinkConfig(Section):
+class BrokerSinkConfig(Section):
+    """What every broker sink has: credentials, TLS, delivery policy and reconnect backoff."""
+
+    password: SecretStr | None = Field(
+        None, description="Password; use ${ENV_VAR} to keep it out of the file. Never logged."
+    )
+    connect_timeout_s: float = Field(5.0, gt=0, description="Give up one connection attempt after this.")
+    tls: TlsConfig = Field(default_factory=TlsConfig, description="TLS options.")
+    delivery: DeliveryConfig = Field(
+        default_factory=DeliveryConfig, description="Buffering and drop policy."
+    )
+    reconnect: BackoffConfig = Field(
+        default_factory=BackoffConfig, description="Backoff between connection attempts."
+    )
+
+    _password_text = field_validator("password", mode="before")(_password_as_text)
+
+
+class MqttSinkConfig(BrokerSinkConfig):
     enabled: bool = Field(False, description="Publish to an MQTT broker.")
     host: str = Field("127.0.0.1", description="Broker host name or address.")
     port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 is usual with TLS).")
     username: str | None = Field(None, description="User name; None = anonymous.")
-    password: SecretStr | None = Field(
-        None, description="Password; use ${ENV_VAR} to keep it out of the file. Never logged."
-    )
     client_id: str | None = Field(
         None, description="MQTT client id; None = a random one (two services never collide)."
     )
@@ -114,7 +129,6 @@ class MqttSinkConfig(Section):
         ".../status, {prefix}/available, {prefix}/stats.",
     )
     keepalive_s: int = Field(30, ge=5, description="MQTT keepalive; a dead link is noticed after 1.5x.")
-    connect_timeout_s: float = Field(5.0, gt=0, description="Give up one connection attempt after this.")
     publish_tracks: bool = Field(
         True, description="Publish the per-frame tracks topic (QoS 0, one message per frame)."
     )
@@ -128,26 +142,14 @@ class MqttSinkConfig(Section):
         "float16",
         description="Precision of embeddings in identity messages (base64, little-endian).",
     )
-    tls: TlsConfig = Field(default_factory=TlsConfig, description="TLS options.")
-    delivery: DeliveryConfig = Field(
-        default_factory=DeliveryConfig, description="Buffering and drop policy."
-    )
-    reconnect: BackoffConfig = Field(
-        default_factory=BackoffConfig, description="Backoff between connection attempts."
-    )
-
-    _password_text = field_validator("password", mode="before")(_password_as_text)
 
 
-class RedisSinkConfig(Section):
+class RedisSinkConfig(BrokerSinkConfig):
     enabled: bool = Field(False, description="Write streams and state to Redis.")
     host: str = Field("127.0.0.1", description="Redis host name or address.")
     port: int = Field(6379, ge=1, le=65535, description="Redis port.")
     db: int = Field(0, ge=0, description="Database number.")
     username: str | None = Field(None, description="ACL user; None = the default user.")
-    password: SecretStr | None = Field(
-        None, description="Password; use ${ENV_VAR} to keep it out of the file. Never logged."
-    )
     key_prefix: str = Field(
         "streamer",
         pattern=KEY_PREFIX_PATTERN,
@@ -169,7 +171,6 @@ class RedisSinkConfig(Section):
     stats_interval_s: float = Field(
         30.0, gt=0, description="Period of {prefix}:stats; {prefix}:available expires after 3x."
     )
-    connect_timeout_s: float = Field(5.0, gt=0, description="Give up one connection attempt after this.")
     ping_interval_s: float = Field(
         5.0, gt=0, description="PING this often while idle, so a dead server is noticed."
     )
@@ -178,12 +179,3 @@ class RedisSinkConfig(Section):
         description="Precision of embeddings, in messages (base64) and identity records (raw "
         "little-endian bytes; float32 suits RediSearch vector indexes).",
     )
-    tls: TlsConfig = Field(default_factory=TlsConfig, description="TLS options.")
-    delivery: DeliveryConfig = Field(
-        default_factory=DeliveryConfig, description="Buffering and drop policy."
-    )
-    reconnect: BackoffConfig = Field(
-        default_factory=BackoffConfig, description="Backoff between connection attempts."
-    )
-
-    _password_text = field_validator("password", mode="before")(_password_as_text)
