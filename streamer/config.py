@@ -393,7 +393,10 @@ def _type_name(annotation: Any) -> str:
         return " \\| ".join(repr(a) for a in annotation.__args__)
     if isinstance(annotation, type):
         return annotation.__name__
-    return str(annotation).replace("typing.", "").replace("pathlib.", "").replace("|", "\\|")
+    text = str(annotation)
+    for module in ("typing.", "pathlib.", "pydantic.types."):
+        text = text.replace(module, "")
+    return text.replace("|", "\\|")
 
 
 def _plain(value: Any) -> str:

@@ -207,8 +207,8 @@ class Pipeline:
         """Person detection; a failed request skips this frame only (counted, logged sparingly)."""
         assert self.detector is not None
         counters = runtime.counters
-        prepared_s = frame.timings.seconds.get("preprocess", 0.0)
-        frame.timings.add("wait", max(0.0, frame.age_s() - prepared_s))
+        in_camera_thread_s = sum(frame.timings.seconds.values())  # decode, preprocess
+        frame.timings.add("wait", max(0.0, frame.age_s() - in_camera_thread_s))
         try:
             return await self.detector.detect(frame)
         except InferenceError as exc:
@@ -264,17 +264,20 @@ class Pipeline:
         return result
 
     def _deliver(self, result: FrameResult) -> None:
-        for observer in self.observers:
-            try:
-                observer.observe(result)
-            except Exception:
-                log.exception("observer failed")
+        """Hand the result to every sink, then let observers (metrics) see it, publish included."""
+        started = time.perf_counter()
         for sink in self.sinks:
             try:
                 sink.publish(result)
             except Exception:
                 log.exception("sink %s rejected a result", sink.name)
         self._deliver_events(result.events)
+        result.timings["publish"] = time.perf_counter() - started
+        for observer in self.observers:
+            try:
+                observer.observe(result)
+            except Exception:
+                log.exception("observer failed")
 
     def _deliver_events(self, events: list[dict[str, Any]]) -> None:
         if not events:

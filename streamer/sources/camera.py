@@ -214,49 +214,64 @@ class CameraSource:
             self._slot.close()
 
     def _decode(self, container: Any) -> bool:
-        """Decode until the stream ends (True) or the source is stopped (False)."""
+        """Decode until the stream ends (True) or the source is stopped (False).
+
+        Packets are demuxed and decoded separately so that `decode` in a frame's timings is
+        decoding work, not waiting for the network. A frame's capture time is when its packet
+        was taken for decoding, after any pacing or backpressure wait.
+        """
         stream = container.streams.video[0]
         if stream.average_rate:
             self.counters.source_fps = float(stream.average_rate)
         min_interval = 1.0 / self.config.max_fps if self.config.max_fps else 0.0
         realtime = self.config.is_file and self.config.pacing == "realtime"
         backpressure = self.config.is_file and self.config.pacing == "fast"
-        first_pts_s: float | None = None
+        first_packet_s: float | None = None
         wall_start = time.monotonic()
         last_kept_s = -float("inf")
         window_start, window_frames = time.monotonic(), 0
         assert self._slot is not None
-        for decoded in container.decode(stream):
+        for packet in container.demux(stream):
             if self._stop.is_set():
                 return False
-            self._index += 1
-            self.counters.decoded += 1
-            window_frames += 1
-            now = time.monotonic()
-            if now - window_start >= FPS_WINDOW_S:
-                self.counters.decode_fps = window_frames / (now - window_start)
-                window_start, window_frames = now, 0
-            video_s = float(decoded.time) if decoded.time is not None else now - wall_start
-            if first_pts_s is None:
-                first_pts_s = video_s
-            if realtime:
-                wait = (video_s - first_pts_s) - (time.monotonic() - wall_start)
+            if realtime and packet.dts is not None and packet.time_base is not None:
+                packet_s = float(packet.dts * packet.time_base)
+                if first_packet_s is None:
+                    first_packet_s = packet_s
+                wait = (packet_s - first_packet_s) - (time.monotonic() - wall_start)
                 if wait > 0 and self._stop.wait(wait):
                     return False
-            if video_s - last_kept_s < min_interval - 1e-6:
-                self.counters.skipped += 1
-                continue
-            last_kept_s = video_s
             if backpressure:
                 self._slot.wait_until_free(self._stop)
-            frame = Frame(
-                camera=self.name,
-                index=self._index,
-                capture_ts=time.time(),
-                captured_monotonic=time.monotonic(),
-                image=decoded.to_ndarray(format="bgr24"),
-            )
-            if self._prepare is not None:
-                self._prepare(frame)
-            self._slot.put(frame)
+            capture_ts, captured_monotonic = time.time(), time.monotonic()
+            started = time.perf_counter()
+            decoded_frames = packet.decode()
+            decode_s = (time.perf_counter() - started) / max(1, len(decoded_frames))
+            for decoded in decoded_frames:
+                self._index += 1
+                self.counters.decoded += 1
+                window_frames += 1
+                now = time.monotonic()
+                if now - window_start >= FPS_WINDOW_S:
+                    self.counters.decode_fps = window_frames / (now - window_start)
+                    window_start, window_frames = now, 0
+                video_s = float(decoded.time) if decoded.time is not None else now - wall_start
+                if video_s - last_kept_s < min_interval - 1e-6:
+                    self.counters.skipped += 1
+                    continue
+                last_kept_s = video_s
+                started = time.perf_counter()
+                frame = Frame(
+                    camera=self.name,
+                    index=self._index,
+                    capture_ts=capture_ts,
+                    captured_monotonic=captured_monotonic,
+                    image=decoded.to_ndarray(format="bgr24"),
+                )
+                frame.timings.add("decode", decode_s + time.perf_counter() - started)
+                if self._prepare is not None:
+                    self._prepare(frame)
+                if backpressure:  # a packet may carry several frames (the decoder's flush)
+                    self._slot.wait_until_free(self._stop)
+                self._slot.put(frame)
         return True
