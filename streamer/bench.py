@@ -42,6 +42,7 @@ DEFAULT_CLIP = PROJECT_ROOT / "sample_videos" / "vtest_pedestrians.mp4"
 DETECTOR = "person_detector"
 WARMUP_S = 3.0
 RAW_FRAMES = 200
+RAW_PASSES = 3
 NAIVE_FRAMES_PER_CAMERA = 40
 SOAK_WINDOW_S = 20.0
 MS = 1000.0
@@ -86,10 +87,13 @@ def raw_onnxruntime_fps(model_path: Path, frames: list[np.ndarray], size: int) -
     session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
     inputs = [letterbox(f, size, size, YOLOX_PAD_VALUE).image[None] for f in frames]
     session.run(None, {"frames": inputs[0]})
-    started = time.perf_counter()
-    for batch in inputs:
-        session.run(None, {"frames": batch})
-    return len(inputs) / (time.perf_counter() - started)
+    best = 0.0
+    for _attempt in range(RAW_PASSES):  # the best pass: a ceiling should not carry noise
+        started = time.perf_counter()
+        for batch in inputs:
+            session.run(None, {"frames": batch})
+        best = max(best, len(inputs) / (time.perf_counter() - started))
+    return best
 
 
 def naive_fps(model_path: Path, clip: Path, cameras: int, size: int) -> float:
@@ -268,7 +272,7 @@ async def _detector_section(
         size = int(ort.InferenceSession(str(model_path)).get_inputs()[0].shape[1])
         print(f"streamer bench: clip {clip.name}, {os.cpu_count()} CPUs, detector {size}x{size}")
         raw = await asyncio.to_thread(raw_onnxruntime_fps, model_path, frames, size)
-        print(f"  raw ONNX Runtime, in-process, batch 1: {raw:7.1f} FPS (the ceiling)")
+        print(f"  raw ONNX Runtime, in-process, batch 1, best of {RAW_PASSES}: {raw:7.1f} FPS (the ceiling)")
         naive = await asyncio.to_thread(naive_fps, model_path, clip, max(camera_counts), size)
         print(f"  naive loop ({max(camera_counts)} cameras in turn, no Triton): {naive:7.1f} FPS")
         server = EmbeddedTritonServer(repository, [DETECTOR], ort_threads=args.ort_threads)
