@@ -368,9 +368,13 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> Streamer
         raise ConfigError([f"{path}: cannot read config file: {exc.strerror}"]) from None
     config = parse_config(text, str(path), env)
     base = path.resolve().parent
+    # Paths the operator wrote are relative to the file; defaults stay the project's own.
     repository = config.triton.model_repository
     if "model_repository" in config.triton.model_fields_set and not repository.is_absolute():
         config.triton.model_repository = Path(os.path.normpath(base / repository))
+    store = config.identities.faces_store
+    if "faces_store" in config.identities.model_fields_set and not store.is_absolute():
+        config.identities.faces_store = Path(os.path.normpath(base / store))
     for camera in config.cameras:
         if camera.is_file and not camera.file_path.is_absolute():
             camera.url = os.path.normpath(base / camera.file_path)

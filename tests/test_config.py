@@ -133,9 +133,14 @@ def test_shared_memory_on_off_unquoted_is_taken_as_meant(written: str, meant: st
     assert config.triton.shared_memory == meant
 
 
-def test_relative_model_repository_is_relative_to_the_config_file(tmp_path: Path) -> None:
+def test_relative_paths_written_in_the_file_are_relative_to_it(tmp_path: Path) -> None:
     path = tmp_path / "cfg.yaml"
-    path.write_text("triton:\n  model_repository: models\ncameras:\n" + GOOD_CAMERA)
-    assert load_config(path).triton.model_repository == tmp_path / "models"
+    path.write_text(
+        "triton:\n  model_repository: models\nidentities:\n  faces_store: faces.npz\n"
+        "cameras:\n" + GOOD_CAMERA
+    )
+    config = load_config(path)
+    assert config.triton.model_repository == tmp_path / "models"
+    assert config.identities.faces_store == tmp_path / "faces.npz"
     path.write_text("cameras:\n" + GOOD_CAMERA)
     assert load_config(path).triton.model_repository == Path("model_repository")  # the project's

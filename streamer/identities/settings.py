@@ -127,7 +127,8 @@ class IdentitiesConfig(Section):
     )
     faces_store: Path = Field(
         Path("data/faces.npz"),
-        description="Enrolled faces (`streamer faces enroll`); relative to the project root.",
+        description="Enrolled faces (`streamer faces enroll`); a relative path is taken relative "
+        "to the config file; the default is in the project.",
     )
     gallery: GalleryConfig = Field(
         default_factory=GalleryConfig, description="Cross-camera identities from ReID embeddings."
