@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
-from pathlib import Path
 
 import av
 
 from streamer.config import CameraConfig, StreamerConfig, redact_url
 from streamer.inference.catalog import entry, find_demo_weights, missing_message
 from streamer.inference.repository import RepositoryError, read_model
-from streamer.inference.triton import TritonConnection, TritonUnavailable, resolve_repository
+from streamer.inference.triton import TritonConnection, resolve_repository
 
 OK, FAIL, SKIP = "ok", "FAIL", "skip"
+PROBE_TIMEOUT_S = 5.0
 
 
 def probe_camera(camera: CameraConfig) -> str:
@@ -71,15 +69,16 @@ def check_repository(config: StreamerConfig, models: list[str]) -> bool:
 
 async def check_triton(config: StreamerConfig, models: list[str]) -> bool:
     if config.triton.mode == "external":
-        connection = TritonConnection(config, models)
-        connection.config = config.model_copy(
-            update={"triton": config.triton.model_copy(update={"startup_timeout_s": 5.0})}
+        # a probe should answer quickly, not wait as long as a starting service would
+        probe = config.model_copy(
+            update={"triton": config.triton.model_copy(update={"startup_timeout_s": PROBE_TIMEOUT_S})}
         )
+        connection = TritonConnection(probe, models)
         try:
             await connection.start()
             print(f"  triton {config.triton.url:<16} {OK:<4} server and models ready")
             return True
-        except (TritonUnavailable, Exception) as exc:
+        except Exception as exc:  # TritonUnavailable, connection errors: one line each
             print(f"  triton {config.triton.url:<16} {FAIL:<4} {exc}")
             return False
         finally:
@@ -91,8 +90,6 @@ async def check_triton(config: StreamerConfig, models: list[str]) -> bool:
     except TritonStartError as exc:
         print(f"  triton {'embedded':<16} {FAIL:<4} {exc}")
         return False
-    scratch = Path(tempfile.mkdtemp(prefix="streamer-check-"))
-    shutil.rmtree(scratch, ignore_errors=True)
     print(f"  triton {'embedded':<16} {OK:<4} {installation.binary}")
     return True
 

@@ -105,3 +105,15 @@ def test_run_without_weights_says_what_is_missing_and_how_to_get_it(
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "model.onnx: missing" in last and "streamer models fetch" in last
+
+
+def test_check_reports_an_unreachable_external_triton_in_one_line(tmp_path: Path, sample_clip: Path) -> None:
+    config = tmp_path / "external.yaml"
+    config.write_text(
+        "triton:\n  mode: external\n  url: 127.0.0.1:9\n"
+        f"cameras:\n  - name: street\n    url: {sample_clip}\n"
+    )
+    result = streamer("check", str(config))
+    triton_lines = [line for line in result.stdout.splitlines() if line.startswith("  triton")]
+    assert result.returncode == 1
+    assert len(triton_lines) == 1 and " FAIL " in triton_lines[0] and "127.0.0.1:9" in triton_lines[0]
