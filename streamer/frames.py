@@ -61,3 +61,5 @@ class FrameResult:
     faces: Detections | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     image: np.ndarray | None = None  # kept only when a consumer (dashboard snapshot) asked for it
+    # The published form, built once for every sink, so they all carry the same message id.
+    message: dict[str, Any] | None = None

@@ -103,6 +103,9 @@ def tracks_payload(tracks: Detections) -> list[dict[str, Any]]:
 
 
 def frame_message(result: FrameResult) -> dict[str, Any]:
+    """The frame's message, built on first use and shared by every sink (one id everywhere)."""
+    if result.message is not None:
+        return result.message
     message: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "type": FRAME_TYPE,
@@ -118,6 +121,7 @@ def frame_message(result: FrameResult) -> dict[str, Any]:
     }
     if result.faces is not None:
         message["faces"] = tracks_payload(result.faces)
+    result.message = message
     return message
 
 
