@@ -26,13 +26,14 @@ import onnxruntime as ort
 import tritonclient.grpc.aio as grpcclient
 
 from streamer.app import build_sinks
-from streamer.assets import PROJECT_ROOT
 from streamer.config import DetectorConfig, StreamerConfig, TrackerConfig
-from streamer.frames import Frame, FrameResult
+from streamer.core.assets import PROJECT_ROOT
+from streamer.core.frames import Frame, FrameResult
+from streamer.core.imaging import letterbox
 from streamer.inference.catalog import entry, prepare
 from streamer.inference.repository import CONFIG_FILE, MODEL_FILE
 from streamer.inference.server import EmbeddedTritonServer
-from streamer.inference.yolox import YOLOX_PAD_VALUE, YoloxDecoder, letterbox
+from streamer.inference.yolox import YOLOX_PAD_VALUE, YoloxDecoder
 from streamer.pipeline import Pipeline
 from streamer.tracking.camera_tracker import CameraTracker
 
@@ -237,9 +238,9 @@ async def main(args: argparse.Namespace) -> int:
     if "detector" in sections:
         results.update(await _detector_section(args, clip, camera_counts, sinks))
     if "publishing" in sections:
+        from streamer.config import MqttSinkConfig, RedisSinkConfig
         from streamer.publishing.bench import as_dicts, format_results
         from streamer.publishing.bench import run_benchmark as publishing_benchmark
-        from streamer.publishing.settings import MqttSinkConfig, RedisSinkConfig
 
         print(f"publishing throughput (MQTT {args.mqtt}, Redis {args.redis}):")
         rows = await publishing_benchmark(

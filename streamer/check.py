@@ -6,7 +6,8 @@ import asyncio
 
 import av
 
-from streamer.config import CameraConfig, StreamerConfig, redact_url
+from streamer.config import CameraConfig, StreamerConfig
+from streamer.core.redaction import redact_url
 from streamer.inference.catalog import entry, find_demo_weights, missing_message
 from streamer.inference.repository import RepositoryError, read_model
 from streamer.inference.triton import TritonConnection, resolve_repository

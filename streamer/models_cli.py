@@ -37,7 +37,7 @@ def _selected(args: argparse.Namespace) -> tuple[list[CatalogEntry], Path, Path 
 
         names = names or required_models(config)
     if repository is None:
-        from streamer.assets import PROJECT_ROOT
+        from streamer.core.assets import PROJECT_ROOT
 
         repository = PROJECT_ROOT / "model_repository"
     try:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from streamer.config import CameraConfig, StreamerConfig
-from streamer.detections import Detections
-from streamer.frames import Frame, FrameResult
+from streamer.core.detections import Detections
+from streamer.core.frames import Frame, FrameResult
 from streamer.inference.client import InferenceError, TritonModel
 from streamer.inference.detector import PersonDetector
 from streamer.inference.triton import TritonConnection

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.assets import ASSETS_ENV_VAR, PROJECT_ROOT, assets_dir
+from streamer.core.assets import ASSETS_ENV_VAR, PROJECT_ROOT, assets_dir
 from streamer.inference.catalog import CATALOG, find_demo_weights, prepare
 from streamer.inference.repository import CONFIG_FILE
 from streamer.inference.server import EmbeddedTritonServer

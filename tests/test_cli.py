@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.assets import PROJECT_ROOT
+from streamer.core.assets import PROJECT_ROOT
 
 CLOSED_PORT_URL = "http://127.0.0.1:9"
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from streamer.config import ConfigError, load_config, parse_config, redact_url
+from streamer.config import ConfigError, load_config, parse_config
+from streamer.core.redaction import redact_url
 
 GOOD_CAMERA = "  - name: lobby\n    url: rtsp://10.0.0.5/stream\n"
 
@@ -118,8 +119,8 @@ def test_redact_url_hides_credentials(url: str, redacted: str) -> None:
 
 
 def test_configuration_reference_in_docs_is_up_to_date() -> None:
-    from streamer.assets import PROJECT_ROOT
-    from streamer.config import reference_markdown
+    from streamer.config.reference import reference_markdown
+    from streamer.core.assets import PROJECT_ROOT
 
     documented = (PROJECT_ROOT / "docs" / "configuration.md").read_text()
     assert documented == reference_markdown(), "run: python -m streamer.config > docs/configuration.md"

@@ -24,8 +24,8 @@ from packaging.utils import canonicalize_name
 from tritonclient.grpc import model_config_pb2
 
 from streamer.app import required_models
-from streamer.assets import PROJECT_ROOT
 from streamer.config import StreamerConfig, load_config
+from streamer.core.assets import PROJECT_ROOT
 
 DEPLOY = PROJECT_ROOT / "deploy"
 REPOSITORY = PROJECT_ROOT / "model_repository"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.assets import PROJECT_ROOT
+from streamer.core.assets import PROJECT_ROOT
 
 FIRST_OUTPUT_LIMIT_S = 90.0
 EXIT_LIMIT_S = 40.0

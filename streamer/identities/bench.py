@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
 
-from streamer.assets import PROJECT_ROOT
 from streamer.config import StreamerConfig
-from streamer.frames import FrameResult
+from streamer.core.assets import PROJECT_ROOT
+from streamer.core.frames import FrameResult
 from streamer.identities.stage import IdentityStage, build_identity_stages, identity_models
 from streamer.inference.catalog import entry, prepare
 from streamer.inference.client import TritonModel

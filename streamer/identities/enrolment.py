@@ -17,8 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from streamer.config import FacesConfig
 from streamer.identities.gallery import EmbeddingSizeMismatch
-from streamer.identities.settings import FacesConfig
 from streamer.inference.client import TritonModel
 from streamer.inference.faces import FaceDetector, FaceEmbedder
 from streamer.inference.scrfd import ScrfdSettings

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamer.identities.settings import GalleryConfig
+from streamer.config import GalleryConfig
 
 
 class EmbeddingSizeMismatch(ValueError):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from streamer.detections import Detections
-from streamer.identities.settings import FacesConfig, ReidConfig
+from streamer.config import FacesConfig, ReidConfig
+from streamer.core.detections import Detections
 from streamer.inference.scrfd import LANDMARK_POINTS
 
 LEFT_EYE, RIGHT_EYE, NOSE = 0, 1, 2

@@ -18,20 +18,19 @@ from typing import Any, Literal
 
 import numpy as np
 
-from streamer.assets import PROJECT_ROOT
-from streamer.config import StreamerConfig
-from streamer.detections import Detections
-from streamer.frames import Frame, FrameResult
+from streamer.config import FaceMode, StreamerConfig
+from streamer.core.assets import PROJECT_ROOT
+from streamer.core.detections import Detections
+from streamer.core.frames import Frame, FrameResult
+from streamer.core.imaging import clip_box, nms
 from streamer.identities.enrolment import FaceStore
 from streamer.identities.gallery import IdentityGallery, Sighting, build_gallery
 from streamer.identities.quality import NO_TRACK, face_quality, link_faces, person_quality
-from streamer.identities.settings import FaceMode
 from streamer.identities.track_embeddings import TrackEmbedding, TrackIdentity
 from streamer.inference.client import InferenceError, TritonModel
 from streamer.inference.faces import FaceDetector, FaceEmbedder
-from streamer.inference.reid import PersonEmbedder, clip_box
-from streamer.inference.scrfd import LANDMARKS_KEY, ScrfdSettings, concat_faces
-from streamer.inference.yolox import nms
+from streamer.inference.reid import PersonEmbedder
+from streamer.inference.scrfd import LANDMARKS_KEY, ScrfdSettings, empty_faces
 from streamer.pipeline import FrameStage
 from streamer.tracking.camera_tracker import CameraTracker
 
@@ -220,7 +219,7 @@ class IdentityStage:
             )
         found_parts = await asyncio.gather(*searches)
         self.counters.face_detections += len(found_parts)
-        faces = concat_faces([part.faces for part in found_parts])
+        faces = Detections.merge([part.faces for part in found_parts], empty=empty_faces())
         kept = nms(faces.xyxy, faces.confidence, self.faces.nms_iou_threshold, self.faces.max_faces)
         return faces[kept]
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streamer.identities.settings import IdentitiesConfig
+from streamer.config import IdentitiesConfig
 from streamer.inference.embedding import l2_normalise
 
 

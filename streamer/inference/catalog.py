@@ -20,7 +20,7 @@ from pathlib import Path
 
 import onnx
 
-from streamer.assets import assets_dir, user_cache_dir
+from streamer.core.assets import assets_dir, user_cache_dir
 from streamer.inference.model_prep import InputSpec, prepare_model
 from streamer.inference.repository import MODEL_FILE
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 
 from streamer.config import DetectorConfig
-from streamer.detections import Detections
-from streamer.frames import Frame
+from streamer.core.detections import Detections
+from streamer.core.frames import Frame
+from streamer.core.imaging import Letterboxed, letterbox
 from streamer.inference.client import ModelSpec, TritonModel
-from streamer.inference.yolox import YOLOX_PAD_VALUE, Letterboxed, YoloxDecoder, letterbox
+from streamer.inference.yolox import YOLOX_PAD_VALUE, YoloxDecoder
 
 PREPARED_KEY = "person_detector"
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from streamer.detections import Detections
+from streamer.core.detections import Detections
+from streamer.core.imaging import letterbox
 from streamer.inference.client import InferTiming, ModelSpec, TritonModel
 from streamer.inference.embedding import EmbeddingModel, image_input
 from streamer.inference.scrfd import (
@@ -20,7 +21,6 @@ from streamer.inference.scrfd import (
     ScrfdDecoder,
     ScrfdSettings,
 )
-from streamer.inference.yolox import letterbox
 
 # The standard ArcFace landmark positions in a 112x112 crop: left eye, right eye, nose tip,
 # left and right mouth corners (InsightFace `arcface_dst`).

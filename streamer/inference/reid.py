@@ -10,19 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from streamer.core.imaging import clip_box
 from streamer.inference.embedding import EmbeddingModel
-
-MIN_CROP_PX = 2
-
-
-def clip_box(box: np.ndarray, width: int, height: int) -> tuple[int, int, int, int] | None:
-    """Integer pixel bounds of `box` inside the image, or None when too little of it is inside."""
-    x0, y0, x1, y1 = (float(v) for v in box)
-    left, top = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
-    right, bottom = min(width, int(np.ceil(x1))), min(height, int(np.ceil(y1)))
-    if right - left < MIN_CROP_PX or bottom - top < MIN_CROP_PX:
-        return None
-    return left, top, right, bottom
 
 
 def crop_person(image: np.ndarray, box: np.ndarray, height: int, width: int) -> np.ndarray | None:

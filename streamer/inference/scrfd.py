@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamer.detections import Detections
-from streamer.inference.yolox import nms
+from streamer.core.detections import Detections
+from streamer.core.imaging import nms
 
 SCRFD_STRIDES = (8, 16, 32)
 SCRFD_ANCHORS_PER_LOCATION = 2
@@ -122,18 +122,4 @@ def empty_faces() -> Detections:
         confidence=np.zeros((0,), np.float32),
         class_id=np.zeros((0,), np.int64),
         data={LANDMARKS_KEY: np.zeros((0, LANDMARK_COLUMNS), np.float32)},
-    )
-
-
-def concat_faces(parts: list[Detections]) -> Detections:
-    """Faces found in several regions of one frame, as one set."""
-    parts = [p for p in parts if len(p)]
-    if not parts:
-        return empty_faces()
-    keys = set(parts[0].data)
-    return Detections(
-        xyxy=np.concatenate([p.xyxy for p in parts]),
-        confidence=np.concatenate([p.confidence for p in parts]),
-        class_id=np.concatenate([p.class_id for p in parts]),
-        data={k: np.concatenate([p.data[k] for p in parts]) for k in keys},
     )

@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 
 import tritonclient.grpc.aio as grpcclient
 
-from streamer.assets import PROJECT_ROOT
 from streamer.config import StreamerConfig
+from streamer.core.assets import PROJECT_ROOT
 from streamer.inference.catalog import ensure_prepared
 from streamer.inference.client import TritonModel
 from streamer.inference.server import EmbeddedTritonServer

@@ -2,42 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import cv2
 import numpy as np
 
-from streamer.detections import Detections
+from streamer.core.detections import Detections
+from streamer.core.imaging import nms
 
 YOLOX_STRIDES = (8, 16, 32)
 YOLOX_PAD_VALUE = 114
 BOX_COLUMNS = 4
 OBJECTNESS_COLUMN = 4
 FIRST_CLASS_COLUMN = 5
-
-
-@dataclass(frozen=True)
-class Letterboxed:
-    image: np.ndarray  # uint8 HxWx3 canvas the model expects
-    ratio: float  # model pixels per frame pixel
-
-
-def letterbox(image: np.ndarray, height: int, width: int, pad_value: int) -> Letterboxed:
-    """Resize keeping aspect and paste at the top-left of a padded canvas (YOLOX, SCRFD)."""
-    ratio = min(height / image.shape[0], width / image.shape[1])
-    new_h, new_w = int(image.shape[0] * ratio), int(image.shape[1] * ratio)
-    canvas = np.full((height, width, 3), pad_value, np.uint8)
-    cv2.resize(image, (new_w, new_h), dst=canvas[:new_h, :new_w], interpolation=cv2.INTER_LINEAR)
-    return Letterboxed(canvas, ratio)
-
-
-def nms(xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float, limit: int) -> np.ndarray:
-    """Indices kept by non-maximum suppression, best first."""
-    if len(xyxy) == 0:
-        return np.zeros((0,), np.int64)
-    xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
-    kept = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), 0.0, iou_threshold, top_k=limit)
-    return np.asarray(kept, np.int64).reshape(-1)
 
 
 class YoloxDecoder:

@@ -16,15 +16,14 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from streamer.config import StreamerConfig, redact_url
-from streamer.frames import FrameResult
-from streamer.metrics.settings import MetricsConfig
+from streamer.config import MetricsConfig, StreamerConfig
+from streamer.core.frames import FrameResult
+from streamer.core.redaction import redact_url, scrub, url_secrets
 
 if TYPE_CHECKING:
     from streamer.pipeline import Pipeline
@@ -62,27 +61,6 @@ class SlidingWindow:
 
     def clear(self) -> None:
         self._points.clear()
-
-
-def scrub(text: str | None, secrets: Iterable[str]) -> str | None:
-    """Remove credentials from free text (error messages) before it leaves the process."""
-    if text is None:
-        return None
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
-
-
-def url_secrets(urls: Iterable[str]) -> list[str]:
-    """Every raw URL with credentials, and its password, longest first (so URLs go before parts)."""
-    found: set[str] = set()
-    for url in urls:
-        parts = urlsplit(url)
-        if parts.password or parts.username:
-            found.add(url)
-        if parts.password:
-            found.add(parts.password)
-    return sorted(found, key=len, reverse=True)
 
 
 @dataclass

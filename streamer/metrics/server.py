@@ -16,8 +16,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from streamer.config import DashboardConfig, MetricsConfig
 from streamer.metrics.monitor import PipelineMonitor
-from streamer.metrics.settings import DashboardConfig, MetricsConfig
 from streamer.metrics.snapshots import SnapshotStore
 
 log = logging.getLogger(__name__)

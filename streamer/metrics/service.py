@@ -10,7 +10,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from streamer.config import StreamerConfig
-from streamer.frames import FrameResult
+from streamer.core.frames import FrameResult
 from streamer.metrics.monitor import PipelineMonitor
 from streamer.metrics.server import DashboardServer
 from streamer.metrics.snapshots import SnapshotStore

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from streamer.detections import Detections
-from streamer.frames import FrameResult
-from streamer.metrics.settings import DashboardConfig
+from streamer.config import DashboardConfig
+from streamer.core.detections import Detections
+from streamer.core.frames import FrameResult
 
 # Distinct, saturated colours (BGR) that stay readable on dark and bright footage.
 TRACK_COLOURS_BGR = (

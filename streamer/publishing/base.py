@@ -6,7 +6,7 @@ import abc
 from dataclasses import dataclass
 from typing import Any
 
-from streamer.frames import FrameResult
+from streamer.core.frames import FrameResult
 
 
 @dataclass

@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from streamer.detections import Detections
-from streamer.frames import FrameResult
+from streamer.config import MqttSinkConfig, RedisSinkConfig
+from streamer.core.detections import Detections
+from streamer.core.frames import FrameResult
 from streamer.publishing.broker import BrokerSink
 from streamer.publishing.mqtt import MqttSink
 from streamer.publishing.redis_sink import RedisSink
-from streamer.publishing.settings import MqttSinkConfig, RedisSinkConfig
 
 MS = 1000.0
 US = 1_000_000.0

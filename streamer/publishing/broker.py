@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streamer.frames import FrameResult
+from streamer.config import BackoffConfig, DeliveryConfig
+from streamer.core.frames import FrameResult
 from streamer.publishing.base import Sink, SinkStats
 from streamer.publishing.buffer import (
     DROP_FRAME_SEND_FAILED,
@@ -39,7 +40,6 @@ from streamer.publishing.messages import (
     stats_message,
     to_json,
 )
-from streamer.publishing.settings import BackoffConfig, DeliveryConfig
 
 log = logging.getLogger(__name__)
 

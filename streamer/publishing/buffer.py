@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from streamer.publishing.settings import BackoffConfig, DeliveryConfig
+from streamer.config import BackoffConfig, DeliveryConfig
 
 DROP_FRAME_BUFFER_FULL = "frame messages (buffer full)"
 DROP_EVENT_BUFFER_FULL = "events (buffer full)"

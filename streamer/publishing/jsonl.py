@@ -9,7 +9,7 @@ import sys
 from typing import IO, Any
 
 from streamer.config import JsonlSinkConfig
-from streamer.frames import FrameResult
+from streamer.core.frames import FrameResult
 from streamer.publishing.base import Sink, SinkStats
 from streamer.publishing.messages import event_message, frame_message, to_json
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from streamer.detections import Detections
-from streamer.frames import FrameResult
+from streamer.core.detections import Detections
+from streamer.core.frames import FrameResult
 
 SCHEMA_VERSION = 1
 MS_PER_S = 1000.0

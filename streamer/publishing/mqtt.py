@@ -21,6 +21,7 @@ from typing import Any
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
 
+from streamer.config import MqttSinkConfig
 from streamer.publishing.broker import (
     BrokerFailure,
     BrokerSink,
@@ -30,7 +31,6 @@ from streamer.publishing.broker import (
 )
 from streamer.publishing.buffer import PendingEvent, PendingFrame
 from streamer.publishing.messages import AVAILABLE_OFFLINE, AVAILABLE_ONLINE, to_json
-from streamer.publishing.settings import MqttSinkConfig
 
 QOS_AT_MOST_ONCE = 0
 QOS_AT_LEAST_ONCE = 1

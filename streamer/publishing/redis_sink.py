@@ -30,6 +30,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, AuthorizationError, NoPermissionError
 from redis.typing import EncodableT
 
+from streamer.config import RedisSinkConfig
 from streamer.publishing.broker import (
     BrokerFailure,
     BrokerSink,
@@ -44,7 +45,6 @@ from streamer.publishing.messages import (
     embedding_bytes,
     to_json,
 )
-from streamer.publishing.settings import RedisSinkConfig
 
 AVAILABLE_EXPIRY_INTERVALS = 3
 

@@ -20,8 +20,9 @@ from typing import Any
 
 import av
 
-from streamer.config import CameraConfig, redact_url
-from streamer.frames import Frame
+from streamer.config import CameraConfig
+from streamer.core.frames import Frame
+from streamer.core.redaction import redact_url
 
 log = logging.getLogger(__name__)
 

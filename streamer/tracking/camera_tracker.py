@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 
 from streamer.config import TrackerConfig
-from streamer.detections import Detections
-from streamer.frames import Frame
-from trackers import ByteTrack, ByteTrackSettings
+from streamer.core.detections import Detections
+from streamer.core.frames import Frame
+from trackers import ByteTrack
 
 DEFAULT_FRAME_RATE = 30.0
 
@@ -44,22 +44,8 @@ class CameraTracker:
 
     def __init__(self, camera: str, settings: TrackerConfig, frame_rate: float | None) -> None:
         self.camera = camera
-        rate = settings.frame_rate or frame_rate or DEFAULT_FRAME_RATE
-        self._tracker = ByteTrack(
-            ByteTrackSettings(
-                track_high_thresh=settings.track_high_thresh,
-                track_low_thresh=settings.track_low_thresh,
-                new_track_thresh=settings.new_track_thresh,
-                match_thresh=settings.match_thresh,
-                track_buffer=settings.track_buffer,
-                frame_rate=max(1, round(rate)),
-            )
-        )
+        self._tracker = ByteTrack(settings.bytetrack_settings(frame_rate or DEFAULT_FRAME_RATE))
         self.states: dict[int, TrackState] = {}
-
-    @property
-    def active_tracks(self) -> int:
-        return len(self.states)
 
     def update(self, frame: Frame, detections: Detections) -> tuple[Detections, list[dict[str, Any]]]:
         output = self._tracker.update(detections.xyxy, detections.confidence)

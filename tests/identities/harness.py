@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 
 from streamer.config import StreamerConfig
-from streamer.detections import Detections
-from streamer.frames import Frame, FrameResult
+from streamer.core.detections import Detections
+from streamer.core.frames import Frame, FrameResult
 from streamer.identities.stage import IdentityStage
 from streamer.tracking.camera_tracker import CameraTracker
 from tests.identities.synthetic import background

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from streamer.config import StreamerConfig, parse_config
-from streamer.frames import FrameResult
+from streamer.core.frames import FrameResult
 from streamer.identities.gallery import EmbeddingSizeMismatch, InMemoryGallery
 from streamer.identities.stage import IdentityStage
 from streamer.inference.client import TritonModel

@@ -11,11 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-from streamer.assets import PROJECT_ROOT
-from streamer.config import parse_config
+from streamer.config import FacesConfig, parse_config
+from streamer.core.assets import PROJECT_ROOT
 from streamer.identities.enrolment import EnrolmentRefused, FaceStore, enrol, face_models
 from streamer.identities.gallery import EmbeddingSizeMismatch
-from streamer.identities.settings import FacesConfig
 from streamer.identities.stage import build_identity_stages, identity_models
 from streamer.inference.client import TritonModel
 from streamer.inference.server import EmbeddedTritonServer

@@ -8,9 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from streamer.config import parse_config
+from streamer.config import FaceMode, parse_config
 from streamer.identities.enrolment import FaceStore
-from streamer.identities.settings import FaceMode
 from streamer.identities.stage import FACE_TRACK_KEY, IdentityStage
 from streamer.inference.client import TritonModel
 from streamer.inference.scrfd import LANDMARKS_KEY

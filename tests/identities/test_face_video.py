@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 
 from streamer.app import required_models
-from streamer.config import StreamerConfig, parse_config
-from streamer.frames import FrameResult
+from streamer.config import FacesConfig, StreamerConfig, parse_config
+from streamer.core.frames import FrameResult
 from streamer.identities.enrolment import FaceStore, enrol, face_models
-from streamer.identities.settings import FacesConfig
 from streamer.identities.stage import IdentityStage, build_identity_stages, identity_models
 from streamer.inference.client import TritonModel
 from streamer.inference.server import EmbeddedTritonServer

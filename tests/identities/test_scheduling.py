@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamer.detections import Detections
+from streamer.config import IdentitiesConfig
+from streamer.core.detections import Detections
 from streamer.identities.quality import NO_TRACK, frontality, link_faces
-from streamer.identities.settings import IdentitiesConfig
 from streamer.identities.track_embeddings import TrackEmbedding
 from streamer.inference.faces import ARCFACE_TEMPLATE
 

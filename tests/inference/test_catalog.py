@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from streamer.assets import PROJECT_ROOT
+from streamer.core.assets import PROJECT_ROOT
 from streamer.inference.catalog import PROVENANCE_FILE, ensure_prepared, entry, is_stale
 from streamer.inference.repository import CONFIG_FILE, MODEL_FILE
 

@@ -15,6 +15,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from streamer.core.imaging import letterbox
 from streamer.inference.catalog import entry, prepare
 from streamer.inference.client import TritonModel
 from streamer.inference.faces import (
@@ -26,7 +27,6 @@ from streamer.inference.faces import (
     similarity_transform,
 )
 from streamer.inference.scrfd import LANDMARKS_KEY, SCRFD_PAD_VALUE, ScrfdDecoder, ScrfdSettings
-from streamer.inference.yolox import letterbox
 from tests.inference.mot17 import frame_numbers, pedestrians, sequences
 from tests.inference.pictures import ASTRONAUT_FEATURES, LANDMARK_TOLERANCE_PX
 

@@ -11,12 +11,13 @@ import pytest
 import tritonclient.grpc.aio as grpcclient
 
 from streamer.config import DetectorConfig
-from streamer.frames import Frame
+from streamer.core.frames import Frame
+from streamer.core.imaging import letterbox
 from streamer.inference.client import TritonModel
 from streamer.inference.detector import PersonDetector
 from streamer.inference.model_prep import InputSpec, prepare_model
 from streamer.inference.server import EmbeddedTritonServer
-from streamer.inference.yolox import YOLOX_PAD_VALUE, YoloxDecoder, letterbox
+from streamer.inference.yolox import YOLOX_PAD_VALUE, YoloxDecoder
 from tests.conftest import require_asset
 
 INPUT = 416

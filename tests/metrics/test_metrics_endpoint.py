@@ -17,14 +17,13 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamer.app import build_sinks
-from streamer.assets import PROJECT_ROOT
-from streamer.config import ConfigError, parse_config
-from streamer.detections import Detections
-from streamer.frames import Frame, FrameResult
+from streamer.config import ConfigError, DashboardConfig, parse_config
+from streamer.core.assets import PROJECT_ROOT
+from streamer.core.detections import Detections
+from streamer.core.frames import Frame, FrameResult
 from streamer.inference.server import EmbeddedTritonServer
 from streamer.metrics.monitor import PipelineMonitor
 from streamer.metrics.service import MetricsService
-from streamer.metrics.settings import DashboardConfig
 from streamer.metrics.snapshots import SnapshotStore, annotate
 from streamer.pipeline import Pipeline
 from streamer.tracking.camera_tracker import CameraTracker

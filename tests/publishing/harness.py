@@ -10,10 +10,10 @@ from typing import Any
 
 import redis.asyncio as redis
 
+from streamer.config import MqttSinkConfig, RedisSinkConfig
 from streamer.publishing.broker import BrokerSink
 from streamer.publishing.mqtt import MqttSink
 from streamer.publishing.redis_sink import RedisSink
-from streamer.publishing.settings import MqttSinkConfig, RedisSinkConfig
 from tests.publishing.brokers import BrokerProcess, mosquitto, redis_server
 from tests.publishing.support import (
     MqttCollector,

@@ -17,8 +17,8 @@ import aiomqtt
 import jsonschema
 import numpy as np
 
-from streamer.detections import Detections
-from streamer.frames import FrameResult
+from streamer.core.detections import Detections
+from streamer.core.frames import FrameResult
 from streamer.publishing.broker import BrokerSink
 from streamer.publishing.messages import load_schema
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from streamer.config import BackoffConfig, DeliveryConfig
 from streamer.publishing.buffer import (
     DROP_EVENT_BUFFER_FULL,
     DROP_EVENT_TOO_OLD,
@@ -16,7 +17,6 @@ from streamer.publishing.buffer import (
     DropLog,
     PendingFrame,
 )
-from streamer.publishing.settings import BackoffConfig, DeliveryConfig
 
 log = logging.getLogger("test.buffer")
 

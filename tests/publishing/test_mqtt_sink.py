@@ -75,7 +75,7 @@ SERVICE_SCRIPT = textwrap.dedent(
     """
     import asyncio, sys
     from streamer.publishing.mqtt import MqttSink
-    from streamer.publishing.settings import MqttSinkConfig
+    from streamer.config import MqttSinkConfig
 
     async def main() -> None:
         sink = MqttSink(MqttSinkConfig(enabled=True, port=int(sys.argv[1]), topic_prefix="test"))

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from streamer.config import StreamerConfig
-from streamer.frames import FrameResult
+from streamer.core.frames import FrameResult
 from streamer.inference.server import EmbeddedTritonServer
 from streamer.pipeline import Pipeline
 from streamer.sources.camera import CameraStatus

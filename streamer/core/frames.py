@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from streamer.detections import Detections
+from streamer.core.detections import Detections
 
 
 @dataclass(slots=True)

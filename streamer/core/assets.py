@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 ASSETS_ENV_VAR = "STREAMER_ASSETS"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def assets_dir(override: str | Path | None = None) -> Path:

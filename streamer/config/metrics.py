@@ -1,7 +1,4 @@
-"""Settings of the `metrics:` and `dashboard:` configuration sections.
-
-Kept free of imports from streamer.config so that config.py can import these without a cycle.
-"""
+"""The `metrics` and `dashboard` sections."""
 
 from __future__ import annotations
 
@@ -9,7 +6,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, SecretStr, field_validator
 
-from streamer.section import Section
+from streamer.config.base import Section
 
 DEFAULT_LATENCY_BUCKETS_S = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
 DEFAULT_STAGE_BUCKETS_S = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]

@@ -43,6 +43,25 @@ class Detections:
             class_id=np.zeros((0,), np.int64),
         )
 
+    @classmethod
+    def merge(cls, parts: list[Detections], empty: Detections | None = None) -> Detections:
+        """One set from several (e.g. faces found in several regions of a frame).
+
+        Every non-empty part must carry the same `data` keys and tracker ids or none; with no
+        non-empty part the result is `empty` (which keeps the caller's data columns).
+        """
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return empty if empty is not None else cls.empty()
+        ids = [p.tracker_id for p in parts]
+        return cls(
+            xyxy=np.concatenate([p.xyxy for p in parts]),
+            confidence=np.concatenate([p.confidence for p in parts]),
+            class_id=np.concatenate([p.class_id for p in parts]),
+            tracker_id=None if any(i is None for i in ids) else np.concatenate(ids),  # type: ignore[arg-type]
+            data={k: np.concatenate([p.data[k] for p in parts]) for k in parts[0].data},
+        )
+
     def __len__(self) -> int:
         return len(self.xyxy)
 
@@ -57,8 +76,3 @@ class Detections:
             tracker_id=None if self.tracker_id is None else self.tracker_id[index],
             data={k: v[index] for k, v in self.data.items()},
         )
-
-    @property
-    def area(self) -> FloatArray:
-        wh = np.clip(self.xyxy[:, 2:] - self.xyxy[:, :2], 0, None)
-        return (wh[:, 0] * wh[:, 1]).astype(np.float32)

@@ -1,6 +1,5 @@
-"""Configuration of the broker sinks (`publishing.mqtt`, `publishing.redis`).
+"""The `publishing` section: JSON lines, MQTT and Redis sinks.
 
-Kept apart from streamer/config.py so the sinks own their settings; config.py imports these.
 Passwords are `SecretStr`: their repr is masked, so they never reach a log by accident.
 """
 
@@ -11,18 +10,12 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from streamer.section import Section
+from streamer.config.base import BackoffConfig, Section
 
 TOPIC_SEGMENT_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_/-]{0,127}$"
 KEY_PREFIX_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_:-]{0,127}$"
 
 EmbeddingDtype = Literal["float16", "float32"]
-
-
-class BackoffConfig(Section):
-    initial_delay_s: float = Field(0.5, gt=0, description="Delay before the first reconnect attempt.")
-    max_delay_s: float = Field(30.0, gt=0, description="Cap on the exponential reconnect delay.")
-    multiplier: float = Field(2.0, ge=1, description="Growth of the delay after each failed attempt.")
 
 
 class TlsConfig(Section):
@@ -179,3 +172,16 @@ class RedisSinkConfig(BrokerSinkConfig):
         description="Precision of embeddings, in messages (base64) and identity records (raw "
         "little-endian bytes; float32 suits RediSearch vector indexes).",
     )
+
+
+class JsonlSinkConfig(Section):
+    enabled: bool = Field(True, description="Write one JSON line per processed frame.")
+    path: str = Field("-", description="File to append to; '-' is standard output.")
+
+
+class PublishingConfig(Section):
+    jsonl: JsonlSinkConfig = Field(
+        default_factory=JsonlSinkConfig, description="JSON lines per processed frame."
+    )
+    mqtt: MqttSinkConfig = Field(default_factory=MqttSinkConfig, description="MQTT topics.")
+    redis: RedisSinkConfig = Field(default_factory=RedisSinkConfig, description="Redis streams.")

@@ -1,8 +1,4 @@
-"""Configuration sections `faces`, `reid` and `identities` (hooked into StreamerConfig).
-
-Defined here rather than in streamer/config.py to keep that file small; the base class repeats
-config.Section's two lines instead of importing it, which would be circular.
-"""
+"""The `faces`, `reid` and `identities` sections."""
 
 from __future__ import annotations
 
@@ -11,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from streamer.section import Section
+from streamer.config.base import Section
 
 FaceMode = Literal["frame", "regions", "off"]
 

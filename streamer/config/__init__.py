@@ -1,0 +1,63 @@
+"""Service configuration: one pydantic model per section, unknown keys rejected.
+
+One module per section; `StreamerConfig` assembles them (`root`), `loader` reads a file into it
+with file/line/key-path errors, `reference` writes the generated documentation. Stage folders
+import their section from here; nothing here imports a stage.
+"""
+
+from streamer.config.base import BackoffConfig, Section
+from streamer.config.cameras import CAMERA_NAME_PATTERN, STREAM_SCHEMES, CameraConfig, ReconnectConfig
+from streamer.config.detector import DetectorConfig
+from streamer.config.identities import (
+    FaceMode,
+    FacesConfig,
+    GalleryConfig,
+    IdentitiesConfig,
+    ReidConfig,
+)
+from streamer.config.loader import ConfigError, format_loc, load_config, parse_config
+from streamer.config.metrics import DashboardConfig, MetricsConfig
+from streamer.config.publishing import (
+    BrokerSinkConfig,
+    DeliveryConfig,
+    JsonlSinkConfig,
+    MqttSinkConfig,
+    PublishingConfig,
+    RedisSinkConfig,
+    TlsConfig,
+)
+from streamer.config.root import StreamerConfig
+from streamer.config.serving import InferenceConfig, TritonConfig
+from streamer.config.tracker import TrackerConfig
+
+__all__ = [
+    "CAMERA_NAME_PATTERN",
+    "STREAM_SCHEMES",
+    "BackoffConfig",
+    "BrokerSinkConfig",
+    "CameraConfig",
+    "ConfigError",
+    "DashboardConfig",
+    "DeliveryConfig",
+    "DetectorConfig",
+    "FaceMode",
+    "FacesConfig",
+    "GalleryConfig",
+    "IdentitiesConfig",
+    "InferenceConfig",
+    "JsonlSinkConfig",
+    "MetricsConfig",
+    "MqttSinkConfig",
+    "PublishingConfig",
+    "ReconnectConfig",
+    "RedisSinkConfig",
+    "ReidConfig",
+    "Section",
+    "StreamerConfig",
+    "TlsConfig",
+    "TrackerConfig",
+    "TritonConfig",
+    "format_loc",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,28 @@
+"""The base of every configuration section, and the small pieces several sections share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Section(BaseModel):
+    """Unknown keys are errors and defaults are validated, in every section."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class BackoffConfig(Section):
+    """Capped exponential backoff between attempts (cameras reconnecting, brokers connecting)."""
+
+    initial_delay_s: float = Field(0.5, gt=0, description="Delay before the first reconnect attempt.")
+    max_delay_s: float = Field(30.0, gt=0, description="Cap on the exponential reconnect delay.")
+    multiplier: float = Field(2.0, ge=1, description="Growth of the delay after each failed attempt.")
+
+
+def on_off(value: Any) -> Any:
+    """YAML reads an unquoted `off`/`on` as a boolean; take it as meant."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return value

@@ -1,0 +1,71 @@
+"""The `cameras` section: one entry per camera (a stream URL or a video file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+
+from streamer.config.base import BackoffConfig, Section
+
+CAMERA_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "srt")
+
+
+class ReconnectConfig(BackoffConfig):
+    """A camera's reconnect backoff; a connection that delivered long enough starts it over."""
+
+    initial_delay_s: float = Field(1.0, gt=0, description="Delay before the first reconnect attempt.")
+    healthy_after_s: float = Field(
+        10.0, gt=0, description="A connection that delivered frames this long resets the backoff."
+    )
+
+
+class CameraConfig(Section):
+    name: str = Field(
+        description="Unique camera name; used in topics, metric labels and output.",
+        pattern=CAMERA_NAME_PATTERN,
+    )
+    url: str = Field(description="rtsp://, rtsps://, http(s):// stream, or a video file path.")
+    enabled: bool = Field(True, description="Disabled cameras are validated but not started.")
+    max_fps: float | None = Field(
+        None, gt=0, description="Cap on frames sent to detection per second; None = every frame."
+    )
+    loop: bool = Field(False, description="Files only: start again from the beginning at the end.")
+    pacing: Literal["realtime", "fast"] = Field(
+        "realtime",
+        description="Files only: 'realtime' plays at the file's frame rate and drops frames "
+        "the pipeline cannot keep up with, like a live camera (demos); 'fast' decodes as fast "
+        "as the pipeline consumes, without drops (benchmarks, batch processing).",
+    )
+    open_timeout_s: float = Field(10.0, gt=0, description="Give up opening the stream after this.")
+    read_timeout_s: float = Field(
+        5.0, gt=0, description="A stream that delivers nothing for this long is reconnected."
+    )
+    reconnect: ReconnectConfig = Field(
+        default_factory=ReconnectConfig, description="Backoff between reconnect attempts."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        scheme = urlsplit(url).scheme.lower()
+        if scheme in STREAM_SCHEMES or scheme == "file":
+            return url
+        if scheme and len(scheme) > 1:  # one letter is a Windows drive, not a scheme
+            raise ValueError(
+                f"unsupported URL scheme '{scheme}' (expected {', '.join(STREAM_SCHEMES)}, "
+                "file:// or a file path)"
+            )
+        return url
+
+    @property
+    def is_file(self) -> bool:
+        return urlsplit(self.url).scheme.lower() not in STREAM_SCHEMES
+
+    @property
+    def file_path(self) -> Path:
+        parts = urlsplit(self.url)
+        return Path(parts.path if parts.scheme.lower() == "file" else self.url)

@@ -1,0 +1,17 @@
+"""The `detector` section: the person detector and its postprocessing."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from streamer.config.base import Section
+
+
+class DetectorConfig(Section):
+    model: str = Field("person_detector", description="Model name in the model repository.")
+    score_threshold: float = Field(
+        0.1, ge=0, le=1, description="Lowest score kept; ByteTrack uses low-score boxes too."
+    )
+    nms_iou_threshold: float = Field(0.45, gt=0, le=1, description="IoU above which NMS merges.")
+    class_ids: list[int] = Field(default_factory=lambda: [0], description="Classes kept (0=person).")
+    max_detections: int = Field(300, ge=1, description="Upper bound of boxes kept per frame.")

@@ -1,0 +1,54 @@
+"""The `triton` and `inference` sections: where models are served and how requests are sent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field
+
+from streamer.config.base import Section, on_off
+
+
+class TritonConfig(Section):
+    mode: Literal["embedded", "external"] = Field(
+        "embedded",
+        description="'embedded' starts the tritonserver shipped in nvidia-pytriton on loopback "
+        "(CPU, ONNX Runtime); 'external' connects to `url`.",
+    )
+    url: str = Field("127.0.0.1:8001", description="gRPC host:port of an external Triton server.")
+    model_repository: Path = Field(
+        Path("model_repository"),
+        description="The model repository (config.pbtxt per model); a relative path is taken "
+        "relative to the config file; the default is the project's own.",
+    )
+    shared_memory: Annotated[Literal["auto", "on", "off"], BeforeValidator(on_off)] = Field(
+        "auto",
+        description="Pass tensors through system shared memory; 'auto' = when the server is "
+        "on this host (embedded, or an external URL on loopback).",
+    )
+    startup_timeout_s: float = Field(120.0, gt=0, description="Wait this long for server ready.")
+    request_timeout_s: float = Field(10.0, gt=0, description="Deadline of one inference request.")
+    ort_threads: int = Field(
+        0,
+        ge=0,
+        description="Embedded: ONNX Runtime intra-op threads per model instance; 0 = the cores "
+        "divided by the model's instance count.",
+    )
+    log_verbose: int = Field(0, ge=0, description="Embedded: tritonserver --log-verbose level.")
+
+
+class InferenceConfig(Section):
+    requests_in_flight: int = Field(
+        8,
+        ge=1,
+        description="Concurrent requests per model; Triton batches only concurrent requests, "
+        "so this bounds the dynamic batch size.",
+    )
+    queue_size: int = Field(64, ge=1, description="Shared request queue length per model.")
+    frames_in_flight_per_camera: int = Field(
+        2,
+        ge=1,
+        description="Frames of one camera in detection at once: 2 overlaps one frame's round "
+        "trip with the next; results still reach the tracker in frame order.",
+    )
