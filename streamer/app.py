@@ -1,11 +1,16 @@
-"""The service: builds the pipeline, its sinks and its side services from the configuration."""
+"""The service: the one owner of what a configuration needs (models, stages, sinks) and of their life.
+
+`run`, `check`, `bench` and `faces` all ask this module, so they never disagree on which models a
+configuration serves or which sinks it publishes to.
+"""
 
 from __future__ import annotations
 
 import logging
 
 from streamer.config import StreamerConfig
-from streamer.identities.stage import build_identity_stages, identity_models
+from streamer.core.stages import FrameStage
+from streamer.identities.stage import IdentityStage
 from streamer.metrics.service import MetricsService
 from streamer.pipeline import Pipeline
 from streamer.publishing.base import Sink
@@ -16,9 +21,20 @@ from streamer.publishing.redis_sink import RedisSink
 log = logging.getLogger(__name__)
 
 
+def build_stages(config: StreamerConfig) -> list[FrameStage]:
+    """The stages after tracking that this configuration enables, in processing order."""
+    stages: list[FrameStage] = []
+    if config.faces.enabled or config.reid.enabled:
+        stages.append(IdentityStage(config))
+    return stages
+
+
 def required_models(config: StreamerConfig) -> list[str]:
     """The repository models this configuration needs, detector first."""
-    return [config.detector.model, *identity_models(config)]
+    models = [config.detector.model]
+    for stage in build_stages(config):
+        models.extend(stage.models)
+    return list(dict.fromkeys(models))
 
 
 def build_sinks(config: StreamerConfig) -> list[Sink]:
@@ -41,8 +57,7 @@ class Service:
         self.pipeline = Pipeline(
             config,
             sinks=build_sinks(config),
-            extra_models=required_models(config)[1:],
-            stages=build_identity_stages(config),
+            stages=build_stages(config),
             observers=[self.metrics],
             keep_images=self.metrics.keep_images,
         )

@@ -4,30 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
-import av
-
+from streamer.app import build_sinks, required_models
 from streamer.config import CameraConfig, StreamerConfig
 from streamer.core.redaction import redact_url
 from streamer.inference.catalog import entry, find_demo_weights, missing_message
 from streamer.inference.repository import RepositoryError, read_model
 from streamer.inference.triton import TritonConnection, resolve_repository
+from streamer.publishing.broker import BrokerProbeError, BrokerSink
+from streamer.sources.camera import probe_stream
 
 OK, FAIL, SKIP = "ok", "FAIL", "skip"
 PROBE_TIMEOUT_S = 5.0
-
-
-def probe_camera(camera: CameraConfig) -> str:
-    """Open the stream and decode one frame; returns a short description."""
-    if camera.is_file and not camera.file_path.is_file():
-        raise FileNotFoundError(f"no such file: {camera.file_path}")
-    options = {"rtsp_transport": "tcp"} if camera.url.startswith("rtsp") else {}
-    target = str(camera.file_path) if camera.is_file else camera.url
-    timeout = None if camera.is_file else (camera.open_timeout_s, camera.read_timeout_s)
-    with av.open(target, options=options, timeout=timeout) as container:
-        stream = container.streams.video[0]
-        frame = next(container.decode(stream))
-        rate = float(stream.average_rate) if stream.average_rate else 0.0
-        return f"{frame.width}x{frame.height} {stream.codec_context.name} {rate:.1f} fps"
 
 
 async def check_cameras(config: StreamerConfig) -> bool:
@@ -35,7 +22,7 @@ async def check_cameras(config: StreamerConfig) -> bool:
         if not camera.enabled:
             return camera, SKIP, "disabled"
         try:
-            return camera, OK, await asyncio.to_thread(probe_camera, camera)
+            return camera, OK, await asyncio.to_thread(probe_stream, camera)
         except Exception as exc:
             detail = f"{type(exc).__name__}: {exc}".replace(camera.url, redact_url(camera.url))
             return camera, FAIL, detail
@@ -97,16 +84,7 @@ async def check_triton(config: StreamerConfig, models: list[str]) -> bool:
 
 async def check_brokers(config: StreamerConfig) -> bool:
     """Connect once to each enabled broker; one line each, wrong password included."""
-    from streamer.publishing.broker import BrokerProbeError, BrokerSink
-    from streamer.publishing.mqtt import MqttSink
-    from streamer.publishing.redis_sink import RedisSink
-
-    publishing = config.publishing
-    sinks: list[BrokerSink] = []
-    if publishing.mqtt.enabled:
-        sinks.append(MqttSink(publishing.mqtt))
-    if publishing.redis.enabled:
-        sinks.append(RedisSink(publishing.redis))
+    sinks = [sink for sink in build_sinks(config) if isinstance(sink, BrokerSink)]
     if not sinks:
         print("  (no MQTT or Redis sink enabled)")
     healthy = True
@@ -120,8 +98,8 @@ async def check_brokers(config: StreamerConfig) -> bool:
     return healthy
 
 
-async def run_checks(config: StreamerConfig, extra_models: list[str] | None = None) -> int:
-    models = [config.detector.model, *(extra_models or [])]
+async def run_checks(config: StreamerConfig) -> int:
+    models = required_models(config)
     print("cameras:")
     cameras_ok = await check_cameras(config)
     print("models and server:")

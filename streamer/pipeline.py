@@ -13,12 +13,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from streamer.config import CameraConfig, StreamerConfig
 from streamer.core.detections import Detections
 from streamer.core.frames import Frame, FrameResult
-from streamer.inference.client import InferenceError, TritonModel
+from streamer.core.stages import FrameStage
+from streamer.inference.client import InferenceError
 from streamer.inference.detector import PersonDetector
 from streamer.inference.triton import TritonConnection
 from streamer.publishing.base import Sink
@@ -28,23 +29,6 @@ from streamer.tracking.camera_tracker import CameraTracker
 log = logging.getLogger(__name__)
 
 ERROR_LOG_INTERVAL_S = 10.0
-
-
-class FrameStage(Protocol):
-    """A stage after tracking (faces, ReID): adds to the result, may annotate tracks."""
-
-    name: str
-
-    async def process(self, frame: Frame, result: FrameResult, tracker: CameraTracker) -> None: ...
-
-    def forget_camera(self, camera: str) -> None: ...
-
-
-@runtime_checkable
-class StartableStage(Protocol):
-    """A stage that needs the served models before the first frame, and may refuse them."""
-
-    async def start(self, models: dict[str, TritonModel]) -> None: ...
 
 
 class ResultObserver(Protocol):
@@ -81,7 +65,6 @@ class Pipeline:
         sinks: list[Sink] | None = None,
         stages: list[FrameStage] | None = None,
         observers: list[ResultObserver] | None = None,
-        extra_models: list[str] | None = None,
         keep_images: Callable[[str], bool] | None = None,
     ) -> None:
         self.config = config
@@ -89,7 +72,7 @@ class Pipeline:
         self.stages = stages or []
         self.observers = observers or []
         self.keep_images = keep_images
-        models = [config.detector.model, *(extra_models or [])]
+        models = [config.detector.model, *(m for stage in self.stages for m in stage.models)]
         self.triton = TritonConnection(config, list(dict.fromkeys(models)))
         self.detector: PersonDetector | None = None
         self.cameras: dict[str, CameraRuntime] = {}
@@ -105,8 +88,7 @@ class Pipeline:
             self.detector = PersonDetector(model, self.config.detector)
             self.detector.configure(model.spec)
             for stage in self.stages:
-                if isinstance(stage, StartableStage):
-                    await stage.start(self.triton.models)
+                await stage.start(self.triton.models)
             for sink in self.sinks:
                 await sink.start()
         except BaseException:

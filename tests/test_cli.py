@@ -117,3 +117,20 @@ def test_check_reports_an_unreachable_external_triton_in_one_line(tmp_path: Path
     triton_lines = [line for line in result.stdout.splitlines() if line.startswith("  triton")]
     assert result.returncode == 1
     assert len(triton_lines) == 1 and " FAIL " in triton_lines[0] and "127.0.0.1:9" in triton_lines[0]
+
+
+def test_check_covers_the_face_and_reid_models_a_config_enables(
+    tmp_path: Path, sample_clip: Path
+) -> None:
+    repository = tmp_path / "repository"
+    repository.mkdir()  # empty: every model the config needs must be reported missing
+    config = tmp_path / "faces.yaml"
+    config.write_text(
+        f"triton:\n  mode: embedded\n  model_repository: {repository}\n"
+        "faces:\n  enabled: true\nreid:\n  enabled: true\n"
+        f"cameras:\n  - name: street\n    url: {sample_clip}\n"
+    )
+    result = streamer("check", str(config))
+    checked = {line.split()[1] for line in result.stdout.splitlines() if line.startswith("  model ")}
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert checked == {"person_detector", "face_detector", "face_embedder", "person_reid"}

@@ -23,6 +23,7 @@ from streamer.core.assets import PROJECT_ROOT
 from streamer.core.detections import Detections
 from streamer.core.frames import Frame, FrameResult
 from streamer.core.imaging import clip_box, nms
+from streamer.core.stages import TrackBook
 from streamer.identities.enrolment import FaceStore
 from streamer.identities.gallery import IdentityGallery, Sighting, build_gallery
 from streamer.identities.quality import NO_TRACK, face_quality, link_faces, person_quality
@@ -31,8 +32,6 @@ from streamer.inference.client import InferenceError, TritonModel
 from streamer.inference.faces import FaceDetector, FaceEmbedder
 from streamer.inference.reid import PersonEmbedder
 from streamer.inference.scrfd import LANDMARKS_KEY, ScrfdSettings, empty_faces
-from streamer.pipeline import FrameStage
-from streamer.tracking.camera_tracker import CameraTracker
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +39,6 @@ EmbeddingKind = Literal["face", "reid"]
 IDENTITY_EVENT = "identity"
 FACE_TRACK_KEY = "track_id"  # faces' Detections.data: the linked track id, or None
 QUALITY_DECIMALS = 3
-
-
-def identity_models(config: StreamerConfig) -> list[str]:
-    """Repository models the identities stage needs with this configuration."""
-    models: list[str] = []
-    if config.faces.enabled:
-        models += [config.faces.detector_model, config.faces.embedder_model]
-    if config.reid.enabled:
-        models.append(config.reid.model)
-    return models
 
 
 def resolve_store_path(config: StreamerConfig) -> Path:
@@ -96,8 +85,17 @@ class IdentityStage:
         self.face_embedder: FaceEmbedder | None = None
         self.person_embedder: PersonEmbedder | None = None
         self.counters = IdentityCounters()
+        self.models = self._needed_models()
         self._tracks: dict[str, dict[int, TrackIdentity]] = {}
         self._frames_seen: dict[str, int] = {}
+
+    def _needed_models(self) -> list[str]:
+        models: list[str] = []
+        if self.faces.enabled:
+            models += [self.faces.detector_model, self.faces.embedder_model]
+        if self.reid.enabled:
+            models.append(self.reid.model)
+        return models
 
     async def start(self, models: dict[str, TritonModel]) -> None:
         """Take input sizes and embedding sizes from the served models; refuse mismatches."""
@@ -137,7 +135,7 @@ class IdentityStage:
             return "off"
         return self.faces.camera_modes.get(camera, self.faces.mode)
 
-    async def process(self, frame: Frame, result: FrameResult, tracker: CameraTracker) -> None:
+    async def process(self, frame: Frame, result: FrameResult, tracker: TrackBook) -> None:
         identities = self._tracks.setdefault(frame.camera, {})
         await self._forget_ended(frame.camera, result.events, identities)
         tracks = result.tracks
@@ -145,8 +143,7 @@ class IdentityStage:
         confirmed: list[int] = []
         for row, track_id in enumerate(ids.tolist()):
             identities.setdefault(track_id, TrackIdentity())
-            state = tracker.states.get(track_id)
-            if state is not None and state.frames >= self.settings.confirm_frames:
+            if tracker.frames_seen(track_id) >= self.settings.confirm_frames:
                 confirmed.append(row)
         seen = self._frames_seen.get(frame.camera, 0)
         self._frames_seen[frame.camera] = seen + 1
@@ -313,7 +310,7 @@ class IdentityStage:
         self,
         frame: Frame,
         result: FrameResult,
-        tracker: CameraTracker,
+        tracker: TrackBook,
         identities: dict[int, TrackIdentity],
         embedded: _Embedded,
     ) -> None:
@@ -396,9 +393,3 @@ class IdentityStage:
             data={**tracks.data, **columns},
         )
 
-
-def build_identity_stages(config: StreamerConfig) -> list[FrameStage]:
-    """The identities stage when faces or ReID are enabled, else nothing."""
-    if not (config.faces.enabled or config.reid.enabled):
-        return []
-    return [IdentityStage(config)]

@@ -107,6 +107,32 @@ class LatestFrameSlot:
             await self._ready.wait()
 
 
+def open_stream(config: CameraConfig) -> Any:
+    """Open a camera's stream or file the one way the service does (TCP, timeouts, short probe)."""
+    if config.is_file:
+        if not config.file_path.is_file():
+            raise FileNotFoundError(f"no such file: {config.file_path}")
+        return av.open(str(config.file_path), mode="r")
+    options = {"analyzeduration": RTSP_ANALYZE_US}
+    if config.url.startswith("rtsp"):
+        options["rtsp_transport"] = "tcp"
+    return av.open(
+        config.url,
+        mode="r",
+        options=options,
+        timeout=(config.open_timeout_s, config.read_timeout_s),
+    )
+
+
+def probe_stream(config: CameraConfig) -> str:
+    """Open the stream and decode one frame (`streamer check`); returns a short description."""
+    with open_stream(config) as container:
+        stream = container.streams.video[0]
+        frame = next(container.decode(stream))
+        rate = float(stream.average_rate) if stream.average_rate else 0.0
+        return f"{frame.width}x{frame.height} {stream.codec_context.name} {rate:.1f} fps"
+
+
 StatusCallback = Callable[[str, CameraStatus, str | None], None]
 
 
@@ -161,19 +187,6 @@ class CameraSource:
             with contextlib.suppress(RuntimeError):  # loop closed during shutdown
                 self._loop.call_soon_threadsafe(self._on_status, self.name, status, detail)
 
-    def _open(self) -> Any:
-        if self.config.is_file:
-            return av.open(str(self.config.file_path), mode="r")
-        options = {"analyzeduration": RTSP_ANALYZE_US}
-        if self.config.url.startswith("rtsp"):
-            options["rtsp_transport"] = "tcp"
-        return av.open(
-            self.config.url,
-            mode="r",
-            options=options,
-            timeout=(self.config.open_timeout_s, self.config.read_timeout_s),
-        )
-
     def _run(self) -> None:
         reconnect = self.config.reconnect
         delay = reconnect.initial_delay_s
@@ -184,7 +197,7 @@ class CameraSource:
             reason = "stream ended"
             reached_end = False
             try:
-                with self._open() as container:
+                with open_stream(self.config) as container:
                     self._set_status(CameraStatus.ONLINE)
                     reached_end = self._decode(container)
             except Exception as exc:  # PyAV raises many types (OSError, TimeoutError, av errors)

@@ -78,6 +78,10 @@ class CameraTracker:
                 events.append(self._event("end", frame, ended.snapshot(), None))
         return tracks, events
 
+    def frames_seen(self, track_id: int) -> int:
+        state = self.states.get(track_id)
+        return 0 if state is None else state.frames
+
     def annotate(self, frame: Frame, track_id: int, **attributes: Any) -> dict[str, Any] | None:
         """Attach identity fields to a track; returns an `update` event when something changed."""
         state = self.states.get(track_id)

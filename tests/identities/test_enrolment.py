@@ -11,11 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
+from streamer.app import build_stages
 from streamer.config import FacesConfig, parse_config
 from streamer.core.assets import PROJECT_ROOT
 from streamer.identities.enrolment import EnrolmentRefused, FaceStore, enrol, face_models
 from streamer.identities.gallery import EmbeddingSizeMismatch
-from streamer.identities.stage import build_identity_stages, identity_models
 from streamer.inference.client import TritonModel
 from streamer.inference.server import EmbeddedTritonServer
 from streamer.pipeline import Pipeline
@@ -96,7 +96,7 @@ cameras: [{{name: door, url: door.mp4}}]
 """
     )
     pipeline = Pipeline(
-        config, stages=build_identity_stages(config), extra_models=identity_models(config)
+        config, stages=build_stages(config)
     )
     with pytest.raises(EmbeddingSizeMismatch, match=r"512-d embeddings from 'w600k_r50'.*128-d"):
         await pipeline.start()

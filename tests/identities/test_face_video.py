@@ -12,11 +12,11 @@ import jsonschema
 import numpy as np
 import pytest
 
-from streamer.app import required_models
+from streamer.app import build_stages, required_models
 from streamer.config import FacesConfig, StreamerConfig, parse_config
 from streamer.core.frames import FrameResult
 from streamer.identities.enrolment import FaceStore, enrol, face_models
-from streamer.identities.stage import IdentityStage, build_identity_stages, identity_models
+from streamer.identities.stage import IdentityStage
 from streamer.inference.client import TritonModel
 from streamer.inference.server import EmbeddedTritonServer
 from streamer.pipeline import Pipeline
@@ -94,8 +94,8 @@ async def test_moving_face_gives_one_track_one_face_link_and_the_enrolled_name(
         "person_detector", "face_detector", "face_embedder", "person_reid"
     ]
     sink = CollectingSink()
-    stages = build_identity_stages(config)
-    pipeline = Pipeline(config, sinks=[sink], stages=stages, extra_models=identity_models(config))
+    stages = build_stages(config)
+    pipeline = Pipeline(config, sinks=[sink], stages=stages)
     await pipeline.start()
     try:
         await pipeline.wait()

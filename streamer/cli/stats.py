@@ -11,10 +11,10 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from streamer.cli.common import EXIT_FAILED, EXIT_OK
+
 TOKEN_ENV_VAR = "STREAMER_DASHBOARD_TOKEN"
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
-EXIT_OK = 0
-EXIT_FAILED = 1
 
 
 class StatsUnavailable(RuntimeError):

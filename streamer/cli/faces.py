@@ -12,13 +12,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from streamer.cli.common import EXIT_FAILED, EXIT_OK, load_config_or_exit, run_async
 from streamer.config import StreamerConfig
 
 if TYPE_CHECKING:
     from streamer.identities.enrolment import FaceStore
-
-EXIT_OK = 0
-EXIT_FAILED = 1
 
 
 def add_faces_parser(commands: Any) -> None:
@@ -41,13 +39,10 @@ def _config(path: str | None) -> StreamerConfig:
     if path is None:
         # Defaults for everything; enrolment needs no cameras, so none are validated.
         return StreamerConfig.model_construct(cameras=[])
-    from streamer.cli import load_config_or_exit
-
     return load_config_or_exit(path)
 
 
 def cmd_faces(args: argparse.Namespace) -> int:
-    from streamer.cli import run_async
     from streamer.identities.enrolment import FaceStore
     from streamer.identities.stage import resolve_store_path
 

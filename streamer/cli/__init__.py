@@ -1,77 +1,28 @@
-"""`streamer` command line: run, check, models, bench."""
+"""`streamer` command line: run, check, models, bench, stats, faces; one module per command group."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import logging
 import os
-import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 # Before numpy loads: OpenBLAS worker threads spin (sched_yield) around the tracker's tiny 4x4
 # Kalman solves; measured at 8 cameras, that spinning was 42% of the service's CPU.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from streamer.config import ConfigError, StreamerConfig, load_config
-from streamer.identities.cli import add_faces_parser
-
-log = logging.getLogger("streamer")
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-
-
-def run_async(main: Coroutine[Any, Any, int]) -> int:
-    """Run under uvloop where available (measured: about twice the broker throughput)."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main)
-
-
-async def run_until_signal(
-    start: Callable[[], Awaitable[None]],
-    wait: Callable[[], Awaitable[None]],
-    stop: Callable[[], Awaitable[None]],
-) -> None:
-    """Start, then stop cleanly on SIGINT/SIGTERM or when `wait` returns by itself."""
-    loop = asyncio.get_running_loop()
-    stop_requested = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop_requested.set)
-    try:
-        await start()
-        waiter = asyncio.ensure_future(wait())
-        stopper = asyncio.ensure_future(stop_requested.wait())
-        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if stop_requested.is_set():
-            log.info("stopping (signal)")
-        waiter.cancel()
-        stopper.cancel()
-    finally:
-        await stop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.remove_signal_handler(sig)
-
-
-def load_config_or_exit(path: str) -> StreamerConfig:
-    """The config, or its problems on stderr (one line each) and exit code 2."""
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for line in exc.lines:
-            print(f"error: {line}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE) from None
+from streamer.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    load_config_or_exit,
+    log,
+    run_async,
+    run_until_signal,
+)
+from streamer.cli.faces import add_faces_parser
+from streamer.cli.stats import add_arguments as add_stats_arguments
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -102,21 +53,21 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from streamer import models_cli
+    from streamer.cli import models
 
-    return models_cli.main(args)
+    return models.main(args)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from streamer.bench import main as bench_main
+    from streamer.benchmarks.detector import main as bench_main
 
     return run_async(bench_main(args))
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from streamer.metrics import stats_cli
+    from streamer.cli import stats
 
-    return stats_cli.main(args)
+    return stats.main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,8 +117,6 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(handler=cmd_bench)
 
     stats = commands.add_parser("stats", help="per-camera table from a running service, refreshing")
-    from streamer.metrics.stats_cli import add_arguments as add_stats_arguments
-
     add_stats_arguments(stats)
     stats.set_defaults(handler=cmd_stats)
     add_faces_parser(commands)

@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
 
+from streamer.app import build_stages
 from streamer.config import StreamerConfig
 from streamer.core.assets import PROJECT_ROOT
 from streamer.core.frames import FrameResult
-from streamer.identities.stage import IdentityStage, build_identity_stages, identity_models
+from streamer.identities.stage import IdentityStage
 from streamer.inference.catalog import entry, prepare
 from streamer.inference.client import TritonModel
 from streamer.inference.embedding import EmbeddingModel
@@ -161,9 +162,9 @@ class _StageTimes:
 
 async def _pipeline_fps(config: StreamerConfig, seconds: float) -> tuple[float, _StageTimes, Any]:
     times = _StageTimes()
-    stages = build_identity_stages(config)
+    stages = build_stages(config)
     pipeline = Pipeline(
-        config, stages=stages, observers=[times], extra_models=identity_models(config)
+        config, stages=stages, observers=[times]
     )
     try:
         await pipeline.start()

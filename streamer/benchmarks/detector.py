@@ -238,9 +238,9 @@ async def main(args: argparse.Namespace) -> int:
     if "detector" in sections:
         results.update(await _detector_section(args, clip, camera_counts, sinks))
     if "publishing" in sections:
+        from streamer.benchmarks.publishing import as_dicts, format_results
+        from streamer.benchmarks.publishing import run_benchmark as publishing_benchmark
         from streamer.config import MqttSinkConfig, RedisSinkConfig
-        from streamer.publishing.bench import as_dicts, format_results
-        from streamer.publishing.bench import run_benchmark as publishing_benchmark
 
         print(f"publishing throughput (MQTT {args.mqtt}, Redis {args.redis}):")
         rows = await publishing_benchmark(
@@ -250,7 +250,7 @@ async def main(args: argparse.Namespace) -> int:
         print("\n".join(format_results(rows)))
         results["publishing"] = as_dicts(rows)
     if "identities" in sections:
-        from streamer.identities.bench import run_benchmark as identities_benchmark
+        from streamer.benchmarks.identities import run_benchmark as identities_benchmark
 
         print(f"identities (faces + ReID), embedding throughput and cost at {max(camera_counts)} cameras:")
         identities = await identities_benchmark(
