@@ -10,6 +10,7 @@ import logging
 
 from streamer.config import StreamerConfig
 from streamer.core.stages import FrameStage
+from streamer.core.stats import StatsRegistry
 from streamer.identities.stage import IdentityStage
 from streamer.metrics.service import MetricsService
 from streamer.pipeline import Pipeline
@@ -53,9 +54,11 @@ class Service:
 
     def __init__(self, config: StreamerConfig) -> None:
         self.config = config
-        self.metrics = MetricsService(config)
+        self.stats = StatsRegistry()
+        self.metrics = MetricsService(config, self.stats)
         self.pipeline = Pipeline(
             config,
+            registry=self.stats,
             sinks=build_sinks(config),
             stages=build_stages(config),
             observers=[self.metrics],
@@ -63,7 +66,7 @@ class Service:
         )
 
     async def start(self) -> None:
-        await self.metrics.start(self.pipeline)  # first, so the page shows cameras connecting
+        await self.metrics.start()  # first, so the page shows cameras connecting
         await self.pipeline.start()
 
     async def wait(self) -> None:

@@ -18,7 +18,9 @@ from typing import Any, Protocol
 from streamer.config import CameraConfig, StreamerConfig
 from streamer.core.detections import Detections
 from streamer.core.frames import Frame, FrameResult
+from streamer.core.redaction import redact_url
 from streamer.core.stages import FrameStage
+from streamer.core.stats import CameraStats, StatsRegistry
 from streamer.inference.client import InferenceError
 from streamer.inference.detector import PersonDetector
 from streamer.inference.triton import TritonConnection
@@ -36,23 +38,13 @@ class ResultObserver(Protocol):
 
 
 @dataclass
-class ProcessingCounters:
-    """What the pipeline did with one camera's frames (the source counts decoding)."""
-
-    processed: int = 0
-    inference_errors: int = 0
-    last_latency_s: float = 0.0
-    last_result_monotonic: float = 0.0
-    last_error_logged: float = field(default=-float("inf"))
-
-
-@dataclass
 class CameraRuntime:
     config: CameraConfig
     source: CameraSource
+    stats: CameraStats
     tracker: CameraTracker | None = None
-    counters: ProcessingCounters = field(default_factory=ProcessingCounters)
     task: asyncio.Task[None] | None = None
+    last_error_logged: float = field(default=-float("inf"))
 
 
 class Pipeline:
@@ -66,14 +58,16 @@ class Pipeline:
         stages: list[FrameStage] | None = None,
         observers: list[ResultObserver] | None = None,
         keep_images: Callable[[str], bool] | None = None,
+        registry: StatsRegistry | None = None,
     ) -> None:
         self.config = config
+        self.registry = registry if registry is not None else StatsRegistry()
         self.sinks = sinks or []
         self.stages = stages or []
         self.observers = observers or []
         self.keep_images = keep_images
         models = [config.detector.model, *(m for stage in self.stages for m in stage.models)]
-        self.triton = TritonConnection(config, list(dict.fromkeys(models)))
+        self.triton = TritonConnection(config, list(dict.fromkeys(models)), self.registry)
         self.detector: PersonDetector | None = None
         self.cameras: dict[str, CameraRuntime] = {}
         self.started_monotonic = 0.0
@@ -89,16 +83,28 @@ class Pipeline:
             self.detector.configure(model.spec)
             for stage in self.stages:
                 await stage.start(self.triton.models)
+                counters = getattr(stage, "counters", None)
+                if counters is not None:
+                    self.registry.register("stage", stage.name, counters)
+            names: dict[str, int] = {}
             for sink in self.sinks:
                 await sink.start()
+                names[sink.name] = names.get(sink.name, 0) + 1
+                unique = sink.name if names[sink.name] == 1 else f"{sink.name}#{names[sink.name]}"
+                self.registry.register("sink", unique, sink.stats)
         except BaseException:
             await self.stop()
             raise
         for camera in self.config.enabled_cameras:
+            stats = CameraStats(camera.name, redact_url(camera.url))
+            self.registry.register("camera", camera.name, stats)
             source = CameraSource(
-                camera, prepare=self.detector.prepare, on_status=self._camera_status_changed
+                camera,
+                prepare=self.detector.prepare,
+                on_status=self._camera_status_changed,
+                stats=stats,
             )
-            runtime = CameraRuntime(config=camera, source=source)
+            runtime = CameraRuntime(config=camera, source=source, stats=stats)
             self.cameras[camera.name] = runtime
             source.start()
             runtime.task = asyncio.create_task(self._run_camera(runtime), name=f"camera:{camera.name}")
@@ -188,7 +194,7 @@ class Pipeline:
     async def _detect(self, runtime: CameraRuntime, frame: Frame) -> Detections | None:
         """Person detection; a failed request skips this frame only (counted, logged sparingly)."""
         assert self.detector is not None
-        counters = runtime.counters
+        counters = runtime.stats
         in_camera_thread_s = sum(frame.timings.seconds.values())  # decode, preprocess
         frame.timings.add("wait", max(0.0, frame.age_s() - in_camera_thread_s))
         try:
@@ -196,8 +202,8 @@ class Pipeline:
         except InferenceError as exc:
             counters.inference_errors += 1
             now = time.monotonic()
-            if now - counters.last_error_logged >= ERROR_LOG_INTERVAL_S:
-                counters.last_error_logged = now
+            if now - runtime.last_error_logged >= ERROR_LOG_INTERVAL_S:
+                runtime.last_error_logged = now
                 log.warning(
                     "camera %s: inference failed (%d so far): %s",
                     runtime.config.name, counters.inference_errors, exc,
@@ -208,12 +214,12 @@ class Pipeline:
         self, runtime: CameraRuntime, frame: Frame, detections: Detections
     ) -> FrameResult:
         """Tracking and the later stages, in frame order."""
-        counters = runtime.counters
+        counters = runtime.stats
         if runtime.tracker is None:
             runtime.tracker = CameraTracker(
                 runtime.config.name,
                 self.config.tracker,
-                runtime.config.max_fps or runtime.source.counters.source_fps,
+                runtime.config.max_fps or runtime.stats.source_fps,
             )
         started = time.perf_counter()
         tracks, events = runtime.tracker.update(frame, detections)

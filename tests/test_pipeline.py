@@ -46,7 +46,7 @@ async def test_pedestrians_are_detected_and_tracked_across_frames_with_latency(
 
     results = [r for r in collector.results if r.camera == "street"]
     street = pipeline.cameras["street"]
-    assert len(results) == street.counters.processed
+    assert len(results) == street.stats.processed
     assert [r.frame_index for r in results] == list(range(1, CLIP_FRAMES + 1, 2))  # 10 fps capped at 5
     assert all(len(r.tracks) >= 1 for r in results), "people in every processed frame"
     appearances = collections.Counter(int(t) for r in results for t in r.tracks.tracker_id)

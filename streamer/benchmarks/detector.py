@@ -33,6 +33,7 @@ from streamer.core.imaging import letterbox
 from streamer.inference.catalog import entry, prepare
 from streamer.inference.repository import CONFIG_FILE, MODEL_FILE
 from streamer.inference.server import EmbeddedTritonServer
+from streamer.inference.statistics import TritonStatistics
 from streamer.inference.yolox import YOLOX_PAD_VALUE, YoloxDecoder
 from streamer.pipeline import Pipeline
 from streamer.tracking.camera_tracker import CameraTracker
@@ -133,8 +134,7 @@ async def batch_counts(client: grpcclient.InferenceServerClient) -> Counter[int]
     stats = await client.get_inference_statistics(DETECTOR, as_json=True)
     counts: Counter[int] = Counter()
     for model in stats.get("model_stats", []):
-        for entry_stats in model.get("batch_stats", []):
-            counts[int(entry_stats["batch_size"])] += int(entry_stats["compute_infer"]["count"])
+        counts.update(TritonStatistics.from_json(model).batch_executions)
     return counts
 
 
@@ -165,13 +165,13 @@ async def run_pipeline(
         await pipeline.start()
         await asyncio.sleep(WARMUP_S)
         before = await batch_counts(client)
-        processed_before = sum(c.counters.processed for c in pipeline.cameras.values())
+        processed_before = sum(c.processed for c in pipeline.registry.cameras().values())
         latencies.recording = True
         started = time.monotonic()
         await asyncio.sleep(seconds)
         elapsed = time.monotonic() - started
         latencies.recording = False
-        processed = sum(c.counters.processed for c in pipeline.cameras.values()) - processed_before
+        processed = sum(c.processed for c in pipeline.registry.cameras().values()) - processed_before
         after = await batch_counts(client)
     finally:
         await pipeline.stop()

@@ -169,13 +169,13 @@ async def _pipeline_fps(config: StreamerConfig, seconds: float) -> tuple[float, 
     try:
         await pipeline.start()
         await asyncio.sleep(WARMUP_S)
-        before = sum(c.counters.processed for c in pipeline.cameras.values())
+        before = sum(c.processed for c in pipeline.registry.cameras().values())
         times.recording = True
         started = time.monotonic()
         await asyncio.sleep(seconds)
         elapsed = time.monotonic() - started
         times.recording = False
-        processed = sum(c.counters.processed for c in pipeline.cameras.values()) - before
+        processed = sum(c.processed for c in pipeline.registry.cameras().values()) - before
     finally:
         await pipeline.stop()
     return processed / elapsed, times, stages[0] if stages else None

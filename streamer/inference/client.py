@@ -21,6 +21,8 @@ import tritonclient.grpc.aio as grpcclient
 import tritonclient.utils.shared_memory as shm
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
 
+from streamer.core.stats import ModelStats
+
 log = logging.getLogger(__name__)
 
 
@@ -59,13 +61,6 @@ class ModelSpec:
 class InferTiming:
     queued_s: float
     request_s: float
-
-
-@dataclass
-class ModelCounters:
-    requests: int = 0
-    failures: int = 0
-    request_seconds: float = 0.0
 
 
 @dataclass
@@ -148,7 +143,7 @@ class TritonModel:
         self.requests_in_flight = requests_in_flight
         self.use_shared_memory = use_shared_memory
         self.request_timeout_s = request_timeout_s
-        self.counters = ModelCounters()
+        self.counters = ModelStats(name, requests_in_flight)
         self.spec: ModelSpec | None = None
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(queue_size)
         self._workers: list[asyncio.Task[None]] = []
@@ -156,6 +151,7 @@ class TritonModel:
 
     async def start(self) -> ModelSpec:
         self.spec = await fetch_model_spec(self.client, self.name)
+        self.counters.max_batch_size = self.spec.max_batch_size
         variable = any(d < 0 for t in (*self.spec.inputs, *self.spec.outputs) for d in t.shape)
         if variable and self.use_shared_memory:
             log.info("%s: variable tensor shapes, sending tensors over gRPC", self.name)

@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import tritonclient.grpc.aio as grpcclient
 
 from streamer.config import StreamerConfig
 from streamer.core.assets import PROJECT_ROOT
+from streamer.core.stats import ServerStats, StatsRegistry
 from streamer.inference.catalog import ensure_prepared
 from streamer.inference.client import TritonModel
 from streamer.inference.server import EmbeddedTritonServer
@@ -34,13 +36,17 @@ def resolve_repository(config: StreamerConfig) -> Path:
 class TritonConnection:
     """Starts (embedded) or reaches (external) the server, and hands out batched models."""
 
-    def __init__(self, config: StreamerConfig, models: list[str]) -> None:
+    def __init__(
+        self, config: StreamerConfig, models: list[str], registry: StatsRegistry | None = None
+    ) -> None:
         self.config = config
         self.model_names = models
+        self.registry = registry if registry is not None else StatsRegistry()
         self.server: EmbeddedTritonServer | None = None
         self.client: grpcclient.InferenceServerClient | None = None
         self.models: dict[str, TritonModel] = {}
         self.url = config.triton.url
+        self.stats = ServerStats(url=self.url, mode=config.triton.mode)
 
     @property
     def is_local(self) -> bool:
@@ -66,7 +72,11 @@ class TritonConnection:
             await self.server.start()
             self.url = self.server.grpc_url
         self.client = grpcclient.InferenceServerClient(self.url)
+        self.stats.url = self.url
         await self._wait_models_ready()
+        self.stats.up = True
+        self.stats.fetch_statistics = self._fetch_statistics
+        self.registry.register("server", "triton", self.stats)
         use_shm = settings.shared_memory == "on" or (
             settings.shared_memory == "auto" and self.is_local
         )
@@ -81,6 +91,14 @@ class TritonConnection:
             )
             await model.start()
             self.models[name] = model
+            self.registry.register("model", name, model.counters)
+
+    async def _fetch_statistics(self, model: str) -> dict[str, Any]:
+        """Triton's statistics JSON for one model (batch sizes, queue and compute time)."""
+        if self.client is None:
+            raise TritonUnavailable("not connected")
+        response: dict[str, Any] = await self.client.get_inference_statistics(model, as_json=True)
+        return response
 
     async def _wait_models_ready(self) -> None:
         assert self.client is not None
@@ -100,6 +118,8 @@ class TritonConnection:
                 await asyncio.sleep(EXTERNAL_READY_POLL_S)
 
     async def stop(self) -> None:
+        self.stats.up = False
+        self.stats.fetch_statistics = None
         for model in self.models.values():
             with contextlib.suppress(Exception):
                 await model.stop()

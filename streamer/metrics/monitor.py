@@ -1,21 +1,22 @@
 """What the pipeline is doing, per camera, model and sink: one source for Prometheus, the page and `stats`.
 
 Per-result figures (latency histograms) come from `observe()`, called by the pipeline for every
-result; everything else is read from the pipeline's own counters by a sampler task, which also
-derives rates, connection quality and the sparkline history, and polls Triton's statistics API.
+result; everything else is read from the stats registry by a sampler task, which also derives
+rates, connection quality and the sparkline history, and polls Triton's statistics API.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -24,9 +25,8 @@ from prometheus_client.registry import Collector
 from streamer.config import MetricsConfig, StreamerConfig
 from streamer.core.frames import FrameResult
 from streamer.core.redaction import redact_url, scrub, url_secrets
-
-if TYPE_CHECKING:
-    from streamer.pipeline import Pipeline
+from streamer.core.stats import StatsRegistry
+from streamer.inference.statistics import TritonStatistics
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,6 @@ CAMERA_STATES = ("connecting", "online", "offline", "finished", "stopped")
 NOT_STREAMING_STATES = {"finished", "stopped"}  # a file that ended is not a connection problem
 STATE_VERSION = 1
 MS_PER_S = 1000.0
-NS_PER_S = 1e9
 
 
 class SlidingWindow:
@@ -92,50 +91,6 @@ class CameraWatch:
 
 
 @dataclass
-class TritonStatistics:
-    """Cumulative figures from Triton's statistics API for one model."""
-
-    inferences: int = 0
-    executions: int = 0
-    successes: int = 0
-    failures: int = 0
-    queue_s: float = 0.0
-    compute_s: float = 0.0
-    batch_executions: dict[int, int] = field(default_factory=dict)
-
-    @classmethod
-    def from_json(cls, stats: dict[str, Any]) -> TritonStatistics:
-        """Parse one `model_stats` entry (protobuf JSON: uint64 as strings, zeros left out)."""
-
-        def duration(entry: dict[str, Any], key: str) -> tuple[int, int]:
-            item = entry.get(key) or {}
-            return int(item.get("count", 0)), int(item.get("ns", 0))
-
-        inference = stats.get("inference_stats") or {}
-        successes, _ = duration(inference, "success")
-        failures, _ = duration(inference, "fail")
-        _, queue_ns = duration(inference, "queue")
-        compute_ns = sum(
-            duration(inference, key)[1]
-            for key in ("compute_input", "compute_infer", "compute_output")
-        )
-        batches: dict[int, int] = {}
-        for entry in stats.get("batch_stats") or []:
-            count, _ = duration(entry, "compute_infer")
-            if count:
-                batches[int(entry.get("batch_size", 0))] = count
-        return cls(
-            inferences=int(stats.get("inference_count", 0)),
-            executions=int(stats.get("execution_count", 0)),
-            successes=successes,
-            failures=failures,
-            queue_s=queue_ns / NS_PER_S,
-            compute_s=compute_ns / NS_PER_S,
-            batch_executions=batches,
-        )
-
-
-@dataclass
 class ModelWatch:
     name: str
     window: SlidingWindow
@@ -149,8 +104,15 @@ class ModelWatch:
 class PipelineMonitor:
     """Pipeline observer plus sampler task; owns its own Prometheus registry. start()/stop()."""
 
-    def __init__(self, config: StreamerConfig, settings: MetricsConfig, history_points: int) -> None:
+    def __init__(
+        self,
+        config: StreamerConfig,
+        settings: MetricsConfig,
+        history_points: int,
+        stats: StatsRegistry,
+    ) -> None:
         self.settings = settings
+        self.stats = stats
         self.started_at = time.time()
         self.registry = CollectorRegistry(auto_describe=True)
         self.latency = Histogram(
@@ -181,15 +143,11 @@ class PipelineMonitor:
         }
         self.models: dict[str, ModelWatch] = {}
         self.registry.register(_PipelineCollector(self))
-        self.pipeline: Pipeline | None = None  # read-only here; set by bind()
         self._task: asyncio.Task[None] | None = None
         self._updated = asyncio.Event()
         self._last_triton_poll = -math.inf
 
     # -- lifecycle ----------------------------------------------------------------------------
-
-    def bind(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
 
     def start(self) -> None:
         if self._task is None:
@@ -249,17 +207,16 @@ class PipelineMonitor:
         event.set()
 
     def _sample_camera(self, watch: CameraWatch, now: float) -> None:
-        runtime = self.pipeline.cameras.get(watch.name) if self.pipeline is not None else None
-        if runtime is None:
+        source = self.stats.cameras().get(watch.name)
+        if source is None:
             watch.status, watch.detail = "connecting", None
             return
-        source = runtime.source.counters
-        watch.status = runtime.source.status.value
+        watch.status = source.state
         watch.detail = scrub(source.last_error, self.secrets) if watch.status == "offline" else None
         if source.decoded != watch.last_decoded:
             watch.last_decoded, watch.last_decoded_change = source.decoded, now
         watch.window.add(
-            now, source.decoded, runtime.counters.processed, watch.latency_sum_s, watch.latency_count
+            now, source.decoded, source.processed, watch.latency_sum_s, watch.latency_count
         )
         change = watch.window.delta()
         if change is not None:
@@ -285,24 +242,25 @@ class PipelineMonitor:
         watch.latency_history.append(None if latency_ms is None else round(latency_ms, 1))
 
     def _sample_models(self, now: float) -> None:
-        models = self.pipeline.triton.models if self.pipeline is not None else {}
-        for name, model in models.items():
+        for name, model in self.stats.models().items():
             watch = self.models.get(name)
             if watch is None:
                 watch = self.models[name] = ModelWatch(name, SlidingWindow(self.settings.rate_window_s))
-            watch.window.add(now, model.counters.requests)
+            watch.window.add(now, model.requests)
             change = watch.window.delta()
             if change is not None:
                 seconds, (requests,) = change
                 watch.requests_per_s = requests / seconds
 
     async def _poll_triton(self) -> None:
-        models = dict(self.pipeline.triton.models) if self.pipeline is not None else {}
-        for name, model in models.items():
+        server = self.stats.server()
+        fetch = server.fetch_statistics if server is not None else None
+        if fetch is None:
+            return
+        for name in self.stats.models():
             try:
                 response = await asyncio.wait_for(
-                    model.client.get_inference_statistics(name, as_json=True),
-                    self.settings.triton_statistics_timeout_s,
+                    fetch(name), self.settings.triton_statistics_timeout_s
                 )
                 entries = response.get("model_stats") or []
             except Exception as exc:
@@ -329,12 +287,10 @@ class PipelineMonitor:
 
     def state(self) -> dict[str, Any]:
         """JSON-ready view of everything the dashboard shows; never holds a secret."""
-        pipeline = self.pipeline
+        registered = self.stats.cameras()
         cameras = []
         for watch in self.cameras.values():
-            runtime = pipeline.cameras.get(watch.name) if pipeline is not None else None
-            source = runtime.source.counters if runtime is not None else None
-            counters = runtime.counters if runtime is not None else None
+            source = counters = registered.get(watch.name)
             latency = watch.mean_latency_s
             cameras.append(
                 {
@@ -361,17 +317,17 @@ class PipelineMonitor:
                 }
             )
         models = []
-        triton_models = pipeline.triton.models if pipeline is not None else {}
+        triton_models = self.stats.models()
         for name, model_watch in self.models.items():
             model = triton_models.get(name)
             triton = model_watch.triton
             models.append(
                 {
                     "name": name,
-                    "requests": model.counters.requests if model else 0,
-                    "failures": model.counters.failures if model else 0,
+                    "requests": model.requests if model else 0,
+                    "failures": model.failures if model else 0,
                     "requests_per_s": round(model_watch.requests_per_s, 2),
-                    "max_batch_size": model.spec.max_batch_size if model and model.spec else None,
+                    "max_batch_size": model.max_batch_size if model else None,
                     "requests_in_flight": model.requests_in_flight if model else None,
                     "recent_batch": _rounded(model_watch.recent_batch, 2),
                     "queue_ms": _rounded(model_watch.recent_queue_ms, 1),
@@ -398,15 +354,12 @@ class PipelineMonitor:
 
     def sink_stats(self) -> Iterator[tuple[str, Any]]:
         """(unique name, SinkStats) per sink; a sink that fails to report is skipped."""
-        seen: dict[str, int] = {}
-        for sink in self.pipeline.sinks if self.pipeline is not None else []:
-            try:
-                stats = sink.stats()
-            except Exception:
-                log.debug("sink %s failed to report stats", sink.name, exc_info=True)
-                continue
-            seen[sink.name] = seen.get(sink.name, 0) + 1
-            yield (sink.name if seen[sink.name] == 1 else f"{sink.name}#{seen[sink.name]}"), stats
+        try:
+            sinks = self.stats.read("sink")
+        except Exception:
+            log.debug("a sink failed to report stats", exc_info=True)
+            return
+        yield from sinks.items()
 
 
 def _rounded(value: float | None, digits: int) -> float | None:
@@ -425,11 +378,32 @@ class _PipelineCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         yield from self._cameras()
         yield from self._models()
+        yield from self._stages()
         yield from self._sinks()
+
+    def _stages(self) -> Iterator[Metric]:
+        """Every counter a stage registers (e.g. identities: face detections, embeddings, events)."""
+        families: dict[str, CounterMetricFamily] = {}
+        for stage, counters in self.monitor.stats.read("stage").items():
+            if not dataclasses.is_dataclass(counters):
+                continue
+            for item in dataclasses.fields(counters):
+                value = getattr(counters, item.name)
+                if not isinstance(value, int | float) or isinstance(value, bool):
+                    continue
+                family = families.get(item.name)
+                if family is None:
+                    family = families[item.name] = CounterMetricFamily(
+                        f"streamer_stage_{item.name}",
+                        f"Stage counter '{item.name.replace('_', ' ')}', per stage.",
+                        labels=["stage"],
+                    )
+                family.add_metric([stage], value)
+        yield from families.values()
 
     def _cameras(self) -> Iterator[Metric]:
         monitor = self.monitor
-        pipeline = monitor.pipeline
+        registered = monitor.stats.cameras()
         labels = ["camera"]
 
         def counter(name: str, doc: str) -> CounterMetricFamily:
@@ -458,16 +432,15 @@ class _PipelineCollector(Collector):
         tracks = gauge("active_tracks", "People tracked in the camera's latest frame.")
         info = gauge("info", "Camera source (credentials redacted).", ["source"])
         for name, watch in monitor.cameras.items():
-            runtime = pipeline.cameras.get(name) if pipeline is not None else None
-            if runtime is not None:
-                source = runtime.source.counters
+            source = registered.get(name)
+            if source is not None:
                 decoded.add_metric([name], source.decoded)
-                processed.add_metric([name], runtime.counters.processed)
+                processed.add_metric([name], source.processed)
                 skipped.add_metric([name], source.skipped)
                 dropped.add_metric([name], source.dropped)
                 reconnects.add_metric([name], source.reconnects)
                 stream_errors.add_metric([name], source.errors)
-                inference_errors.add_metric([name], runtime.counters.inference_errors)
+                inference_errors.add_metric([name], source.inference_errors)
             decoded_fps.add_metric([name], watch.decoded_fps)
             processed_fps.add_metric([name], watch.processed_fps)
             quality.add_metric([name], watch.quality)
@@ -483,8 +456,7 @@ class _PipelineCollector(Collector):
 
     def _models(self) -> Iterator[Metric]:
         monitor = self.monitor
-        pipeline = monitor.pipeline
-        models = pipeline.triton.models if pipeline is not None else {}
+        models = monitor.stats.models()
         labels = ["model"]
         requests = CounterMetricFamily(
             "streamer_model_requests", "Inference requests answered.", labels=labels
@@ -526,9 +498,9 @@ class _PipelineCollector(Collector):
         for name, watch in monitor.models.items():
             model = models.get(name)
             if model is not None:
-                requests.add_metric([name], model.counters.requests)
-                failures.add_metric([name], model.counters.failures)
-                request_seconds.add_metric([name], model.counters.request_seconds)
+                requests.add_metric([name], model.requests)
+                failures.add_metric([name], model.failures)
+                request_seconds.add_metric([name], model.request_seconds)
             rate.add_metric([name], watch.requests_per_s)
             triton = watch.triton
             if triton is None:

@@ -1,33 +1,30 @@
 """The metrics side of the service: monitor, snapshots and HTTP server behind one start/stop.
 
-Built before the pipeline (the pipeline takes it as observer and keep_images hook), started with
-the pipeline it watches.
+Built before the pipeline (the pipeline takes it as observer and keep_images hook); it reads what
+the pipeline's components report through the stats registry, never the pipeline itself.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from streamer.config import StreamerConfig
 from streamer.core.frames import FrameResult
+from streamer.core.stats import StatsRegistry
 from streamer.metrics.monitor import PipelineMonitor
 from streamer.metrics.server import DashboardServer
 from streamer.metrics.snapshots import SnapshotStore
-
-if TYPE_CHECKING:
-    from streamer.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
 
 class MetricsService:
-    """Pass it as a pipeline observer and `keep_images=service.keep_images`; start(pipeline)/stop()."""
+    """Pass it as a pipeline observer and `keep_images=service.keep_images`; start()/stop()."""
 
-    def __init__(self, config: StreamerConfig) -> None:
+    def __init__(self, config: StreamerConfig, stats: StatsRegistry) -> None:
         self.config = config
         self.monitor = PipelineMonitor(
-            config, config.metrics, history_points=config.dashboard.history_points
+            config, config.metrics, history_points=config.dashboard.history_points, stats=stats
         )
         self.snapshots = SnapshotStore(
             config.dashboard, [camera.name for camera in config.enabled_cameras]
@@ -52,11 +49,10 @@ class MetricsService:
     def keep_images(self, camera: str) -> bool:
         return self.server is not None and self.snapshots.wants_image(camera)
 
-    async def start(self, pipeline: Pipeline) -> None:
+    async def start(self) -> None:
         """Serve before the pipeline starts, so the page shows cameras connecting."""
         if self.server is None:
             return
-        self.monitor.bind(pipeline)
         self.monitor.start()
         try:
             await self.server.start()

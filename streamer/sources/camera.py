@@ -14,7 +14,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -23,6 +22,7 @@ import av
 from streamer.config import CameraConfig
 from streamer.core.frames import Frame
 from streamer.core.redaction import redact_url
+from streamer.core.stats import CameraStats
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +42,6 @@ class CameraStatus(StrEnum):
     STOPPED = "stopped"
 
 
-@dataclass
-class CameraCounters:
-    """Plain counters written by the decoding thread, read by metrics and the dashboard."""
-
-    decoded: int = 0
-    skipped: int = 0  # left out by the camera's max_fps cap
-    dropped: int = 0  # replaced in the handoff slot before the pipeline took them
-    reconnects: int = 0
-    errors: int = 0
-    decode_fps: float = 0.0
-    source_fps: float | None = None  # the stream's own nominal rate
-    last_error: str | None = None
-
-
 class LatestFrameSlot:
     """One-slot handoff: the newest frame wins, so a slow model never builds a backlog.
 
@@ -63,7 +49,7 @@ class LatestFrameSlot:
     dropping frames of a file gains nothing and decoding them would steal CPU from inference.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, counters: CameraCounters) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, counters: CameraStats) -> None:
         self._loop = loop
         self._counters = counters
         self._lock = threading.Lock()
@@ -145,10 +131,11 @@ class CameraSource:
         *,
         prepare: Callable[[Frame], None] | None = None,
         on_status: StatusCallback | None = None,
+        stats: CameraStats | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
-        self.counters = CameraCounters()
+        self.counters = stats or CameraStats(config.name, redact_url(config.url))
         self.status = CameraStatus.CONNECTING
         self._prepare = prepare
         self._on_status = on_status
@@ -183,6 +170,7 @@ class CameraSource:
         if status == self.status:
             return
         self.status = status
+        self.counters.state = status.value
         if self._on_status is not None and self._loop is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):  # loop closed during shutdown
                 self._loop.call_soon_threadsafe(self._on_status, self.name, status, detail)
@@ -266,6 +254,7 @@ class CameraSource:
                 self.counters.decoded += 1
                 window_frames += 1
                 now = time.monotonic()
+                self.counters.last_decoded_monotonic = now
                 if now - window_start >= FPS_WINDOW_S:
                     self.counters.decode_fps = window_frames / (now - window_start)
                     window_start, window_frames = now, 0

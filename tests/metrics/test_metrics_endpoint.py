@@ -21,12 +21,13 @@ from streamer.config import ConfigError, DashboardConfig, parse_config
 from streamer.core.assets import PROJECT_ROOT
 from streamer.core.detections import Detections
 from streamer.core.frames import Frame, FrameResult
+from streamer.core.stages import TrackBook
+from streamer.core.stats import StatsRegistry
 from streamer.inference.server import EmbeddedTritonServer
 from streamer.metrics.monitor import PipelineMonitor
 from streamer.metrics.service import MetricsService
 from streamer.metrics.snapshots import SnapshotStore, annotate
 from streamer.pipeline import Pipeline
-from streamer.tracking.camera_tracker import CameraTracker
 from tests.metrics.conftest import Scrape, scrape, scrape_until, streamer_config
 
 CAMERAS = ("north", "south")
@@ -39,8 +40,12 @@ class NamingStage:
     """Stands in for an identity stage: slow enough to make the pipeline drop frames, names tracks."""
 
     name = "identity"
+    models: list[str] = []  # noqa: RUF012
 
-    async def process(self, frame: Frame, result: FrameResult, tracker: CameraTracker) -> None:
+    async def start(self, models: dict[str, object]) -> None:
+        pass
+
+    async def process(self, frame: Frame, result: FrameResult, tracker: TrackBook) -> None:
         await asyncio.sleep(IDENTITY_DELAY_S)
         ids = [] if result.tracks.tracker_id is None else result.tracks.tracker_id.tolist()
         names = np.array([f"person-{i}" for i in ids], dtype=object)
@@ -79,13 +84,19 @@ async def test_prometheus_endpoint_shows_fps_latency_and_the_drops_the_pipeline_
 ) -> None:
     cameras = [{"name": name, "url": str(sample_clip), "loop": True} for name in CAMERAS]
     config = streamer_config(embedded_triton.grpc_url, cameras, tmp_path / "out.jsonl")
-    metrics = MetricsService(config)
+    stats = StatsRegistry()
+    metrics = MetricsService(config, stats)
     kept_images = KeptImages(metrics)
     sinks = build_sinks(config)
     pipeline = Pipeline(
-        config, sinks=sinks, stages=[NamingStage()], observers=[metrics], keep_images=kept_images
+        config,
+        sinks=sinks,
+        stages=[NamingStage()],
+        observers=[metrics],
+        keep_images=kept_images,
+        registry=stats,
     )
-    await metrics.start(pipeline)
+    await metrics.start()
     try:
         await pipeline.start()
         assert metrics.url is not None
@@ -111,23 +122,23 @@ async def test_prometheus_endpoint_shows_fps_latency_and_the_drops_the_pipeline_
         assert source.dropped > 0, "the slow stage should have made the slot drop frames"
         expected = {
             "streamer_camera_decoded_frames_total": source.decoded,
-            "streamer_camera_processed_frames_total": runtime.counters.processed,
+            "streamer_camera_processed_frames_total": runtime.stats.processed,
             "streamer_camera_dropped_frames_total": source.dropped,
             "streamer_camera_skipped_frames_total": source.skipped,
             "streamer_camera_reconnects_total": source.reconnects,
-            "streamer_camera_latency_seconds_count": runtime.counters.processed,
+            "streamer_camera_latency_seconds_count": runtime.stats.processed,
         }
         reported = {metric: final.value(metric, camera=name) for metric in expected}
         assert reported == expected, name
         assert final.value("streamer_camera_latency_seconds_bucket", camera=name, le="+Inf") == (
-            runtime.counters.processed
+            runtime.stats.processed
         )
         assert (final.value("streamer_camera_latency_seconds_sum", camera=name) or 0) > 0
         stage_counts = {
             stage: final.value("streamer_camera_stage_seconds_count", camera=name, stage=stage)
             for stage in STAGES
         }
-        assert stage_counts == dict.fromkeys(STAGES, runtime.counters.processed), name
+        assert stage_counts == dict.fromkeys(STAGES, runtime.stats.processed), name
         assert final.value("streamer_camera_info", camera=name, source=str(sample_clip)) == 1
 
     assert (live.value("streamer_model_requests_total", model="person_detector") or 0) > 0
@@ -162,7 +173,7 @@ async def _first_snapshot(base_url: str, camera: str, timeout_s: float = 10.0) -
 
 def test_grafana_dashboard_queries_only_metrics_the_service_exports() -> None:
     config = parse_config("cameras: [{name: a, url: clip.mp4}]")
-    monitor = PipelineMonitor(config, config.metrics, history_points=2)
+    monitor = PipelineMonitor(config, config.metrics, history_points=2, stats=StatsRegistry())
     exported: set[str] = set()
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
     for family in text_string_to_metric_families(generate_latest(monitor.registry).decode()):

@@ -233,7 +233,8 @@ async def test_frozen_broker_never_blocks_the_pipeline_side(harness: Harness) ->
     finally:
         harness.broker.resume()
     frames_while_frozen = 150 * len(CAMERAS)
-    assert buffered_frames == FROZEN_FRAME_BUFFER  # bounded, however long the broker is away
+    # bounded, however long the broker is away (one batch may have left just before the freeze)
+    assert FROZEN_FRAME_BUFFER - FROZEN_BATCH <= buffered_frames <= FROZEN_FRAME_BUFFER
     assert dropped_frames >= frames_while_frozen - FROZEN_FRAME_BUFFER - FROZEN_BATCH
     await drain(sink)
     await sink.stop()

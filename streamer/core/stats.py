@@ -1,0 +1,96 @@
+"""The stats registry: every component registers one small stats object; readers read only this.
+
+Metrics, the dashboard, `streamer stats` and `streamer bench` iterate the registry by kind; none of
+them reaches into the pipeline's attributes. Stats objects are plain counters written by their
+owner (a camera thread, a model's workers, a sink) and read at sample time; an entry may also be a
+zero-argument callable returning a snapshot (a sink computing its buffer size on demand).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class CameraStats:
+    """One camera: the source writes the decoding side, the camera loop the processing side."""
+
+    name: str
+    source: str  # the URL with credentials redacted
+    state: str = "connecting"
+    detail: str | None = None
+    # decoding (the camera's thread)
+    decoded: int = 0
+    skipped: int = 0  # left out by the camera's max_fps cap
+    dropped: int = 0  # replaced in the handoff slot before the pipeline took them
+    reconnects: int = 0
+    errors: int = 0
+    decode_fps: float = 0.0
+    source_fps: float | None = None  # the stream's own nominal rate
+    last_error: str | None = None
+    last_decoded_monotonic: float | None = None
+    # processing (the camera loop)
+    processed: int = 0
+    inference_errors: int = 0
+    processing_restarts: int = 0
+    last_latency_s: float = 0.0
+    last_result_monotonic: float | None = None
+
+
+@dataclass
+class ModelStats:
+    """One served model, as its client sees it."""
+
+    name: str
+    requests_in_flight: int
+    max_batch_size: int | None = None
+    requests: int = 0
+    failures: int = 0
+    request_seconds: float = 0.0
+
+
+StatisticsFetcher = Callable[[str], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class ServerStats:
+    """The inference server: reachable or not, restarts, and how to read its statistics API."""
+
+    url: str
+    mode: str  # embedded / external
+    up: bool = False
+    restarts: int = 0
+    down_since_monotonic: float | None = None
+    last_error: str | None = None
+    fetch_statistics: StatisticsFetcher | None = None  # model name -> Triton's statistics JSON
+
+
+@dataclass
+class StatsRegistry:
+    """Stats objects by kind ("camera", "model", "server", "stage", "sink") and name."""
+
+    _entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def register(self, kind: str, name: str, stats: Any) -> None:
+        self._entries.setdefault(kind, {})[name] = stats
+
+    def unregister(self, kind: str, name: str) -> None:
+        self._entries.get(kind, {}).pop(name, None)
+
+    def read(self, kind: str) -> dict[str, Any]:
+        """Name -> stats (callables are called for their snapshot), in registration order."""
+        return {
+            name: stats() if callable(stats) else stats
+            for name, stats in list(self._entries.get(kind, {}).items())
+        }
+
+    def cameras(self) -> dict[str, CameraStats]:
+        return self.read("camera")
+
+    def models(self) -> dict[str, ModelStats]:
+        return self.read("model")
+
+    def server(self) -> ServerStats | None:
+        return next(iter(self.read("server").values()), None)
