@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from streamer.config import IdentitiesConfig
+from streamer.core.detections import Detections
 from streamer.inference.embedding import l2_normalise
+
+
+def track_ids(tracks: Detections) -> np.ndarray:
+    """The tracks' ids by row (none when the detections carry no tracker ids)."""
+    return tracks.tracker_id if tracks.tracker_id is not None else np.zeros(0, np.int64)
 
 
 @dataclass
