@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from streamer.config import StreamerConfig
-from streamer.core.stages import FrameStage
+from streamer.core.interfaces import FrameStage
 from streamer.core.stats import StatsRegistry
 from streamer.identities.stage import IdentityStage
 from streamer.metrics.service import MetricsService

@@ -16,7 +16,7 @@ import numpy as np
 from streamer.config import FacesConfig, IdentitiesConfig, ReidConfig
 from streamer.core.detections import Detections
 from streamer.core.frames import Frame
-from streamer.core.stages import TrackBook
+from streamer.core.interfaces import TrackBook
 from streamer.identities.counters import IdentityCounters
 from streamer.identities.faces import LinkedFaces
 from streamer.identities.quality import face_quality, person_quality

@@ -22,7 +22,7 @@ from typing import Any
 from streamer.config import FaceMode, StreamerConfig
 from streamer.core.assets import PROJECT_ROOT
 from streamer.core.frames import Frame, FrameResult
-from streamer.core.stages import TrackBook
+from streamer.core.interfaces import TrackBook
 from streamer.identities.counters import IdentityCounters
 from streamer.identities.enrolment import FaceStore
 from streamer.identities.faces import FACE_TRACK_KEY, FaceFinder

@@ -21,7 +21,7 @@ from streamer.config import ConfigError, DashboardConfig, parse_config
 from streamer.core.assets import PROJECT_ROOT
 from streamer.core.detections import Detections
 from streamer.core.frames import Frame, FrameResult
-from streamer.core.stages import TrackBook
+from streamer.core.interfaces import TrackBook
 from streamer.core.stats import StatsRegistry
 from streamer.inference.server import EmbeddedTritonServer
 from streamer.metrics.monitor import PipelineMonitor

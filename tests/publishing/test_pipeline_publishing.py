@@ -46,7 +46,7 @@ async def test_jsonl_mqtt_and_redis_carry_the_same_valid_events_in_the_same_orde
 
     from_jsonl = [json.loads(line) for line in lines.read_text().splitlines()]
     frames = [m for m in from_jsonl if m["type"] == "frame"]
-    assert len(frames) == pipeline.cameras["street"].counters.processed > 0
+    assert len(frames) == pipeline.cameras["street"].stats.processed > 0
     events = [m for m in from_jsonl if m["type"] in LIFECYCLE]
     assert {"new", "end"} <= {m["type"] for m in events}
     for message in from_jsonl:

@@ -7,30 +7,24 @@ Triton) -> tracking/ -> extra stages (faces, ReID) -> publishing/ sinks, with me
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from streamer.config import CameraConfig, StreamerConfig
-from streamer.core.detections import Detections
-from streamer.core.frames import Frame, FrameResult
+from streamer.core.frames import FrameResult
+from streamer.core.interfaces import FrameStage
 from streamer.core.redaction import redact_url
-from streamer.core.stages import FrameStage
 from streamer.core.stats import CameraStats, StatsRegistry
-from streamer.inference.client import InferenceError
 from streamer.inference.detector import PersonDetector
 from streamer.inference.triton import TritonConnection
+from streamer.pipeline.camera_loop import CameraLoop
 from streamer.publishing.base import Sink
 from streamer.sources.camera import CameraSource, CameraStatus
-from streamer.tracking.camera_tracker import CameraTracker
 
 log = logging.getLogger(__name__)
-
-ERROR_LOG_INTERVAL_S = 10.0
 
 
 class ResultObserver(Protocol):
@@ -42,9 +36,8 @@ class CameraRuntime:
     config: CameraConfig
     source: CameraSource
     stats: CameraStats
-    tracker: CameraTracker | None = None
+    loop: CameraLoop
     task: asyncio.Task[None] | None = None
-    last_error_logged: float = field(default=-float("inf"))
 
 
 class Pipeline:
@@ -104,7 +97,19 @@ class Pipeline:
                 on_status=self._camera_status_changed,
                 stats=stats,
             )
-            runtime = CameraRuntime(config=camera, source=source, stats=stats)
+            loop = CameraLoop(
+                camera,
+                source,
+                detector=self.detector,
+                stages=self.stages,
+                tracker_settings=self.config.tracker,
+                depth=self.config.inference.frames_in_flight_per_camera,
+                stats=stats,
+                deliver=self._deliver,
+                deliver_events=self._deliver_events,
+                keep_images=self.keep_images,
+            )
+            runtime = CameraRuntime(config=camera, source=source, stats=stats, loop=loop)
             self.cameras[camera.name] = runtime
             source.start()
             runtime.task = asyncio.create_task(self._run_camera(runtime), name=f"camera:{camera.name}")
@@ -145,111 +150,12 @@ class Pipeline:
 
     async def _run_camera(self, runtime: CameraRuntime) -> None:
         """One camera's loop; an error here is logged and never reaches another camera."""
-        name = runtime.config.name
-        last_capture_ts = time.time()
-        depth = self.config.inference.frames_in_flight_per_camera
-        # Up to `depth` frames of this camera are in inference at once, so one frame's round trip
-        # overlaps the next; results still reach the tracker strictly in frame order.
-        in_flight: deque[tuple[Frame, asyncio.Task[Detections | None]]] = deque()
-        next_frame: asyncio.Task[Frame | None] | None = None
-        source_ended = False
         try:
-            while True:
-                if next_frame is None and not source_ended and len(in_flight) < depth:
-                    next_frame = asyncio.create_task(runtime.source.next_frame())
-                waiting: set[asyncio.Task[Any]] = {next_frame} if next_frame is not None else set()
-                if in_flight:
-                    waiting.add(in_flight[0][1])
-                if not waiting:
-                    break
-                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                if next_frame is not None and next_frame.done():
-                    frame = next_frame.result()
-                    next_frame = None
-                    if frame is None:
-                        source_ended = True
-                    else:
-                        last_capture_ts = frame.capture_ts
-                        in_flight.append((frame, asyncio.create_task(self._detect(runtime, frame))))
-                while in_flight and in_flight[0][1].done():
-                    frame, detection = in_flight.popleft()
-                    detections = detection.result()
-                    if detections is not None:
-                        self._deliver(await self._conclude(runtime, frame, detections))
+            await runtime.loop.run()
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("camera %s: processing failed; camera stopped", name)
-        finally:
-            for task in [next_frame, *(task for _frame, task in in_flight)]:
-                if task is not None:
-                    task.cancel()
-            if runtime.tracker is not None and runtime.tracker.states:
-                events = runtime.tracker.finish(last_capture_ts)
-                self._deliver_events(events)
-            for stage in self.stages:
-                with contextlib.suppress(Exception):
-                    stage.forget_camera(name)
-
-    async def _detect(self, runtime: CameraRuntime, frame: Frame) -> Detections | None:
-        """Person detection; a failed request skips this frame only (counted, logged sparingly)."""
-        assert self.detector is not None
-        counters = runtime.stats
-        in_camera_thread_s = sum(frame.timings.seconds.values())  # decode, preprocess
-        frame.timings.add("wait", max(0.0, frame.age_s() - in_camera_thread_s))
-        try:
-            return await self.detector.detect(frame)
-        except InferenceError as exc:
-            counters.inference_errors += 1
-            now = time.monotonic()
-            if now - runtime.last_error_logged >= ERROR_LOG_INTERVAL_S:
-                runtime.last_error_logged = now
-                log.warning(
-                    "camera %s: inference failed (%d so far): %s",
-                    runtime.config.name, counters.inference_errors, exc,
-                )
-            return None
-
-    async def _conclude(
-        self, runtime: CameraRuntime, frame: Frame, detections: Detections
-    ) -> FrameResult:
-        """Tracking and the later stages, in frame order."""
-        counters = runtime.stats
-        if runtime.tracker is None:
-            runtime.tracker = CameraTracker(
-                runtime.config.name,
-                self.config.tracker,
-                runtime.config.max_fps or runtime.stats.source_fps,
-            )
-        started = time.perf_counter()
-        tracks, events = runtime.tracker.update(frame, detections)
-        frame.timings.add("track", time.perf_counter() - started)
-        result = FrameResult(
-            camera=frame.camera,
-            frame_index=frame.index,
-            capture_ts=frame.capture_ts,
-            width=frame.width,
-            height=frame.height,
-            tracks=tracks,
-            latency_s=0.0,
-            timings=frame.timings.seconds,
-            events=events,
-        )
-        for stage in self.stages:
-            started = time.perf_counter()
-            try:
-                await stage.process(frame, result, runtime.tracker)
-            except InferenceError as exc:
-                counters.inference_errors += 1
-                log.debug("camera %s: stage %s skipped: %s", frame.camera, stage.name, exc)
-            frame.timings.add(stage.name, time.perf_counter() - started)
-        if self.keep_images is not None and self.keep_images(frame.camera):
-            result.image = frame.image
-        result.latency_s = frame.age_s()
-        counters.processed += 1
-        counters.last_latency_s = result.latency_s
-        counters.last_result_monotonic = time.monotonic()
-        return result
+            log.exception("camera %s: processing failed; camera stopped", runtime.config.name)
 
     def _deliver(self, result: FrameResult) -> None:
         """Hand the result to every sink, then let observers (metrics) see it, publish included."""

@@ -1,13 +1,15 @@
-"""The interface of a stage after tracking (faces, ReID, later zones): what it sees and may change.
+"""The interfaces the pipeline is built from, one verb each: a frame source, a detector, a stage.
 
-A stage gets the frame, the result so far, and a `TrackBook`: a read-only view of the camera's
-tracks with one explicit way to annotate them. It never reaches into a tracker's internals.
+A stage after tracking (faces, ReID, later zones) gets the frame, the result so far, and a
+`TrackBook`: a read-only view of the camera's tracks with one explicit way to annotate them. It
+never reaches into a tracker's internals.
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+from streamer.core.detections import Detections
 from streamer.core.frames import Frame, FrameResult
 
 
@@ -37,3 +39,25 @@ class FrameStage(Protocol):
     async def process(self, frame: Frame, result: FrameResult, tracks: TrackBook) -> None: ...
 
     def forget_camera(self, camera: str) -> None: ...
+
+
+class FrameSource(Protocol):
+    """One camera's frames: `start()` in the event loop, `await next_frame()` until None, `stop()`."""
+
+    name: str
+
+    def start(self) -> None: ...
+
+    async def next_frame(self) -> Frame | None:
+        """The newest frame, or None once the source has ended for good."""
+        ...
+
+    async def stop(self) -> None: ...
+
+
+class Detector(Protocol):
+    """Finds objects in a frame; `prepare` runs in the camera's thread, off the event loop."""
+
+    def prepare(self, frame: Frame) -> None: ...
+
+    async def detect(self, frame: Frame) -> Detections: ...

@@ -1,0 +1,155 @@
+"""One camera, in order: frames in, up to `depth` in detection at once, tracked and staged in order.
+
+Up to `depth` frames of a camera are in inference at once, so one frame's round trip overlaps the
+next; results still reach the tracker strictly in frame order (the ordered in-flight window).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from streamer.config import CameraConfig, TrackerConfig
+from streamer.core.detections import Detections
+from streamer.core.frames import Frame, FrameResult
+from streamer.core.interfaces import Detector, FrameSource, FrameStage
+from streamer.core.stats import CameraStats
+from streamer.inference.client import InferenceError
+from streamer.tracking.camera_tracker import CameraTracker
+
+log = logging.getLogger(__name__)
+
+ERROR_LOG_INTERVAL_S = 10.0
+
+
+class CameraLoop:
+    """`await run()` processes the camera's frames until its source ends or the task is cancelled."""
+
+    def __init__(
+        self,
+        config: CameraConfig,
+        source: FrameSource,
+        *,
+        detector: Detector,
+        stages: list[FrameStage],
+        tracker_settings: TrackerConfig,
+        depth: int,
+        stats: CameraStats,
+        deliver: Callable[[FrameResult], None],
+        deliver_events: Callable[[list[Any]], None],
+        keep_images: Callable[[str], bool] | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.source = source
+        self.detector = detector
+        self.stages = stages
+        self.tracker_settings = tracker_settings
+        self.depth = depth
+        self.stats = stats
+        self.deliver = deliver
+        self.deliver_events = deliver_events
+        self.keep_images = keep_images
+        self.tracker: CameraTracker | None = None
+        self._last_error_logged = -float("inf")
+
+    async def run(self) -> None:
+        """Process frames in order; on any exit the camera's open tracks end (`end` events)."""
+        last_capture_ts = time.time()
+        in_flight: deque[tuple[Frame, asyncio.Task[Detections | None]]] = deque()
+        next_frame: asyncio.Task[Frame | None] | None = None
+        source_ended = False
+        try:
+            while True:
+                if next_frame is None and not source_ended and len(in_flight) < self.depth:
+                    next_frame = asyncio.create_task(self.source.next_frame())
+                waiting: set[asyncio.Task[Any]] = {next_frame} if next_frame is not None else set()
+                if in_flight:
+                    waiting.add(in_flight[0][1])
+                if not waiting:
+                    break
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if next_frame is not None and next_frame.done():
+                    frame = next_frame.result()
+                    next_frame = None
+                    if frame is None:
+                        source_ended = True
+                    else:
+                        last_capture_ts = frame.capture_ts
+                        in_flight.append((frame, asyncio.create_task(self._detect(frame))))
+                while in_flight and in_flight[0][1].done():
+                    frame, detection = in_flight.popleft()
+                    detections = detection.result()
+                    if detections is not None:
+                        self.deliver(await self._conclude(frame, detections))
+        finally:
+            for task in [next_frame, *(task for _frame, task in in_flight)]:
+                if task is not None:
+                    task.cancel()
+            self._end_tracks(last_capture_ts)
+
+    def _end_tracks(self, last_capture_ts: float) -> None:
+        if self.tracker is not None and self.tracker.states:
+            self.deliver_events(self.tracker.finish(last_capture_ts))
+        self.tracker = None
+        for stage in self.stages:
+            with contextlib.suppress(Exception):
+                stage.forget_camera(self.name)
+
+    async def _detect(self, frame: Frame) -> Detections | None:
+        """Person detection; a failed request skips this frame only (counted, logged sparingly)."""
+        in_camera_thread_s = sum(frame.timings.seconds.values())  # decode, preprocess
+        frame.timings.add("wait", max(0.0, frame.age_s() - in_camera_thread_s))
+        try:
+            return await self.detector.detect(frame)
+        except InferenceError as exc:
+            self.stats.inference_errors += 1
+            now = time.monotonic()
+            if now - self._last_error_logged >= ERROR_LOG_INTERVAL_S:
+                self._last_error_logged = now
+                log.warning(
+                    "camera %s: inference failed (%d so far): %s",
+                    self.name, self.stats.inference_errors, exc,
+                )
+            return None
+
+    async def _conclude(self, frame: Frame, detections: Detections) -> FrameResult:
+        """Tracking and the later stages, in frame order."""
+        if self.tracker is None:
+            self.tracker = CameraTracker(
+                self.name, self.tracker_settings, self.config.max_fps or self.stats.source_fps
+            )
+        started = time.perf_counter()
+        tracks, events = self.tracker.update(frame, detections)
+        frame.timings.add("track", time.perf_counter() - started)
+        result = FrameResult(
+            camera=frame.camera,
+            frame_index=frame.index,
+            capture_ts=frame.capture_ts,
+            width=frame.width,
+            height=frame.height,
+            tracks=tracks,
+            latency_s=0.0,
+            timings=frame.timings.seconds,
+            events=events,
+        )
+        for stage in self.stages:
+            started = time.perf_counter()
+            try:
+                await stage.process(frame, result, self.tracker)
+            except InferenceError as exc:
+                self.stats.inference_errors += 1
+                log.debug("camera %s: stage %s skipped: %s", frame.camera, stage.name, exc)
+            frame.timings.add(stage.name, time.perf_counter() - started)
+        if self.keep_images is not None and self.keep_images(frame.camera):
+            result.image = frame.image
+        result.latency_s = frame.age_s()
+        self.stats.processed += 1
+        self.stats.last_latency_s = result.latency_s
+        self.stats.last_result_monotonic = time.monotonic()
+        return result
