@@ -21,6 +21,7 @@ import numpy as np
 
 from streamer.config import MqttSinkConfig, RedisSinkConfig
 from streamer.core.detections import Detections
+from streamer.core.events import Event, IdentityEvent, TrackEvent
 from streamer.core.frames import FrameResult
 from streamer.publishing.broker import BrokerSink
 from streamer.publishing.mqtt import MqttSink
@@ -78,22 +79,19 @@ def _frame(camera: str, index: int, shape: BenchmarkShape) -> FrameResult:
     )
 
 
-def _events(camera: str, index: int, shape: BenchmarkShape) -> list[dict[str, Any]]:
+def _events(camera: str, index: int, shape: BenchmarkShape) -> list[Event]:
     now = time.time()
-    events: list[dict[str, Any]] = []
+    events: list[Event] = []
     if index % shape.new_tracks_every == 0:
         snapshot = {"track_id": index, "box": [100.0, 50.0, 180.0, 300.0], "score": 0.9,
                     "first_seen_ts": now, "last_seen_ts": now, "frames": 1}
-        events.append({"type": "new", "camera": camera, "track_id": index, "frame_index": index,
-                       "capture_ts": now, "before": None, "after": snapshot})
-        events.append({"type": "end", "camera": camera, "track_id": index - 1,
-                       "frame_index": index, "capture_ts": now,
-                       "before": {**snapshot, "track_id": index - 1}, "after": None})
+        events.append(TrackEvent("new", camera, index, index, now, None, snapshot))
+        events.append(
+            TrackEvent("end", camera, index - 1, index, now, {**snapshot, "track_id": index - 1}, None)
+        )
     if index % shape.identity_every == 0:
-        events.append({"type": "identity", "camera": camera, "track_id": index,
-                       "frame_index": index, "capture_ts": now, "kind": "reid",
-                       "embedding": np.random.default_rng(index).random(shape.embedding_dim,
-                                                                        np.float32)})
+        embedding = np.random.default_rng(index).random(shape.embedding_dim, np.float32)
+        events.append(IdentityEvent(camera, index, index, now, "reid", embedding, 0.5, 1))
     return events
 
 

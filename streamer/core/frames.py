@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from streamer.core.detections import Detections
+from streamer.core.events import Event, new_id
 
 
 @dataclass(slots=True)
@@ -59,7 +60,6 @@ class FrameResult:
     latency_s: float
     timings: dict[str, float]
     faces: Detections | None = None
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
     image: np.ndarray | None = None  # kept only when a consumer (dashboard snapshot) asked for it
-    # The published form, built once for every sink, so they all carry the same message id.
-    message: dict[str, Any] | None = None
+    id: str = field(default_factory=new_id)  # the frame message's id, the same in every sink

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 from streamer.core.detections import Detections
+from streamer.core.events import TrackEvent
 from streamer.core.frames import Frame, FrameResult
 
 
@@ -20,7 +21,7 @@ class TrackBook(Protocol):
         """Frames the track has been seen in (0 for a track that is not live)."""
         ...
 
-    def annotate(self, frame: Frame, track_id: int, **attributes: Any) -> Any | None:
+    def annotate(self, frame: Frame, track_id: int, **attributes: Any) -> TrackEvent | None:
         """Attach attributes to a live track; returns the `update` event when something changed."""
         ...
 

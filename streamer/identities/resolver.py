@@ -7,12 +7,11 @@ global id changed, or the embedding moved enough since the last event.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from streamer.config import FacesConfig, IdentitiesConfig
 from streamer.core.detections import Detections
+from streamer.core.events import IdentityEvent
 from streamer.core.frames import Frame
 from streamer.identities.counters import IdentityCounters
 from streamer.identities.enrolment import FaceStore
@@ -20,7 +19,6 @@ from streamer.identities.gallery import IdentityGallery, Sighting
 from streamer.identities.scheduling import Embedded
 from streamer.identities.track_embeddings import TrackEmbedding, TrackIdentity
 
-IDENTITY_EVENT = "identity"
 QUALITY_DECIMALS = 3
 
 
@@ -46,7 +44,7 @@ class IdentityResolver:
 
     async def resolve(
         self, frame: Frame, identity: TrackIdentity, embedded: Embedded
-    ) -> dict[str, Any] | None:
+    ) -> IdentityEvent | None:
         """Fold a new embedding into its track and match it; the identity event, if one is due."""
         history: TrackEmbedding = identity.face if embedded.kind == "face" else identity.reid
         embedding = history.add(embedded.embedding, embedded.quality, frame.capture_ts)
@@ -83,23 +81,21 @@ class IdentityResolver:
 
 def identity_event(
     frame: Frame, embedded: Embedded, identity: TrackIdentity, history: TrackEmbedding
-) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "type": IDENTITY_EVENT,
-        "camera": frame.camera,
-        "track_id": embedded.track_id,
-        "frame_index": frame.index,
-        "capture_ts": frame.capture_ts,
-        "kind": embedded.kind,
-        "embedding": history.published,
-        "quality": round(history.best_quality, QUALITY_DECIMALS),
-        "samples": history.samples,
-        "global_id": identity.global_id,
-    }
-    if embedded.kind == "face" and identity.name is not None:
-        event["name"] = identity.name
-        event["similarity"] = identity.similarity
-    return event
+) -> IdentityEvent:
+    assert history.published is not None, "an event is built for a published embedding"
+    return IdentityEvent(
+        camera=frame.camera,
+        track_id=embedded.track_id,
+        frame_index=frame.index,
+        capture_ts=frame.capture_ts,
+        kind=embedded.kind,
+        embedding=history.published,
+        quality=round(history.best_quality, QUALITY_DECIMALS),
+        samples=history.samples,
+        global_id=identity.global_id,
+        name=identity.name if embedded.kind == "face" else None,
+        similarity=identity.similarity if embedded.kind == "face" else None,
+    )
 
 
 def with_identity_columns(tracks: Detections, identities: dict[int, TrackIdentity]) -> Detections:

@@ -17,17 +17,17 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
-from typing import Any
 
 from streamer.config import FaceMode, StreamerConfig
 from streamer.core.assets import PROJECT_ROOT
+from streamer.core.events import Event, TrackEvent
 from streamer.core.frames import Frame, FrameResult
 from streamer.core.interfaces import TrackBook
 from streamer.identities.counters import IdentityCounters
 from streamer.identities.enrolment import FaceStore
 from streamer.identities.faces import FACE_TRACK_KEY, FaceFinder
 from streamer.identities.gallery import IdentityGallery, build_gallery
-from streamer.identities.resolver import IDENTITY_EVENT, IdentityResolver, with_identity_columns
+from streamer.identities.resolver import IdentityResolver, with_identity_columns
 from streamer.identities.scheduling import Embedded, EmbeddingScheduler
 from streamer.identities.track_embeddings import TrackIdentity, track_ids
 from streamer.inference.client import InferenceError, TritonModel
@@ -37,7 +37,6 @@ from streamer.inference.scrfd import ScrfdSettings
 
 __all__ = [
     "FACE_TRACK_KEY",
-    "IDENTITY_EVENT",
     "IdentityCounters",
     "IdentityStage",
     "resolve_store_path",
@@ -170,11 +169,11 @@ class IdentityStage:
         result.tracks = with_identity_columns(result.tracks, identities)
 
     async def _forget_ended(
-        self, camera: str, events: list[dict[str, Any]], identities: dict[int, TrackIdentity]
+        self, camera: str, events: list[Event], identities: dict[int, TrackIdentity]
     ) -> None:
         for event in events:
-            if event.get("type") == "end" and event.get("track_id") is not None:
-                track_id = int(event["track_id"])
+            if isinstance(event, TrackEvent) and event.type == "end":
+                track_id = event.track_id
                 identities.pop(track_id, None)
                 if self.person_embedder is not None:
                     await self.resolver.track_ended(camera, track_id)

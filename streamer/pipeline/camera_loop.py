@@ -11,11 +11,12 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from streamer.config import CameraConfig, TrackerConfig
 from streamer.core.detections import Detections
+from streamer.core.events import Event
 from streamer.core.frames import Frame, FrameResult
 from streamer.core.interfaces import Detector, FrameSource, FrameStage
 from streamer.core.stats import CameraStats
@@ -41,7 +42,7 @@ class CameraLoop:
         depth: int,
         stats: CameraStats,
         deliver: Callable[[FrameResult], None],
-        deliver_events: Callable[[list[Any]], None],
+        deliver_events: Callable[[Sequence[Event]], None],
         keep_images: Callable[[str], bool] | None = None,
     ) -> None:
         self.config = config
@@ -60,7 +61,7 @@ class CameraLoop:
 
     async def run(self) -> None:
         """Process frames in order; on any exit the camera's open tracks end (`end` events)."""
-        last_capture_ts = time.time()
+        last_frame: tuple[int, float] = (0, time.time())  # index and capture time, for `end` events
         in_flight: deque[tuple[Frame, asyncio.Task[Detections | None]]] = deque()
         next_frame: asyncio.Task[Frame | None] | None = None
         source_ended = False
@@ -80,7 +81,7 @@ class CameraLoop:
                     if frame is None:
                         source_ended = True
                     else:
-                        last_capture_ts = frame.capture_ts
+                        last_frame = (frame.index, frame.capture_ts)
                         in_flight.append((frame, asyncio.create_task(self._detect(frame))))
                 while in_flight and in_flight[0][1].done():
                     frame, detection = in_flight.popleft()
@@ -91,11 +92,11 @@ class CameraLoop:
             for task in [next_frame, *(task for _frame, task in in_flight)]:
                 if task is not None:
                     task.cancel()
-            self._end_tracks(last_capture_ts)
+            self._end_tracks(*last_frame)
 
-    def _end_tracks(self, last_capture_ts: float) -> None:
+    def _end_tracks(self, frame_index: int, capture_ts: float) -> None:
         if self.tracker is not None and self.tracker.states:
-            self.deliver_events(self.tracker.finish(last_capture_ts))
+            self.deliver_events(self.tracker.finish(frame_index, capture_ts))
         self.tracker = None
         for stage in self.stages:
             with contextlib.suppress(Exception):
@@ -136,7 +137,7 @@ class CameraLoop:
             tracks=tracks,
             latency_s=0.0,
             timings=frame.timings.seconds,
-            events=events,
+            events=[*events],
         )
         for stage in self.stages:
             started = time.perf_counter()

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from streamer.config import CameraConfig, StreamerConfig
+from streamer.core.events import Event
 from streamer.core.frames import FrameResult
 from streamer.core.interfaces import FrameStage
 from streamer.core.redaction import redact_url
@@ -173,7 +174,7 @@ class Pipeline:
             except Exception:
                 log.exception("observer failed")
 
-    def _deliver_events(self, events: list[dict[str, Any]]) -> None:
+    def _deliver_events(self, events: Sequence[Event]) -> None:
         if not events:
             return
         for sink in self.sinks:

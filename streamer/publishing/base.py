@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from streamer.core.events import Event
 from streamer.core.frames import FrameResult
 
 
@@ -35,7 +36,7 @@ class Sink(abc.ABC):
     def publish(self, result: FrameResult) -> None:
         """One processed frame, with the track events and identity events it produced."""
 
-    def publish_events(self, events: list[dict[str, Any]]) -> None:
+    def publish_events(self, events: Sequence[Event]) -> None:
         """Track lifecycle (new/update/end) and identity events; these must not be lost."""
 
     def publish_camera_status(self, camera: str, status: str, detail: str | None) -> None:

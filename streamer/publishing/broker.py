@@ -16,11 +16,13 @@ import logging
 import socket
 import ssl
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from streamer.config import BackoffConfig, DeliveryConfig
+from streamer.core.events import Event
 from streamer.core.frames import FrameResult
 from streamer.publishing.base import Sink, SinkStats
 from streamer.publishing.buffer import (
@@ -207,7 +209,7 @@ class BrokerSink(Sink):
             )
             self._wake.set()
 
-    def publish_events(self, events: list[dict[str, Any]]) -> None:
+    def publish_events(self, events: Sequence[Event]) -> None:
         for event in events:
             message = event_message(event, self.embedding_dtype)
             camera = str(message.get("camera", ""))

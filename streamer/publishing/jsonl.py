@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import logging
 import sys
-from typing import IO, Any
+from collections.abc import Sequence
+from typing import IO
 
 from streamer.config import JsonlSinkConfig
+from streamer.core.events import Event
 from streamer.core.frames import FrameResult
 from streamer.publishing.base import Sink, SinkStats
 from streamer.publishing.messages import event_message, frame_message, to_json
@@ -51,7 +53,7 @@ class JsonlSink(Sink):
         except asyncio.QueueFull:
             self.dropped += 1
 
-    def publish_events(self, events: list[dict[str, Any]]) -> None:
+    def publish_events(self, events: Sequence[Event]) -> None:
         for event in events:
             line = to_json(event_message(event))
             try:

@@ -1,8 +1,8 @@
 """Turning results into JSON-ready messages: one versioned schema for every sink.
 
 The schema is written down as JSON Schema files in streamer/publishing/schemas/ (one per message
-type); tests validate every payload against them. Every event carries a unique `id` (stamped once on
-the event, so every sink publishes the same id) and the frame's `capture_ts`, so consumers can
+type); tests validate every payload against them. Every event carries a unique `id` (given at its
+birth, so every sink publishes the same id) and the frame's `capture_ts`, so consumers can
 de-duplicate re-sent events and order them.
 """
 
@@ -11,13 +11,13 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from streamer.core.detections import Detections
+from streamer.core.events import Event, IdentityEvent, new_id
 from streamer.core.frames import FrameResult
 
 SCHEMA_VERSION = 1
@@ -55,10 +55,6 @@ def load_schema(message_type: str) -> dict[str, Any]:
     """The JSON Schema of a message type ("frame", "new", "identity", "availability", ...)."""
     schema: dict[str, Any] = json.loads((SCHEMA_DIR / SCHEMA_FILES[message_type]).read_text("utf-8"))
     return schema
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
 
 
 def _json_default(value: Any) -> Any:
@@ -103,13 +99,11 @@ def tracks_payload(tracks: Detections) -> list[dict[str, Any]]:
 
 
 def frame_message(result: FrameResult) -> dict[str, Any]:
-    """The frame's message, built on first use and shared by every sink (one id everywhere)."""
-    if result.message is not None:
-        return result.message
+    """The frame's message; its id is the result's, so every sink publishes the same one."""
     message: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "type": FRAME_TYPE,
-        "id": new_id(),
+        "id": result.id,
         "camera": result.camera,
         "frame_index": result.frame_index,
         "capture_ts": result.capture_ts,
@@ -121,7 +115,6 @@ def frame_message(result: FrameResult) -> dict[str, Any]:
     }
     if result.faces is not None:
         message["faces"] = tracks_payload(result.faces)
-    result.message = message
     return message
 
 
@@ -147,25 +140,11 @@ def decode_embedding(encoded: dict[str, Any]) -> np.ndarray:
     return values.astype(np.float32)
 
 
-def event_id(event: dict[str, Any]) -> str:
-    """The event's id, stamped on first use so every sink publishes the same one."""
-    identifier = event.get("id")
-    if not isinstance(identifier, str):
-        identifier = new_id()
-        event["id"] = identifier
-    return identifier
-
-
-def event_message(event: dict[str, Any], embedding_dtype: str = "float16") -> dict[str, Any]:
+def event_message(event: Event, embedding_dtype: str = "float16") -> dict[str, Any]:
     """A track lifecycle or identity event, with its id for de-duplication."""
-    identifier = event_id(event)
-    message = {"schema_version": SCHEMA_VERSION, "id": identifier, **event}
-    if event.get("type") == IDENTITY_TYPE and "embedding" in event:
-        embedding = event["embedding"]
-        already_encoded = isinstance(embedding, dict)
-        message["embedding"] = embedding if already_encoded else encode_embedding(
-            embedding, embedding_dtype
-        )
+    message = {"schema_version": SCHEMA_VERSION, "id": event.id, **event.payload()}
+    if isinstance(event, IdentityEvent):
+        message["embedding"] = encode_embedding(event.embedding, embedding_dtype)
     return message
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from streamer.config import TrackerConfig
 from streamer.core.detections import Detections
+from streamer.core.events import TrackEvent, TrackEventType
 from streamer.core.frames import Frame
 from trackers import ByteTrack
 
@@ -47,9 +48,9 @@ class CameraTracker:
         self._tracker = ByteTrack(settings.bytetrack_settings(frame_rate or DEFAULT_FRAME_RATE))
         self.states: dict[int, TrackState] = {}
 
-    def update(self, frame: Frame, detections: Detections) -> tuple[Detections, list[dict[str, Any]]]:
+    def update(self, frame: Frame, detections: Detections) -> tuple[Detections, list[TrackEvent]]:
         output = self._tracker.update(detections.xyxy, detections.confidence)
-        events: list[dict[str, Any]] = []
+        events: list[TrackEvent] = []
         rows = output.detection_index
         matched = rows >= 0
         class_id = np.zeros(len(rows), np.int64)
@@ -82,7 +83,7 @@ class CameraTracker:
         state = self.states.get(track_id)
         return 0 if state is None else state.frames
 
-    def annotate(self, frame: Frame, track_id: int, **attributes: Any) -> dict[str, Any] | None:
+    def annotate(self, frame: Frame, track_id: int, **attributes: Any) -> TrackEvent | None:
         """Attach identity fields to a track; returns an `update` event when something changed."""
         state = self.states.get(track_id)
         if state is None:
@@ -94,26 +95,21 @@ class CameraTracker:
         state.attributes.update(changed)
         return self._event("update", frame, before, state.snapshot())
 
-    def finish(self, frame_ts: float) -> list[dict[str, Any]]:
-        """End every open track (camera stopped or file finished)."""
+    def finish(self, frame_index: int, capture_ts: float) -> list[TrackEvent]:
+        """End every open track (camera stopped or file finished), as of the last frame seen."""
         events = [
-            {"type": "end", "camera": self.camera, "track_id": s.track_id,
-             "capture_ts": frame_ts, "before": s.snapshot(), "after": None}
+            TrackEvent("end", self.camera, s.track_id, frame_index, capture_ts, s.snapshot(), None)
             for s in self.states.values()
         ]
         self.states.clear()
         return events
 
     def _event(
-        self, kind: str, frame: Frame, before: dict[str, Any] | None, after: dict[str, Any] | None
-    ) -> dict[str, Any]:
-        track_id = (after or before or {}).get("track_id")
-        return {
-            "type": kind,
-            "camera": self.camera,
-            "track_id": track_id,
-            "frame_index": frame.index,
-            "capture_ts": frame.capture_ts,
-            "before": before,
-            "after": after,
-        }
+        self,
+        kind: TrackEventType,
+        frame: Frame,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+    ) -> TrackEvent:
+        track_id = int((after or before or {})["track_id"])
+        return TrackEvent(kind, self.camera, track_id, frame.index, frame.capture_ts, before, after)

@@ -12,7 +12,7 @@ from streamer.core.frames import Frame
 from streamer.identities.counters import IdentityCounters
 from streamer.identities.faces import FACE_TRACK_KEY, FaceFinder
 from streamer.identities.gallery import InMemoryGallery
-from streamer.identities.resolver import IDENTITY_EVENT, IdentityResolver
+from streamer.identities.resolver import IdentityResolver
 from streamer.identities.scheduling import EmbeddingScheduler
 from streamer.identities.track_embeddings import TrackIdentity, track_ids
 
@@ -69,8 +69,8 @@ async def test_reid_is_requested_once_a_track_is_confirmed_and_not_again_for_the
     (job,) = scheduler.reid_jobs(_frame(1), tracks, confirmed, identities)
     embedded = await job
     event = await resolver.resolve(_frame(1), identities[CONFIRMED], embedded)
-    assert event is not None and event["type"] == IDENTITY_EVENT and event["kind"] == "reid"
-    assert event["track_id"] == CONFIRMED and event["global_id"] is not None
+    assert event is not None and event.type == "identity" and event.kind == "reid"
+    assert event.track_id == CONFIRMED and event.global_id is not None
 
     assert scheduler.reid_jobs(_frame(2), tracks, confirmed, identities) == [], "same view again"
     assert counters.reid_embeddings == 1 and counters.identity_events == 1

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from streamer.config import StreamerConfig, parse_config
+from streamer.core.events import IdentityEvent
 from streamer.core.frames import FrameResult
 from streamer.identities.gallery import EmbeddingSizeMismatch, InMemoryGallery
 from streamer.identities.stage import IdentityStage
@@ -90,7 +91,7 @@ async def test_same_pedestrian_on_two_cameras_shares_one_global_id(
     # The gate stays empty until its tracker gives the walker up; then a stranger arrives.
     for _ in range(MAX_FRAMES_TO_END_TRACK):
         empty = await gate.show([])
-        if any(e["type"] == "end" for e in empty.events):
+        if any(e.type == "end" for e in empty.events):
             break
     else:
         pytest.fail("the walker's track at the gate never ended")
@@ -100,8 +101,8 @@ async def test_same_pedestrian_on_two_cameras_shares_one_global_id(
     assert walker_id not in ids_at_gate and neighbour_id not in ids_at_gate
     assert stage.counters.reid_embeddings >= 4
 
-    identity_events = [e for e in in_hall.events if e["type"] == "identity"]
-    assert all(e["kind"] == "reid" and e["embedding"].shape == (512,) for e in identity_events)
+    identity_events = [e for e in in_hall.events if isinstance(e, IdentityEvent)]
+    assert all(e.kind == "reid" and e.embedding.shape == (512,) for e in identity_events)
 
 
 async def test_reid_model_with_another_embedding_size_is_refused_at_start(

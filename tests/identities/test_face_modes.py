@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from streamer.config import FaceMode, parse_config
+from streamer.core.events import IdentityEvent
 from streamer.identities.enrolment import FaceStore
 from streamer.identities.stage import FACE_TRACK_KEY, IdentityStage
 from streamer.inference.client import TritonModel
@@ -53,9 +54,9 @@ cameras: [{{name: lobby, url: lobby.mp4}}]
     assert np.linalg.norm(landmarks - expected, axis=1).max() <= LANDMARK_TOLERANCE_PX
 
     assert stage.counters.face_embeddings == 1, "the same view is embedded once per track"
-    events = [e for r in results for e in r.events if e["type"] == "identity"]
-    assert [e["kind"] for e in events] == ["face"]
-    assert events[0]["embedding"].shape == (128,)
+    events = [e for r in results for e in r.events if isinstance(e, IdentityEvent)]
+    assert [e.kind for e in events] == ["face"]
+    assert events[0].embedding.shape == (128,)
     if mode == "regions":
         # Only confirmed people are searched: nothing before the third frame.
         assert all(r.faces is not None and len(r.faces) == 0 for r in results[:2])

@@ -14,6 +14,7 @@ import pytest
 
 from streamer.app import build_stages, required_models
 from streamer.config import FacesConfig, StreamerConfig, parse_config
+from streamer.core.events import Event
 from streamer.core.frames import FrameResult
 from streamer.identities.enrolment import FaceStore, enrol, face_models
 from streamer.identities.stage import IdentityStage
@@ -43,7 +44,7 @@ class CollectingSink(Sink):
         jsonschema.validate(message, load_schema("frame"))
         self.frames.append(message)
 
-    def publish_events(self, events: list[dict[str, Any]]) -> None:
+    def publish_events(self, events: list[Event]) -> None:
         for event in events:
             message = json.loads(json.dumps(event_message(event)))
             jsonschema.validate(message, load_schema(message["type"]))

@@ -18,6 +18,7 @@ import jsonschema
 import numpy as np
 
 from streamer.core.detections import Detections
+from streamer.core.events import EmbeddingKind, Event, IdentityEvent, TrackEvent, TrackEventType
 from streamer.core.frames import FrameResult
 from streamer.publishing.broker import BrokerSink
 from streamer.publishing.messages import load_schema
@@ -48,10 +49,10 @@ class SyntheticCamera:
     open_tracks: dict[int, dict[str, Any]] = field(default_factory=dict)
     tracks_per_frame: int = 3
 
-    def step(self) -> tuple[FrameResult, list[dict[str, Any]]]:
+    def step(self) -> tuple[FrameResult, list[Event]]:
         """One frame: a new track every frame, the oldest ends when more than 3 are open."""
         now = time.time()
-        events: list[dict[str, Any]] = []
+        events: list[Event] = []
         track_id = self.next_track
         self.next_track += 1
         snapshot = {"track_id": track_id, "box": [10.0, 20.0, 110.0, 220.0], "score": 0.9,
@@ -76,19 +77,20 @@ class SyntheticCamera:
         self.frame_index += 1
         return result, events
 
-    def identity(self, dim: int = 8, kind: str = "face") -> dict[str, Any]:
+    def identity(self, dim: int = 8, kind: EmbeddingKind = "face") -> IdentityEvent:
         """An identity event as the identity stage emits it (raw float32 embedding)."""
         track_id = max(self.open_tracks) if self.open_tracks else 0
         vector = np.linspace(-1.0, 1.0, dim, dtype=np.float32)
-        return {"type": "identity", "camera": self.name, "track_id": track_id,
-                "frame_index": self.frame_index, "capture_ts": time.time(), "kind": kind,
-                "embedding": vector, "name": "alice", "similarity": np.float32(0.87),
-                "global_id": np.int64(7), "quality": 0.74, "samples": 3}
+        return IdentityEvent(
+            camera=self.name, track_id=track_id, frame_index=self.frame_index,
+            capture_ts=time.time(), kind=kind, embedding=vector, name="alice",
+            similarity=np.float32(0.87), global_id=np.int64(7),  # type: ignore[arg-type]
+            quality=0.74, samples=3,
+        )
 
-    def _event(self, kind: str, track_id: int, ts: float, before: dict[str, Any] | None,
-               after: dict[str, Any] | None) -> dict[str, Any]:
-        return {"type": kind, "camera": self.name, "track_id": track_id,
-                "frame_index": self.frame_index, "capture_ts": ts, "before": before, "after": after}
+    def _event(self, kind: TrackEventType, track_id: int, ts: float, before: dict[str, Any] | None,
+               after: dict[str, Any] | None) -> TrackEvent:
+        return TrackEvent(kind, self.name, track_id, self.frame_index, ts, before, after)
 
 
 async def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:

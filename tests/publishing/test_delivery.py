@@ -56,7 +56,7 @@ class Producer:
                     self.sink.publish(result)
                 self.sink.publish_events(events)
                 self.frames += 1
-                self.event_ids[camera.name] += [e["id"] for e in events]
+                self.event_ids[camera.name] += [e.id for e in events]
                 if not self.sink.connected:
                     self.events_while_disconnected += len(events)
             await asyncio.sleep(pace_s)

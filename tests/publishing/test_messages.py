@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from streamer.config import ConfigError, parse_config
+from streamer.core.events import TrackEvent, TrackEventType
 from streamer.publishing.messages import (
     SCHEMA_FILES,
     camera_status_message,
@@ -46,10 +47,8 @@ def test_update_and_camera_stop_events_validate() -> None:
     before = {"track_id": 3, "box": [1.0, 2.0, 3.0, 4.0], "score": 0.5, "first_seen_ts": 1.0,
               "last_seen_ts": 2.0, "frames": 2}
     after = {**before, "name": "alice", "global_id": np.int64(4)}  # identity stages add numpy values
-    update = {"type": "update", "camera": "c", "track_id": 3, "frame_index": 9, "capture_ts": 2.0,
-              "before": before, "after": after}
-    stopped = {"type": "end", "camera": "c", "track_id": 3, "capture_ts": 2.0, "before": after,
-               "after": None}  # CameraTracker.finish() has no frame_index
+    update = TrackEvent("update", "c", 3, 9, 2.0, before, after)
+    stopped = TrackEvent("end", "c", 3, 9, 2.0, after, None)  # CameraTracker.finish()
     for event in (update, stopped):
         validate(json.loads(to_json(event_message(event))))
 
@@ -63,10 +62,9 @@ SNAPSHOT = {"track_id": 1, "box": [0, 0, 1, 1], "score": 0.5, "first_seen_ts": 1
     [("new", SNAPSHOT, None), ("new", None, None), ("update", None, SNAPSHOT), ("end", None, SNAPSHOT)],
 )
 def test_schema_rejects_inconsistent_lifecycle_events(
-    kind: str, before: dict[str, Any] | None, after: dict[str, Any] | None
+    kind: TrackEventType, before: dict[str, Any] | None, after: dict[str, Any] | None
 ) -> None:
-    event = {"type": kind, "camera": "c", "track_id": 1, "capture_ts": 1.0, "before": before,
-             "after": after}
+    event = TrackEvent(kind, "c", 1, 1, 1.0, before, after)
     with pytest.raises(jsonschema.ValidationError):
         validate(json.loads(to_json(event_message(event))))
 
@@ -74,7 +72,7 @@ def test_schema_rejects_inconsistent_lifecycle_events(
 @pytest.mark.parametrize(("dtype", "tolerance"), [("float16", 1e-3), ("float32", 0.0)])
 def test_identity_embedding_is_compact_and_round_trips(dtype: str, tolerance: float) -> None:
     event = SyntheticCamera("c").identity(dim=512)
-    vector = event["embedding"]
+    vector = event.embedding
     message = json.loads(to_json(event_message(event, dtype)))
     validate(message)
     assert message["embedding"]["dim"] == 512 and message["embedding"]["dtype"] == dtype

@@ -51,9 +51,9 @@ async def test_topic_tree_carries_schema_valid_messages(mosquitto_broker: Broker
     assert len(live.json_on("/gate/tracks")) == 10
     assert [m["type"] for m in live.json_on("/gate/events")].count("new") == 10
     (received_identity,) = live.json_on("/gate/identities")
-    assert received_identity["id"] == identity["id"] and received_identity["name"] == "alice"
+    assert received_identity["id"] == identity.id and received_identity["name"] == "alice"
     np.testing.assert_allclose(
-        decode_embedding(received_identity["embedding"]), identity["embedding"], atol=1e-3
+        decode_embedding(received_identity["embedding"]), identity.embedding, atol=1e-3
     )
     stats = live.json_on("test/stats")[-1]
     assert stats["cameras"]["gate"]["frames"] == 10 and stats["sink"]["connected"] is True

@@ -47,12 +47,12 @@ async def test_streams_state_and_identity_records(redis_broker: BrokerProcess) -
         validate(latest)
         assert latest["frame_index"] == 5 and int(state[b"tracks"]) == len(latest["tracks"])
 
-        key = f"test:identity:lobby:reid:{identity['track_id']}"
+        key = f"test:identity:lobby:reid:{identity.track_id}"
         record = await client.hgetall(key)
-        assert record[b"id"].decode() == identity["id"]
+        assert record[b"id"].decode() == identity.id
         assert (record[b"dtype"], int(record[b"dim"])) == (b"float32", 256)
         vector = np.frombuffer(record[b"vector"], dtype="<f4")
-        np.testing.assert_array_equal(vector, identity["embedding"])
+        np.testing.assert_array_equal(vector, identity.embedding)
         assert record[b"name"] == b"alice"
         assert 0 < await client.ttl(key) <= 600
 

@@ -1,0 +1,98 @@
+"""Events, typed and frozen, with their id and frame index from birth.
+
+Every sink publishes the same event with the same id (consumers de-duplicate re-sent events by
+it), so the id is given when the event is made, never stamped later by whoever publishes first.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+TrackEventType = Literal["new", "update", "end"]
+EmbeddingKind = Literal["face", "reid"]
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class TrackEvent:
+    """A track's lifecycle: `new` (before None), `update` (an attribute changed), `end` (after None)."""
+
+    type: TrackEventType
+    camera: str
+    track_id: int
+    frame_index: int
+    capture_ts: float
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    id: str = field(default_factory=new_id)
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "camera": self.camera,
+            "track_id": self.track_id,
+            "frame_index": self.frame_index,
+            "capture_ts": self.capture_ts,
+            "before": self.before,
+            "after": self.after,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityEvent:
+    """A face or ReID embedding of a track, and the identity it matched (name, global id)."""
+
+    type: ClassVar[str] = "identity"
+    camera: str
+    track_id: int
+    frame_index: int
+    capture_ts: float
+    kind: EmbeddingKind
+    embedding: np.ndarray
+    quality: float
+    samples: int
+    global_id: int | None = None
+    name: str | None = None  # the enrolled person a face matched
+    similarity: float | None = None
+    id: str = field(default_factory=new_id)
+
+    def payload(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "type": self.type,
+            "camera": self.camera,
+            "track_id": self.track_id,
+            "frame_index": self.frame_index,
+            "capture_ts": self.capture_ts,
+            "kind": self.kind,
+            "embedding": self.embedding,
+            "quality": self.quality,
+            "samples": self.samples,
+            "global_id": self.global_id,
+        }
+        if self.name is not None:
+            payload["name"] = self.name
+            payload["similarity"] = self.similarity
+        return payload
+
+
+@dataclass(frozen=True, slots=True)
+class CameraStatusEvent:
+    """A camera changed state (see `streamer.core.stats.CameraState`)."""
+
+    type: ClassVar[str] = "camera_status"
+    camera: str
+    status: str
+    detail: str | None = None
+    ts: float = field(default_factory=time.time)
+    id: str = field(default_factory=new_id)
+
+
+Event = TrackEvent | IdentityEvent
