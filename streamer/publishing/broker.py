@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from streamer.config import BackoffConfig, DeliveryConfig
+from streamer.core.backoff import Backoff
 from streamer.core.events import Event
 from streamer.core.frames import FrameResult
 from streamer.publishing.base import Sink, SinkStats
 from streamer.publishing.buffer import (
     DROP_FRAME_SEND_FAILED,
-    Backoff,
     DeliveryBuffer,
     DropLog,
     PendingEvent,

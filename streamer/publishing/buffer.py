@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from streamer.config import BackoffConfig, DeliveryConfig
+from streamer.config import DeliveryConfig
 
 DROP_FRAME_BUFFER_FULL = "frame messages (buffer full)"
 DROP_EVENT_BUFFER_FULL = "events (buffer full)"
@@ -255,24 +255,3 @@ class DeliveryBuffer:
             if not self._events:
                 self._refill()
         self.drops.note(DROP_EVENT_TOO_OLD, expired)
-
-
-@dataclass
-class Backoff:
-    """Capped exponential delay between connection attempts."""
-
-    settings: BackoffConfig
-    attempts: int = 0
-    _delay: float = 0.0
-
-    def next_delay(self) -> float:
-        if self.attempts == 0:
-            self._delay = self.settings.initial_delay_s
-        else:
-            self._delay = self._delay * self.settings.multiplier
-        self.attempts += 1
-        self._delay = min(self._delay, self.settings.max_delay_s)
-        return self._delay
-
-    def reset(self) -> None:
-        self.attempts = 0

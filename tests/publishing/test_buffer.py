@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from streamer.config import BackoffConfig, DeliveryConfig
+from streamer.core.backoff import Backoff
 from streamer.publishing.buffer import (
     DROP_EVENT_BUFFER_FULL,
     DROP_EVENT_TOO_OLD,
     DROP_FRAME_BUFFER_FULL,
-    Backoff,
     DeliveryBuffer,
     DropLog,
     PendingFrame,
