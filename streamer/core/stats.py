@@ -8,9 +8,29 @@ zero-argument callable returning a snapshot (a sink computing its buffer size on
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
+
+
+class CameraState(StrEnum):
+    """One camera's state, the same on every surface (dashboard, stats, MQTT/Redis, Prometheus).
+
+    The source reports connecting, streaming, backoff, failed, finished and stopped; the pipeline's
+    watchdog turns `streaming` into `stalled` (no frame decoded for `stall_after_s`) or `degraded`
+    (frames arrive but are not processed: inference down or failing).
+    """
+
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    STALLED = "stalled"
+    DEGRADED = "degraded"
+    BACKOFF = "backoff"
+    FAILED = "failed"
+    FINISHED = "finished"
+    STOPPED = "stopped"
 
 
 @dataclass
@@ -19,7 +39,9 @@ class CameraStats:
 
     name: str
     source: str  # the URL with credentials redacted
-    state: str = "connecting"
+    state: CameraState = CameraState.CONNECTING
+    source_state: CameraState = CameraState.CONNECTING  # what the source itself reports
+    source_state_since: float = field(default_factory=time.monotonic)
     detail: str | None = None
     # decoding (the camera's thread)
     decoded: int = 0
@@ -31,6 +53,7 @@ class CameraStats:
     source_fps: float | None = None  # the stream's own nominal rate
     last_error: str | None = None
     last_decoded_monotonic: float | None = None
+    last_handed_monotonic: float | None = None  # a frame last handed to the pipeline
     # processing (the camera loop)
     processed: int = 0
     inference_errors: int = 0

@@ -25,13 +25,12 @@ from prometheus_client.registry import Collector
 from streamer.config import MetricsConfig, StreamerConfig
 from streamer.core.frames import FrameResult
 from streamer.core.redaction import redact_url, scrub, url_secrets
-from streamer.core.stats import StatsRegistry
+from streamer.core.stats import CameraState, StatsRegistry
 from streamer.inference.statistics import TritonStatistics
 
 log = logging.getLogger(__name__)
 
-CAMERA_STATES = ("connecting", "online", "offline", "finished", "stopped")
-NOT_STREAMING_STATES = {"finished", "stopped"}  # a file that ended is not a connection problem
+NOT_STREAMING_STATES = {CameraState.FINISHED, CameraState.STOPPED}  # an ended file is no problem
 STATE_VERSION = 1
 MS_PER_S = 1000.0
 
@@ -211,10 +210,8 @@ class PipelineMonitor:
         if source is None:
             watch.status, watch.detail = "connecting", None
             return
-        watch.status = source.state
-        watch.detail = scrub(source.last_error, self.secrets) if watch.status == "offline" else None
-        if source.decoded != watch.last_decoded:
-            watch.last_decoded, watch.last_decoded_change = source.decoded, now
+        watch.status = source.state.value
+        watch.detail = scrub(source.detail, self.secrets)
         watch.window.add(
             now, source.decoded, source.processed, watch.latency_sum_s, watch.latency_count
         )
@@ -224,15 +221,10 @@ class PipelineMonitor:
             watch.decoded_fps = decoded / seconds
             watch.processed_fps = processed / seconds
             watch.mean_latency_s = latency_sum / latency_count if latency_count else None
-        if watch.status != "online":
+        if source.state != CameraState.STREAMING:
             watch.tracks = 0
-        if watch.status not in NOT_STREAMING_STATES:
-            # A looping file passes through "connecting" at each restart: frames decide, not status.
-            delivering = (
-                watch.last_decoded_change is not None
-                and now - watch.last_decoded_change < self.settings.stall_after_s
-            )
-            watch.health.append((now, watch.status != "offline" and delivering))
+        if source.state not in NOT_STREAMING_STATES:
+            watch.health.append((now, source.state == CameraState.STREAMING))
         while watch.health and watch.health[0][0] < now - self.settings.quality_window_s:
             watch.health.popleft()
         if watch.health:
@@ -427,8 +419,13 @@ class _PipelineCollector(Collector):
             "connection_quality_ratio",
             "Share of the recent window the camera was online and delivering frames (0-1).",
         )
-        up = gauge("up", "1 when the camera is online.")
-        status = gauge("status", "Camera state, one series per state; 1 = current.", ["status"])
+        up = gauge("up", "1 when the camera is streaming: frames decoded and processed.")
+        status = gauge(
+            "state",
+            "Camera state, one series per state (connecting, streaming, stalled, degraded, "
+            "backoff, failed, finished, stopped); 1 = current.",
+            ["state"],
+        )
         tracks = gauge("active_tracks", "People tracked in the camera's latest frame.")
         info = gauge("info", "Camera source (credentials redacted).", ["source"])
         for name, watch in monitor.cameras.items():
@@ -444,9 +441,9 @@ class _PipelineCollector(Collector):
             decoded_fps.add_metric([name], watch.decoded_fps)
             processed_fps.add_metric([name], watch.processed_fps)
             quality.add_metric([name], watch.quality)
-            up.add_metric([name], 1.0 if watch.status == "online" else 0.0)
-            for state in CAMERA_STATES:
-                status.add_metric([name, state], 1.0 if watch.status == state else 0.0)
+            up.add_metric([name], 1.0 if watch.status == CameraState.STREAMING else 0.0)
+            for state in CameraState:
+                status.add_metric([name, state.value], 1.0 if watch.status == state else 0.0)
             tracks.add_metric([name], watch.tracks)
             info.add_metric([name, watch.source], 1.0)
         yield from (

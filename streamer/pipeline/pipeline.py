@@ -7,25 +7,33 @@ Triton) -> tracking/ -> extra stages (faces, ReID) -> publishing/ sinks, with me
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from streamer.config import CameraConfig, StreamerConfig
+from streamer.config import BackoffConfig, CameraConfig, StreamerConfig
+from streamer.core.backoff import Backoff
 from streamer.core.events import Event
 from streamer.core.frames import FrameResult
 from streamer.core.interfaces import FrameStage
-from streamer.core.redaction import redact_url
-from streamer.core.stats import CameraStats, StatsRegistry
+from streamer.core.redaction import redact_url, url_secrets
+from streamer.core.stats import CameraState, CameraStats, StatsRegistry
 from streamer.inference.detector import PersonDetector
 from streamer.inference.triton import TritonConnection
 from streamer.pipeline.camera_loop import CameraLoop
+from streamer.pipeline.health import CameraWatchdog
 from streamer.publishing.base import Sink
-from streamer.sources.camera import CameraSource, CameraStatus
+from streamer.sources.camera import CameraSource
 
 log = logging.getLogger(__name__)
+
+WATCH_INTERVAL_S = 0.5
+# A camera whose processing failed is back within a second; a persistent failure backs off to 5 s.
+PROCESSING_BACKOFF = BackoffConfig(initial_delay_s=0.5, max_delay_s=5.0, multiplier=2.0)
+PROCESSING_HEALTHY_AFTER_S = 30.0
 
 
 class ResultObserver(Protocol):
@@ -65,6 +73,13 @@ class Pipeline:
         self.detector: PersonDetector | None = None
         self.cameras: dict[str, CameraRuntime] = {}
         self.started_monotonic = 0.0
+        self.watchdog = CameraWatchdog(
+            stall_after_s=lambda _camera: config.metrics.stall_after_s,
+            server=self.registry.server,
+            on_change=self._camera_state_changed,
+            secrets=url_secrets(camera.url for camera in config.cameras),
+        )
+        self._watch_task: asyncio.Task[None] | None = None
         self._stopping = False
 
     async def start(self) -> None:
@@ -95,7 +110,7 @@ class Pipeline:
             source = CameraSource(
                 camera,
                 prepare=self.detector.prepare,
-                on_status=self._camera_status_changed,
+                on_status=self._source_changed,
                 stats=stats,
             )
             loop = CameraLoop(
@@ -114,6 +129,7 @@ class Pipeline:
             self.cameras[camera.name] = runtime
             source.start()
             runtime.task = asyncio.create_task(self._run_camera(runtime), name=f"camera:{camera.name}")
+        self._watch_task = asyncio.create_task(self._watch_cameras(), name="pipeline:watchdog")
         log.info("pipeline started: %d cameras", len(self.cameras))
 
     async def wait(self) -> None:
@@ -126,6 +142,10 @@ class Pipeline:
         if self._stopping:
             return
         self._stopping = True
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
         await asyncio.gather(*(r.source.stop() for r in self.cameras.values()))
         for runtime in self.cameras.values():
             if runtime.task is not None and not runtime.task.done():
@@ -133,6 +153,8 @@ class Pipeline:
         await asyncio.gather(
             *(r.task for r in self.cameras.values() if r.task is not None), return_exceptions=True
         )
+        for runtime in self.cameras.values():
+            self.watchdog.evaluate(runtime.stats)  # publish `stopped` before the sinks flush
         for sink in self.sinks:
             try:
                 await sink.stop()
@@ -141,22 +163,53 @@ class Pipeline:
         await self.triton.stop()
         log.info("pipeline stopped")
 
-    def _camera_status_changed(self, camera: str, status: CameraStatus, detail: str | None) -> None:
-        log.info("camera %s: %s%s", camera, status.value, f" ({detail})" if detail else "")
+    def _source_changed(self, camera: str, _state: CameraState, _detail: str | None) -> None:
+        runtime = self.cameras.get(camera)
+        if runtime is not None:
+            self.watchdog.evaluate(runtime.stats)
+
+    def _camera_state_changed(self, stats: CameraStats) -> None:
         for sink in self.sinks:
             try:
-                sink.publish_camera_status(camera, status.value, detail)
+                sink.publish_camera_status(stats.name, stats.state.value, stats.detail)
             except Exception:
                 log.exception("sink %s rejected a camera status", sink.name)
 
+    async def _watch_cameras(self) -> None:
+        """Re-derive every camera's state: stalls and degradation show without any event."""
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            for runtime in self.cameras.values():
+                self.watchdog.evaluate(runtime.stats)
+
     async def _run_camera(self, runtime: CameraRuntime) -> None:
-        """One camera's loop; an error here is logged and never reaches another camera."""
-        try:
-            await runtime.loop.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("camera %s: processing failed; camera stopped", runtime.config.name)
+        """Supervise one camera's processing: an unexpected error restarts it, never stops it.
+
+        The traceback is logged the first time, later failures in one line; every restart is
+        counted. Other cameras never notice. Only the end of the source ends the camera.
+        """
+        name = runtime.config.name
+        backoff = Backoff(PROCESSING_BACKOFF)
+        while True:
+            started = time.monotonic()
+            try:
+                await runtime.loop.run()
+                return  # the source ended: a finished file, or the pipeline stopping
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                runtime.stats.processing_restarts += 1
+                if time.monotonic() - started >= PROCESSING_HEALTHY_AFTER_S:
+                    backoff.reset()
+                delay = backoff.next_delay()
+                if runtime.stats.processing_restarts == 1:
+                    log.exception("camera %s: processing failed; restarting in %.1f s", name, delay)
+                else:
+                    log.warning(
+                        "camera %s: processing failed again (%d restarts): %s: %s; restarting in %.1f s",
+                        name, runtime.stats.processing_restarts, type(exc).__name__, exc, delay,
+                    )
+                await asyncio.sleep(delay)
 
     def _deliver(self, result: FrameResult) -> None:
         """Hand the result to every sink, then let observers (metrics) see it, publish included."""

@@ -20,7 +20,7 @@ from streamer.core.detections import Detections
 from streamer.core.events import Event, IdentityEvent, new_id
 from streamer.core.frames import FrameResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: camera states (streaming, stalled, degraded, backoff, failed)
 MS_PER_S = 1000.0
 BOX_DECIMALS = 1
 SCORE_DECIMALS = 3

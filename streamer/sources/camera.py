@@ -14,15 +14,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from enum import StrEnum
+from dataclasses import dataclass
 from typing import Any
 
 import av
 
 from streamer.config import CameraConfig
+from streamer.core.backoff import Backoff
 from streamer.core.frames import Frame
 from streamer.core.redaction import redact_url
-from streamer.core.stats import CameraStats
+from streamer.core.stats import CameraState, CameraStats
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,38 @@ SLOT_POLL_S = 0.1
 RTSP_ANALYZE_US = "1000000"
 
 
-class CameraStatus(StrEnum):
-    CONNECTING = "connecting"
-    ONLINE = "online"
-    OFFLINE = "offline"  # waiting to reconnect
-    FINISHED = "finished"  # a file that ended and does not loop
-    STOPPED = "stopped"
+# The stream cannot work as configured until someone changes something: the state says `failed`
+# (reconnects continue, at the backoff's pace). Other errors are `backoff`: a normal outage.
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
+    FileNotFoundError,
+    IsADirectoryError,
+    av.error.HTTPClientError,  # 4xx: not found, unauthorized, forbidden (RTSP answers these too)
+    av.error.ProtocolNotFoundError,
+    av.error.DemuxerNotFoundError,
+    av.error.DecoderNotFoundError,
+    av.error.InvalidDataError,  # not a video stream or file
+)
+
+
+class NoVideo(RuntimeError):
+    """The stream or file holds no decodable video frame."""
+
+
+@dataclass
+class Attempt:
+    """What one connection delivered, so the next step (loop, finish, back off) can be chosen."""
+
+    ended: bool = False  # the stream or file came to its end (not stopped, not an error)
+    frames: int = 0
+    first_frame_monotonic: float | None = None
+    last_frame_monotonic: float | None = None
+    error: str | None = None
+    permanent: bool = False
+
+    def delivered_for_s(self) -> float:
+        if self.first_frame_monotonic is None or self.last_frame_monotonic is None:
+            return 0.0
+        return self.last_frame_monotonic - self.first_frame_monotonic
 
 
 class LatestFrameSlot:
@@ -119,7 +146,7 @@ def probe_stream(config: CameraConfig) -> str:
         return f"{frame.width}x{frame.height} {stream.codec_context.name} {rate:.1f} fps"
 
 
-StatusCallback = Callable[[str, CameraStatus, str | None], None]
+StatusCallback = Callable[[str, CameraState, str | None], None]
 
 
 class CameraSource:
@@ -136,7 +163,7 @@ class CameraSource:
         self.config = config
         self.name = config.name
         self.counters = stats or CameraStats(config.name, redact_url(config.url))
-        self.status = CameraStatus.CONNECTING
+        self.status = CameraState.CONNECTING
         self._prepare = prepare
         self._on_status = on_status
         self._stop = threading.Event()
@@ -166,65 +193,90 @@ class CameraSource:
 
     # -- decoding thread -------------------------------------------------------------------
 
-    def _set_status(self, status: CameraStatus, detail: str | None = None) -> None:
+    def _set_status(self, status: CameraState, detail: str | None = None) -> None:
         if status == self.status:
             return
         self.status = status
-        self.counters.state = status.value
+        self.counters.source_state = status
+        self.counters.source_state_since = time.monotonic()
         if self._on_status is not None and self._loop is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):  # loop closed during shutdown
                 self._loop.call_soon_threadsafe(self._on_status, self.name, status, detail)
 
     def _run(self) -> None:
-        reconnect = self.config.reconnect
-        delay = reconnect.initial_delay_s
+        backoff = Backoff(self.config.reconnect)
         safe_url = redact_url(self.config.url)
+        last_reason: str | None = None
         while not self._stop.is_set():
-            self._set_status(CameraStatus.CONNECTING)
-            connected_at = time.monotonic()
-            reason = "stream ended"
-            reached_end = False
-            try:
-                with open_stream(self.config) as container:
-                    self._set_status(CameraStatus.ONLINE)
-                    reached_end = self._decode(container)
-            except Exception as exc:  # PyAV raises many types (OSError, TimeoutError, av errors)
-                self.counters.errors += 1
-                reason = f"{type(exc).__name__}: {exc}".replace(self.config.url, safe_url)
-                self.counters.last_error = reason
+            # Reconnecting stays `backoff`/`failed` until frames flow again, and a looping file
+            # reopened at its end stays `streaming`: only the first connection says `connecting`.
+            attempt = self._attempt(safe_url)
             if self._stop.is_set():
                 break
-            if reached_end and self.config.is_file:
-                if not self.config.loop:
+            if attempt.frames:
+                last_reason = None  # frames flowed: the next failure is news again
+            if attempt.ended and self.config.is_file:
+                if attempt.frames == 0:
+                    attempt.error, attempt.permanent = "no decodable video frame in the file", True
+                elif not self.config.loop:
                     log.info("camera %s: end of file", self.name)
-                    self._set_status(CameraStatus.FINISHED)
+                    self._set_status(CameraState.FINISHED)
                     break
-                continue
-            if time.monotonic() - connected_at >= reconnect.healthy_after_s:
-                delay = reconnect.initial_delay_s
+                else:
+                    continue
+            # Backoff measures from the frames received: a long open timeout is no success.
+            if attempt.delivered_for_s() >= self.config.reconnect.healthy_after_s:
+                backoff.reset()
+            delay = backoff.next_delay()
+            reason = attempt.error or "stream ended"
+            self.counters.last_error = reason
             self.counters.reconnects += 1
-            self._set_status(CameraStatus.OFFLINE, reason)
-            log.warning(
-                "camera %s (%s): %s; reconnecting in %.1fs (reconnect #%d)",
+            self._set_status(CameraState.FAILED if attempt.permanent else CameraState.BACKOFF, reason)
+            # The same failure again and again is one line, not one per attempt.
+            level = logging.DEBUG if reason == last_reason else logging.WARNING
+            log.log(
+                level, "camera %s (%s): %s; reconnecting in %.1fs (reconnect #%d)",
                 self.name, safe_url, reason, delay, self.counters.reconnects,
             )
+            last_reason = reason
             self._stop.wait(delay)
-            delay = min(delay * reconnect.multiplier, reconnect.max_delay_s)
         if self._stop.is_set():
-            self._set_status(CameraStatus.STOPPED)
+            self._set_status(CameraState.STOPPED)
         if self._slot is not None:
             self._slot.close()
 
-    def _decode(self, container: Any) -> bool:
+    def _attempt(self, safe_url: str) -> Attempt:
+        """Open the stream and decode until it ends, fails or the source is stopped."""
+        attempt = Attempt()
+        try:
+            with open_stream(self.config) as container:
+                attempt.ended = self._decode(container, attempt)
+        except Exception as exc:  # PyAV raises many types (OSError, TimeoutError, av errors)
+            self.counters.errors += 1
+            attempt.error = f"{type(exc).__name__}: {exc}".replace(self.config.url, safe_url)
+            attempt.permanent = isinstance(exc, (*PERMANENT_ERRORS, NoVideo)) and attempt.frames == 0
+            self.counters.last_error = attempt.error
+            if self.config.is_file and attempt.frames > 0:
+                # A broken tail of a file ends it; replaying it would duplicate every event.
+                log.warning("camera %s: file ended early: %s", self.name, attempt.error)
+                attempt.ended = True
+        return attempt
+
+    def _decode(self, container: Any, attempt: Attempt) -> bool:
         """Decode until the stream ends (True) or the source is stopped (False).
+
+        A packet that fails to decode is skipped (counted): the next keyframe recovers the picture.
 
         Packets are demuxed and decoded separately so that `decode` in a frame's timings is
         decoding work, not waiting for the network. A frame's capture time is when its packet
         was taken for decoding, after any pacing or backpressure wait.
         """
+        if not container.streams.video:
+            raise NoVideo("no video stream")
         stream = container.streams.video[0]
         if stream.average_rate:
             self.counters.source_fps = float(stream.average_rate)
+        self._set_status(CameraState.STREAMING)
         min_interval = 1.0 / self.config.max_fps if self.config.max_fps else 0.0
         realtime = self.config.is_file and self.config.pacing == "realtime"
         backpressure = self.config.is_file and self.config.pacing == "fast"
@@ -247,7 +299,12 @@ class CameraSource:
                 self._slot.wait_until_free(self._stop)
             capture_ts, captured_monotonic = time.time(), time.monotonic()
             started = time.perf_counter()
-            decoded_frames = packet.decode()
+            try:
+                decoded_frames = packet.decode()
+            except av.error.FFmpegError as exc:
+                self.counters.errors += 1
+                self.counters.last_error = f"undecodable packet skipped: {exc}"
+                continue
             decode_s = (time.perf_counter() - started) / max(1, len(decoded_frames))
             for decoded in decoded_frames:
                 self._index += 1
@@ -255,6 +312,10 @@ class CameraSource:
                 window_frames += 1
                 now = time.monotonic()
                 self.counters.last_decoded_monotonic = now
+                attempt.frames += 1
+                attempt.last_frame_monotonic = now
+                if attempt.first_frame_monotonic is None:
+                    attempt.first_frame_monotonic = now
                 if now - window_start >= FPS_WINDOW_S:
                     self.counters.decode_fps = window_frames / (now - window_start)
                     window_start, window_frames = now, 0
@@ -277,4 +338,5 @@ class CameraSource:
                 if backpressure:  # a packet may carry several frames (the decoder's flush)
                     self._slot.wait_until_free(self._stop)
                 self._slot.put(frame)
+                self.counters.last_handed_monotonic = time.monotonic()
         return True

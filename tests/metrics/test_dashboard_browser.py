@@ -110,19 +110,19 @@ async def test_page_shows_one_tile_per_camera_with_fps_changing_over_time(
     assert width > 0, "the annotated snapshot is shown"
 
 
-async def test_dead_camera_shows_offline_while_the_others_keep_working(
+async def test_dead_camera_shows_backoff_while_the_others_keep_working(
     live: LiveService, page: Page
 ) -> None:
     await live.started
     await page.goto(live.page_url)
     dead = page.locator(f'.tile[data-camera="{DEAD_CAMERA}"]')
-    await expect(dead.locator('[data-field="status"]')).to_have_text("offline", timeout=LIVE_TIMEOUT_MS)
-    await expect(dead.locator('[data-field="overlay"]')).to_contain_text("OFFLINE")
+    await expect(dead.locator('[data-field="status"]')).to_have_text("backoff", timeout=LIVE_TIMEOUT_MS)
+    await expect(dead.locator('[data-field="overlay"]')).to_contain_text("RECONNECTING")
     await expect(dead.locator('[data-field="fps"]')).to_have_text("0.0")
     await expect(dead.locator('[data-field="quality"]')).to_have_text("0%")
     for camera in LIVE_CAMERAS:
         status = page.locator(f'.tile[data-camera="{camera}"] [data-field="status"]')
-        await expect(status).to_have_text("online", timeout=LIVE_TIMEOUT_MS)
+        await expect(status).to_have_text("streaming", timeout=LIVE_TIMEOUT_MS)
         fps = page.locator(f'.tile[data-camera="{camera}"] [data-field="fps"]')
         await expect(fps).not_to_have_text("0.0", timeout=LIVE_TIMEOUT_MS)
         assert float(await fps.inner_text()) > 0
@@ -184,7 +184,7 @@ async def test_no_page_or_endpoint_reveals_the_camera_password(live: LiveService
             bodies["events"] = await response.content.readuntil(b"\n\n")
     await page.goto(live.page_url)
     await expect(page.locator(f'.tile[data-camera="{DEAD_CAMERA}"] [data-field="status"]')).to_have_text(
-        "offline", timeout=LIVE_TIMEOUT_MS
+        "backoff", timeout=LIVE_TIMEOUT_MS
     )
     bodies["rendered page"] = (await page.content()).encode()
     _code, stats_output, _errors = await run_stats(live.url, "--token", TOKEN)
@@ -204,7 +204,7 @@ async def test_streamer_stats_prints_the_camera_table_and_needs_the_token(live: 
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
     for camera in LIVE_CAMERAS:
         assert camera in rows
-    assert rows[DEAD_CAMERA][1] in ("offline", "connecting")
+    assert rows[DEAD_CAMERA][1] in ("backoff", "connecting")
     assert "person_detector" in rows and "jsonl" in rows
     code, _, err = await run_stats(live.url)
     assert code == 1 and "401" in err

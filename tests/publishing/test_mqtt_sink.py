@@ -28,7 +28,7 @@ async def test_topic_tree_carries_schema_valid_messages(mosquitto_broker: Broker
     sink = MqttSink(mqtt_settings(mosquitto_broker.port, stats_interval_s=0.2))
     await sink.start()
     camera = SyntheticCamera("gate")
-    sink.publish_camera_status("gate", "online", None)
+    sink.publish_camera_status("gate", "streaming", None)
     identity = camera.identity(dim=128)
     for _ in range(10):
         result, events = camera.step()
@@ -66,7 +66,7 @@ async def test_topic_tree_carries_schema_valid_messages(mosquitto_broker: Broker
     retained = {topic: (payload, retain) for topic, payload, retain in late.received}
     assert retained["test/available"] == (b"offline", True)
     status_payload, status_retained = retained["test/gate/status"]
-    assert status_retained and json.loads(status_payload)["status"] == "online"
+    assert status_retained and json.loads(status_payload)["status"] == "streaming"
     assert retained["test/stats"][1] is True
     assert "test/gate/events" not in retained  # events are not retained state
 

@@ -20,7 +20,7 @@ async def test_streams_state_and_identity_records(redis_broker: BrokerProcess) -
     sink = RedisSink(redis_settings(redis_broker.port, identity_ttl_s=600))
     await sink.start()
     camera = SyntheticCamera("lobby")
-    sink.publish_camera_status("lobby", "online", None)
+    sink.publish_camera_status("lobby", "streaming", None)
     for _ in range(6):
         result, events = camera.step()
         sink.publish(result)
@@ -42,7 +42,7 @@ async def test_streams_state_and_identity_records(redis_broker: BrokerProcess) -
         assert await client.xlen("test:lobby:tracks") == 6
 
         state = await client.hgetall("test:lobby:state")
-        assert state[b"status"] == b"online"
+        assert state[b"status"] == b"streaming"
         latest = json.loads(state[b"frame"])
         validate(latest)
         assert latest["frame_index"] == 5 and int(state[b"tracks"]) == len(latest["tracks"])

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from streamer.config import CameraConfig, ReconnectConfig
-from streamer.sources.camera import CameraSource, CameraStatus
+from streamer.core.stats import CameraState
+from streamer.sources.camera import CameraSource
 
 CLIP_FRAMES = 200  # sample_videos/vtest_pedestrians.mp4: 200 frames at 10 fps
 FAST_RECONNECT = ReconnectConfig(initial_delay_s=0.05, max_delay_s=0.2, healthy_after_s=5)
@@ -28,7 +29,7 @@ async def drain(source: CameraSource, limit: int = 10_000) -> list[int]:
 
 
 async def test_file_played_fast_delivers_every_frame_then_finishes(sample_clip: Path) -> None:
-    statuses: list[CameraStatus] = []
+    statuses: list[CameraState] = []
     source = CameraSource(
         camera(sample_clip, pacing="fast"), on_status=lambda _n, s, _d: statuses.append(s)
     )
@@ -38,7 +39,7 @@ async def test_file_played_fast_delivers_every_frame_then_finishes(sample_clip: 
     # a file played fast waits for the pipeline: every frame, in order, none dropped
     assert seen == list(range(1, CLIP_FRAMES + 1))
     assert source.counters.dropped == 0
-    assert statuses[-1] == CameraStatus.FINISHED
+    assert statuses[-1] == CameraState.FINISHED
     assert source.counters.reconnects == 0
 
 
@@ -89,9 +90,9 @@ async def test_slow_consumer_gets_the_newest_frame_and_drops_are_counted(sample_
 
 
 async def test_dead_camera_reconnects_with_backoff_and_never_blocks_another(sample_clip: Path) -> None:
-    statuses: list[tuple[str, CameraStatus]] = []
+    statuses: list[tuple[str, CameraState]] = []
 
-    def remember(name: str, status: CameraStatus, _detail: str | None) -> None:
+    def remember(name: str, status: CameraState, _detail: str | None) -> None:
         statuses.append((name, status))
 
     dead = CameraSource(
@@ -108,9 +109,9 @@ async def test_dead_camera_reconnects_with_backoff_and_never_blocks_another(samp
     await alive.stop()
     assert frames[-1] == CLIP_FRAMES
     assert dead.counters.reconnects >= 2
-    assert ("dead", CameraStatus.OFFLINE) in statuses
+    assert ("dead", CameraState.BACKOFF) in statuses
     assert dead.counters.last_error is not None and "pw" not in dead.counters.last_error
-    assert ("alive", CameraStatus.FINISHED) in statuses
+    assert ("alive", CameraState.FINISHED) in statuses
 
 
 async def test_missing_file_is_retried_not_fatal(tmp_path: Path) -> None:

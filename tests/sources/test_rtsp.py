@@ -8,9 +8,9 @@ from pathlib import Path
 
 from streamer.config import StreamerConfig
 from streamer.core.frames import FrameResult
+from streamer.core.stats import CameraState
 from streamer.inference.server import EmbeddedTritonServer
 from streamer.pipeline import Pipeline
-from streamer.sources.camera import CameraStatus
 from tests.support.rtsp import RtspServerFactory
 
 OUTAGE_S = 3.0
@@ -61,7 +61,7 @@ async def test_camera_reconnects_after_its_server_restarts_while_another_keeps_g
         flaky_server.stop()  # the camera loses power
         outage_started = time.monotonic()
         flaky = pipeline.cameras["flaky"]
-        while flaky.source.status is CameraStatus.ONLINE:
+        while flaky.source.status is CameraState.STREAMING:
             assert time.monotonic() - outage_started < WAIT_LIMIT_S, "dead camera never noticed"
             await asyncio.sleep(0.05)
         await asyncio.sleep(OUTAGE_S)

@@ -104,10 +104,16 @@ function createTile(camera) {
 
 function overlayText(camera) {
   switch (camera.status) {
-    case "online":
+    case "streaming":
       return null;
-    case "offline":
-      return ["OFFLINE", camera.detail || "reconnecting"];
+    case "backoff":
+      return ["RECONNECTING", camera.detail || "stream lost"];
+    case "failed":
+      return ["FAILED", camera.detail || "cannot open the stream"];
+    case "stalled":
+      return ["STALLED", camera.detail || "no frames"];
+    case "degraded":
+      return ["DEGRADED", camera.detail || "frames not processed"];
     case "connecting":
       return ["CONNECTING…", camera.reconnects ? `reconnect #${camera.reconnects}` : ""];
     case "finished":
@@ -237,13 +243,13 @@ function renderSinks(sinks) {
 }
 
 function renderSummary(state) {
-  const online = state.cameras.filter((c) => c.status === "online").length;
+  const online = state.cameras.filter((c) => c.status === "streaming").length;
   const fps = state.cameras.reduce((sum, c) => sum + c.processed_fps, 0);
   const summary = document.getElementById("summary");
   summary.replaceChildren();
   const parts = [
     [`${state.cameras.length}`, " cameras · "],
-    [`${online}`, " online · "],
+    [`${online}`, " streaming · "],
     [formatNumber(fps, 1), " fps processed · up "],
     [formatDuration(state.uptime_s), ""],
   ];
