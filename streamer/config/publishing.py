@@ -177,6 +177,12 @@ class RedisSinkConfig(BrokerSinkConfig):
 class JsonlSinkConfig(Section):
     enabled: bool = Field(True, description="Write one JSON line per processed frame.")
     path: str = Field("-", description="File to append to; '-' is standard output.")
+    stop_timeout_s: float = Field(
+        2.0,
+        ge=0,
+        description="At shutdown, wait at most this long for the last lines (a stalled reader "
+        "must not hold the other sinks' flush hostage); lines left are counted as dropped.",
+    )
 
 
 class PublishingConfig(Section):
