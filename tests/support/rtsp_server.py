@@ -18,6 +18,12 @@ the start, so running time and RTP timestamps keep increasing across loops (shif
 frame duration per loop, see SegmentLooper). The seeks are made from a helper thread:
 SEGMENT_DONE is posted from the demuxer's streaming thread, which a seek issued there would
 block. Clients' PLAY requests never seek the shared media (see CameraMedia).
+
+The flushing seek happens while the media is still being prepared, before any data reaches
+the RTSP stream: a flush drops the stream's sticky SEGMENT event until the demuxer sends the
+next one, and a PLAY answered in that gap aborts the server
+(``gst_rtsp_media_get_rates: assertion failed: (FALSE)``, "no segment event on
+send_rtp_sink pad"). See SegmentLooper.watch().
 """
 
 from __future__ import annotations
@@ -126,6 +132,24 @@ class CameraMedia(GstRtspServer.RTSPMedia):
         return True
 
 
+@dataclass(frozen=True)
+class _Seek:
+    """A seek back to the start of the file, made by SegmentLooper's helper thread."""
+
+    demuxer: Gst.Element
+    flushing: bool
+    release: tuple[Gst.Pad, int] | None = None
+    """Blocking probe (pad, probe id) to remove once the seek is made."""
+
+
+@dataclass
+class _FirstOutputHold:
+    """One media's demuxer, whose first output waits for the flushing seek (see watch())."""
+
+    demuxer: Gst.Element
+    seek_requested: bool = False
+
+
 class SegmentLooper:
     """Restarts each media's demuxer at the start of its file whenever it finishes a segment.
 
@@ -133,7 +157,7 @@ class SegmentLooper:
     """
 
     def __init__(self) -> None:
-        self._pending_seeks: queue.SimpleQueue[tuple[Gst.Element, bool] | None] = queue.SimpleQueue()
+        self._pending_seeks: queue.SimpleQueue[_Seek | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._seek_forever, name="segment-looper")
 
     def start(self) -> None:
@@ -144,13 +168,35 @@ class SegmentLooper:
         self._thread.join()
 
     def watch(self, media: GstRtspServer.RTSPMedia) -> None:
-        """Makes media's demuxer loop; called from the factory's media-configure signal."""
+        """Makes media's demuxer loop; called from the factory's media-configure signal.
+
+        The demuxer must be switched to segment mode with a flushing seek, and that flush must
+        not reach a prepared media: it removes the sticky SEGMENT event from the RTSP stream
+        until the demuxer resends one, and a client's PLAY in between makes
+        gst_rtsp_media_get_rates() abort the process. So the demuxer's first output is held
+        at the parser's input by a blocking probe; the helper thread makes the flushing seek
+        and only then removes the probe. Nothing reaches the RTSP stream before the seek, so
+        the media only becomes prepared (and clients only get past DESCRIBE) once the
+        demuxer is looping, and every later seek is a non-flushing one.
+        """
         media_bin = media.get_element()
         demuxer = media_bin.get_by_name(DEMUXER_NAME)
         parser_input = media_bin.get_by_name(PARSER_NAME).get_static_pad("sink")
         pipeline = media_bin.get_parent()
         pipeline.get_bus().set_sync_handler(self._on_bus_message, demuxer, parser_input)
-        media.connect("prepared", lambda _media: self._pending_seeks.put((demuxer, True)))
+        hold = _FirstOutputHold(demuxer)
+        parser_input.add_probe(Gst.PadProbeType.BLOCK_DOWNSTREAM, self._hold_first_output, hold)
+
+    def _hold_first_output(
+        self, pad: Gst.Pad, info: Gst.PadProbeInfo, hold: _FirstOutputHold
+    ) -> Gst.PadProbeReturn:
+        # Called on the demuxer's streaming thread for the first item it pushes (its pads exist
+        # by then, so it can take a seek), and again for items pushed after the seek's flush
+        # while the probe is still in place: those just wait for its removal.
+        if not hold.seek_requested:
+            hold.seek_requested = True
+            self._pending_seeks.put(_Seek(hold.demuxer, flushing=True, release=(pad, info.id)))
+        return Gst.PadProbeReturn.OK
 
     def _on_bus_message(
         self, _bus: Gst.Bus, message: Gst.Message, demuxer: Gst.Element, parser_input: Gst.Pad
@@ -167,16 +213,25 @@ class SegmentLooper:
                 # everything after this point by the missing frame duration.
                 shortfall = loop_end - last_position
                 parser_input.set_offset(parser_input.get_offset() + shortfall)
-            self._pending_seeks.put((demuxer, False))
+            self._pending_seeks.put(_Seek(demuxer, flushing=False))
         return Gst.BusSyncReply.PASS
 
     def _seek_forever(self) -> None:
         while (request := self._pending_seeks.get()) is not None:
-            demuxer, flushing = request
             flags = Gst.SeekFlags.SEGMENT | Gst.SeekFlags.ACCURATE
-            if flushing:
+            if request.flushing:
                 flags |= Gst.SeekFlags.FLUSH
-            restarted = demuxer.seek(1.0, Gst.Format.TIME, flags, Gst.SeekType.SET, 0, Gst.SeekType.NONE, -1)
+            demuxer = request.demuxer
+            try:
+                restarted = demuxer.seek(
+                    1.0, Gst.Format.TIME, flags, Gst.SeekType.SET, 0, Gst.SeekType.NONE, -1
+                )
+            finally:
+                if request.release is not None:
+                    # Let the demuxer's output through, looping or not: a media that never
+                    # prepares would fail every client instead of only stopping at the end.
+                    held_pad, probe_id = request.release
+                    held_pad.remove_probe(probe_id)
             if not restarted and demuxer.current_state >= Gst.State.PAUSED:
                 print(f"rtsp_server: {demuxer.get_name()} refused to loop", file=sys.stderr)
 
