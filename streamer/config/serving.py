@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field
 
-from streamer.config.base import Section, on_off
+from streamer.config.base import BackoffConfig, Section, on_off
 
 
 class TritonConfig(Section):
@@ -36,6 +36,29 @@ class TritonConfig(Section):
         "divided by the model's instance count.",
     )
     log_verbose: int = Field(0, ge=0, description="Embedded: tritonserver --log-verbose level.")
+    health_interval_s: float = Field(
+        1.0,
+        gt=0,
+        description="How often the server's health (process, readiness, shared-memory regions) "
+        "is checked; a dead or restarted server is noticed within about this long.",
+    )
+    restart: BackoffConfig = Field(
+        default_factory=lambda: BackoffConfig(initial_delay_s=0.5, max_delay_s=10.0),
+        description="Backoff between attempts to bring a failed server back (restarting the "
+        "embedded one, reconnecting to an external one).",
+    )
+    give_up_after_s: float | None = Field(
+        120.0,
+        gt=0,
+        description="A server down this long is reported loudly (ERROR) and, with "
+        "`exit_on_failure`, ends the service with exit code 1 so that systemd or Kubernetes "
+        "restarts it; None = keep trying for ever.",
+    )
+    exit_on_failure: Annotated[Literal["auto", "on", "off"], BeforeValidator(on_off)] = Field(
+        "auto",
+        description="Exit when the server stays down beyond `give_up_after_s`; 'auto' = on for "
+        "embedded (the service owns the server), off for external (another supervisor does).",
+    )
 
 
 class InferenceConfig(Section):

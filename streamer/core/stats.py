@@ -69,6 +69,7 @@ class ModelStats:
     name: str
     requests_in_flight: int
     max_batch_size: int | None = None
+    shared_memory: bool = False
     requests: int = 0
     failures: int = 0
     request_seconds: float = 0.0

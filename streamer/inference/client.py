@@ -159,9 +159,9 @@ class TritonModel:
         if self.use_shared_memory:
             prefix = f"streamer_{os.getpid()}_{self.name}_{id(self):x}"
             for index in range(self.requests_in_flight):
-                slot = _SharedMemorySlot(f"{prefix}_{index}", self.spec, batch=1)
-                self._slots.append(slot)
-                await slot.register(self.client)
+                self._slots.append(_SharedMemorySlot(f"{prefix}_{index}", self.spec, batch=1))
+            await self.reattach(self.client)
+        self.counters.shared_memory = self.use_shared_memory
         self._workers = [
             asyncio.create_task(self._work(index), name=f"triton:{self.name}:{index}")
             for index in range(self.requests_in_flight)
@@ -190,12 +190,42 @@ class TritonModel:
         await self._queue.put(_Job(inputs, future))
         return await future
 
+    async def reattach(self, client: grpcclient.InferenceServerClient) -> None:
+        """Use a (new) connection to a server that (re)started: register the regions again.
+
+        A server that cannot map this process's shared memory (e.g. in a container on loopback)
+        refuses the registration; the model then falls back to sending tensors over gRPC.
+        """
+        self.client = client
+        for slot in self._slots:
+            try:
+                await slot.unregister(client)
+                await slot.register(client)
+            except Exception as exc:
+                log.warning(
+                    "%s: shared memory cannot be registered (%s); sending tensors over gRPC",
+                    self.name, exc,
+                )
+                self._drop_shared_memory()
+                return
+
+    def region_names(self) -> set[str]:
+        """The shared-memory regions the server must know for this model's requests."""
+        return {name for slot in self._slots for name, _handle, _size in slot.regions.values()}
+
+    def _drop_shared_memory(self) -> None:
+        slots, self._slots = self._slots, []
+        self.use_shared_memory = False
+        self.counters.shared_memory = False
+        for slot in slots:
+            slot.destroy()
+
     async def _work(self, index: int) -> None:
-        slot = self._slots[index] if self._slots else None
         while True:
             job = await self._queue.get()
             if job.future.done():
                 continue
+            slot = self._slots[index] if index < len(self._slots) else None
             started = time.monotonic()
             try:
                 outputs = await self._request(job.inputs, slot)

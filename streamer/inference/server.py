@@ -107,6 +107,11 @@ class EmbeddedTritonServer:
         self.shm_prefix = f"streamer_{os.getpid()}_{id(self):x}_"
 
     @property
+    def returncode(self) -> int | None:
+        """The exit code once the process has ended (killed, crashed); None while it runs."""
+        return self._process.returncode if self._process is not None else None
+
+    @property
     def grpc_url(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 

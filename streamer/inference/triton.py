@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import tritonclient.grpc.aio as grpcclient
+from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, KeepAliveOptions
 
 from streamer.config import StreamerConfig
 from streamer.core.assets import PROJECT_ROOT
+from streamer.core.backoff import Backoff
 from streamer.core.stats import ServerStats, StatsRegistry
 from streamer.inference.catalog import ensure_prepared
 from streamer.inference.client import TritonModel
@@ -22,6 +26,21 @@ log = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 EXTERNAL_READY_POLL_S = 0.5
+HEALTH_TIMEOUT_MARGIN_S = 2.0
+_KEEPALIVE = KeepAliveOptions()
+CHANNEL_DEFAULTS = [  # what tritonclient sets when it is given no channel arguments
+    ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+    ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
+    ("grpc.keepalive_time_ms", _KEEPALIVE.keepalive_time_ms),
+    ("grpc.keepalive_timeout_ms", _KEEPALIVE.keepalive_timeout_ms),
+    ("grpc.keepalive_permit_without_calls", _KEEPALIVE.keepalive_permit_without_calls),
+    ("grpc.http2.max_pings_without_data", _KEEPALIVE.http2_max_pings_without_data),
+]
+FAST_RECONNECT = [
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 
 
 class TritonUnavailable(RuntimeError):
@@ -33,20 +52,43 @@ def resolve_repository(config: StreamerConfig) -> Path:
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
+def connect(url: str) -> grpcclient.InferenceServerClient:
+    """A gRPC client that reconnects within about a second once a lost server is back.
+
+    gRPC's default reconnect backoff grows to 120 s: after an outage of a few seconds the channel
+    could sit idle long after the server returned.
+    """
+    return grpcclient.InferenceServerClient(url, channel_args=[*CHANNEL_DEFAULTS, *FAST_RECONNECT])
+
+
 class TritonConnection:
-    """Starts (embedded) or reaches (external) the server, and hands out batched models."""
+    """Starts (embedded) or reaches (external) the server, hands out batched models, keeps it alive.
+
+    A supervisor task checks the server every `health_interval_s`: the embedded process still
+    running, the server ready, and this process's shared-memory regions still registered (a server
+    that restarted between two checks has forgotten them). On a failure it restarts the embedded
+    server, or waits for the external one, with backoff; then it re-registers shared memory
+    (falling back to plain gRPC where that fails) and requests resume. One WARNING at the failure,
+    one INFO at recovery with the downtime and the frames skipped meanwhile.
+    """
 
     def __init__(
-        self, config: StreamerConfig, models: list[str], registry: StatsRegistry | None = None
+        self,
+        config: StreamerConfig,
+        models: list[str],
+        registry: StatsRegistry | None = None,
+        on_fatal: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
         self.model_names = models
         self.registry = registry if registry is not None else StatsRegistry()
+        self.on_fatal = on_fatal
         self.server: EmbeddedTritonServer | None = None
         self.client: grpcclient.InferenceServerClient | None = None
         self.models: dict[str, TritonModel] = {}
         self.url = config.triton.url
         self.stats = ServerStats(url=self.url, mode=config.triton.mode)
+        self._supervisor: asyncio.Task[None] | None = None
 
     @property
     def is_local(self) -> bool:
@@ -54,6 +96,11 @@ class TritonConnection:
             return True
         host = urlsplit(f"//{self.url}").hostname or ""
         return host in LOOPBACK_HOSTS
+
+    @property
+    def exits_on_failure(self) -> bool:
+        setting = self.config.triton.exit_on_failure
+        return setting == "on" or (setting == "auto" and self.config.triton.mode == "embedded")
 
     async def start(self) -> None:
         settings = self.config.triton
@@ -71,9 +118,9 @@ class TritonConnection:
             )
             await self.server.start()
             self.url = self.server.grpc_url
-        self.client = grpcclient.InferenceServerClient(self.url)
+        self.client = connect(self.url)
         self.stats.url = self.url
-        await self._wait_models_ready()
+        await self._wait_models_ready(self.client, settings.startup_timeout_s)
         self.stats.up = True
         self.stats.fetch_statistics = self._fetch_statistics
         self.registry.register("server", "triton", self.stats)
@@ -92,6 +139,7 @@ class TritonConnection:
             await model.start()
             self.models[name] = model
             self.registry.register("model", name, model.counters)
+        self._supervisor = asyncio.create_task(self._supervise(), name="triton:supervisor")
 
     async def _fetch_statistics(self, model: str) -> dict[str, Any]:
         """Triton's statistics JSON for one model (batch sizes, queue and compute time)."""
@@ -100,24 +148,136 @@ class TritonConnection:
         response: dict[str, Any] = await self.client.get_inference_statistics(model, as_json=True)
         return response
 
-    async def _wait_models_ready(self) -> None:
-        assert self.client is not None
+    async def _wait_models_ready(
+        self, client: grpcclient.InferenceServerClient, timeout_s: float
+    ) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.triton.startup_timeout_s
+        deadline = loop.time() + timeout_s
         pending = list(self.model_names)
         last_error = "no answer"
         while pending:
             try:
-                pending = [m for m in pending if not await self.client.is_model_ready(m)]
+                pending = [m for m in pending if not await client.is_model_ready(m)]
                 last_error = f"models not ready: {', '.join(pending)}"
             except Exception as exc:
-                last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                last_error = _first_line(exc)
             if pending and loop.time() > deadline:
                 raise TritonUnavailable(f"Triton at {self.url}: {last_error}")
             if pending:
                 await asyncio.sleep(EXTERNAL_READY_POLL_S)
 
+    # -- supervision --------------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        interval = self.config.triton.health_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                problem = await self._problem()
+                if problem is not None:
+                    await self._recover(problem)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("Triton supervision failed; checking again in %.1f s", interval)
+
+    async def _problem(self) -> str | None:
+        """What is wrong with the server now, or None when it serves as it should."""
+        if self.server is not None and self.server.returncode is not None:
+            return f"embedded tritonserver exited with code {self.server.returncode}"
+        assert self.client is not None
+        timeout = self.config.triton.health_interval_s + HEALTH_TIMEOUT_MARGIN_S
+        try:
+            ready = await asyncio.wait_for(self.client.is_server_ready(), timeout)
+            if not ready:
+                return "server not ready"
+            expected = set().union(*(m.region_names() for m in self.models.values()))
+            if expected:
+                status = await asyncio.wait_for(
+                    self.client.get_system_shared_memory_status(as_json=True), timeout
+                )
+                known = {region.get("name") for region in (status.get("regions") or {}).values()}
+                if expected - known:
+                    return "server restarted (it no longer knows this service's shared memory)"
+        except Exception as exc:
+            return f"unreachable: {_first_line(exc)}"
+        return None
+
+    async def _recover(self, problem: str) -> None:
+        """Bring the server back (restart or reconnect) with backoff; report downtime and loss."""
+        settings = self.config.triton
+        down_at = time.monotonic()
+        skipped_before = self._frames_skipped()
+        self.stats.up, self.stats.down_since_monotonic, self.stats.last_error = False, down_at, problem
+        action = "restarting it" if self.server is not None else "waiting for it to come back"
+        log.warning("Triton at %s: %s; %s", self.url, problem, action)
+        backoff = Backoff(settings.restart)
+        gave_up = False
+        while True:
+            try:
+                await self._bring_back()
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.stats.last_error = _first_line(exc)
+                log.debug("Triton not back yet: %s", self.stats.last_error)
+            down_s = time.monotonic() - down_at
+            if not gave_up and settings.give_up_after_s is not None and down_s >= settings.give_up_after_s:
+                gave_up = True
+                self._give_up(down_s)
+            await asyncio.sleep(backoff.next_delay())
+        down_s = time.monotonic() - down_at
+        self.stats.up, self.stats.down_since_monotonic, self.stats.last_error = True, None, None
+        self.stats.restarts += 1
+        log.info(
+            "Triton at %s is back after %.1f s down; %d frames skipped meanwhile",
+            self.url, down_s, self._frames_skipped() - skipped_before,
+        )
+
+    async def _bring_back(self) -> None:
+        """One attempt: restart the embedded server or reach the external one, then reattach."""
+        settings = self.config.triton
+        if self.server is not None:
+            await self.server.stop()
+            await self.server.start()
+            self.url = self.stats.url = self.server.grpc_url
+        client = connect(self.url)
+        try:
+            if not await asyncio.wait_for(client.is_server_ready(), HEALTH_TIMEOUT_MARGIN_S * 2):
+                raise TritonUnavailable("server not ready")
+            await self._wait_models_ready(client, settings.startup_timeout_s)
+            for model in self.models.values():
+                await model.reattach(client)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await client.close()
+            raise
+        old, self.client = self.client, client
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.close()
+
+    def _give_up(self, down_s: float) -> None:
+        message = (
+            f"Triton at {self.url} has been down for {down_s:.0f} s "
+            f"(triton.give_up_after_s={self.config.triton.give_up_after_s:g}): {self.stats.last_error}"
+        )
+        if self.exits_on_failure and self.on_fatal is not None:
+            log.error("%s; exiting so that systemd or Kubernetes restarts the service", message)
+            self.on_fatal(message)
+        else:
+            log.error("%s; frames are not processed; still trying", message)
+
+    def _frames_skipped(self) -> int:
+        return sum(camera.inference_errors for camera in self.registry.cameras().values())
+
     async def stop(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+            self._supervisor = None
         self.stats.up = False
         self.stats.fetch_statistics = None
         for model in self.models.values():
@@ -131,3 +291,8 @@ class TritonConnection:
         if self.server is not None:
             await self.server.stop()
             self.server = None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from streamer.config import BackoffConfig, CameraConfig, StreamerConfig
 from streamer.core.backoff import Backoff
@@ -34,6 +34,10 @@ WATCH_INTERVAL_S = 0.5
 # A camera whose processing failed is back within a second; a persistent failure backs off to 5 s.
 PROCESSING_BACKOFF = BackoffConfig(initial_delay_s=0.5, max_delay_s=5.0, multiplier=2.0)
 PROCESSING_HEALTHY_AFTER_S = 30.0
+
+
+class PipelineFailed(RuntimeError):
+    """The pipeline cannot go on (the inference server stayed down); the message says why."""
 
 
 class ResultObserver(Protocol):
@@ -69,7 +73,9 @@ class Pipeline:
         self.observers = observers or []
         self.keep_images = keep_images
         models = [config.detector.model, *(m for stage in self.stages for m in stage.models)]
-        self.triton = TritonConnection(config, list(dict.fromkeys(models)), self.registry)
+        self.triton = TritonConnection(
+            config, list(dict.fromkeys(models)), self.registry, on_fatal=self._fail
+        )
         self.detector: PersonDetector | None = None
         self.cameras: dict[str, CameraRuntime] = {}
         self.started_monotonic = 0.0
@@ -81,6 +87,8 @@ class Pipeline:
         )
         self._watch_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._failed = asyncio.Event()
+        self._failure: str | None = None
 
     async def start(self) -> None:
         self.started_monotonic = time.monotonic()
@@ -133,10 +141,26 @@ class Pipeline:
         log.info("pipeline started: %d cameras", len(self.cameras))
 
     async def wait(self) -> None:
-        """Return when every camera has finished (files without loop) or the pipeline stopped."""
+        """Return when every camera has finished (files without loop) or the pipeline stopped.
+
+        Raises PipelineFailed when something the service cannot do without (the inference
+        server) is gone for good, so that the process exits non-zero and gets restarted.
+        """
         tasks = [r.task for r in self.cameras.values() if r.task is not None]
         if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            failed = asyncio.ensure_future(self._failed.wait())
+            finished = asyncio.gather(*tasks, return_exceptions=True)
+            waiting: set[asyncio.Future[Any]] = {failed, finished}
+            try:
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                failed.cancel()
+        if self._failure is not None:
+            raise PipelineFailed(self._failure)
+
+    def _fail(self, message: str) -> None:
+        self._failure = message
+        self._failed.set()
 
     async def stop(self) -> None:
         if self._stopping:
