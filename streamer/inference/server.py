@@ -93,18 +93,24 @@ class EmbeddedTritonServer:
         ort_threads: int = 0,
         startup_timeout_s: float = 120.0,
         log_verbose: int = 0,
+        grpc_port: int = 0,
     ) -> None:
         self.repository = repository
         self.models = models
         self.ort_threads = ort_threads
         self.startup_timeout_s = startup_timeout_s
         self.log_verbose = log_verbose
+        self.fixed_grpc_port = grpc_port  # 0 = a free port at every start
         self.grpc_port = 0
         self.http_port = 0
         self.metrics_port = 0
         self._process: asyncio.subprocess.Process | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self.shm_prefix = f"streamer_{os.getpid()}_{id(self):x}_"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
 
     @property
     def returncode(self) -> int | None:
@@ -142,7 +148,8 @@ class EmbeddedTritonServer:
             p for p in (libdir, str(installation.libraries), env.get("LD_LIBRARY_PATH", "")) if p
         )
         env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
-        self.grpc_port, self.http_port, self.metrics_port = free_port(), free_port(), free_port()
+        self.grpc_port = self.fixed_grpc_port or free_port()
+        self.http_port, self.metrics_port = free_port(), free_port()
         args = [
             str(installation.binary),
             f"--model-repository={model_dir}",

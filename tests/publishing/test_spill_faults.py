@@ -129,7 +129,7 @@ async def test_sink_on_a_full_filesystem_delivers_what_memory_holds(
         for _ in range(400):  # some 200 kB of events for a 64 kB filesystem
             _result, events = camera.step()
             sink.publish_events(events)
-            produced += [e["id"] for e in events]
+            produced += [e.id for e in events]
         await asyncio.to_thread(harness.broker.start)
         await drain(sink)
         await sink.stop()

@@ -114,6 +114,16 @@ class RtspServer:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    def pause(self) -> None:
+        """SIGSTOP: the server keeps its connections open and sends nothing (a frozen camera)."""
+        assert self._process is not None and self.running, "start() first"
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after pause()."""
+        assert self._process is not None, "start() first"
+        self._process.send_signal(signal.SIGCONT)
+
     def url(self, mount: str) -> str:
         normalised = self._normalise_mount(mount)
         if normalised not in self._mounts:
@@ -205,6 +215,7 @@ class RtspServer:
         exit_status = None
         if process is not None:
             if process.poll() is None:
+                process.send_signal(signal.SIGCONT)  # a paused server could not handle the stop
                 process.send_signal(stop_signal)
                 try:
                     process.wait(self._settings.stop_timeout_s)
