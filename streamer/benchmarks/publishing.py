@@ -2,7 +2,7 @@
 
 `await run_benchmark(mqtt=..., redis=...)` plays `cameras` synthetic cameras as fast as each sink
 delivers (never faster than its buffer allows, so nothing is dropped) and reports, per sink:
-messages/s delivered, the pipeline-side cost of `publish()` + `publish_events()` per frame (what a
+messages/s delivered, the pipeline-side cost of `publish()` (a frame and its events) per frame (what a
 sink adds to every frame on the event loop), and how late a 1 ms timer fires meanwhile (how long
 the sink's own work holds the loop the cameras share). Run it under uvloop, like `streamer run`.
 
@@ -130,9 +130,9 @@ async def benchmark_sink(sink: BrokerSink, shape: BenchmarkShape) -> SinkBenchma
             for camera in cameras:
                 result = _frame(camera, index, shape)
                 new_events = _events(camera, index, shape)
+                result.events = new_events
                 call_started = time.perf_counter()
                 sink.publish(result)
-                sink.publish_events(new_events)
                 publish_seconds += time.perf_counter() - call_started
                 frames += 1
                 events += len(new_events)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from streamer.config import BackoffConfig, CameraConfig, StreamerConfig
 from streamer.core.backoff import Backoff
-from streamer.core.events import Event
+from streamer.core.events import CameraStatusEvent, Event
 from streamer.core.frames import FrameResult
 from streamer.core.interfaces import FrameStage
 from streamer.core.redaction import redact_url, url_secrets
@@ -24,8 +24,10 @@ from streamer.core.stats import CameraState, CameraStats, StatsRegistry
 from streamer.inference.detector import PersonDetector
 from streamer.inference.triton import TritonConnection
 from streamer.pipeline.camera_loop import CameraLoop
+from streamer.pipeline.fanout import SinkFanout
 from streamer.pipeline.health import CameraWatchdog
 from streamer.publishing.base import Sink
+from streamer.publishing.messages import AVAILABLE_DEGRADED, AVAILABLE_ONLINE
 from streamer.sources.camera import CameraSource
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,7 @@ class Pipeline:
         self.config = config
         self.registry = registry if registry is not None else StatsRegistry()
         self.sinks = sinks or []
+        self.fanout = SinkFanout(self.sinks)
         self.stages = stages or []
         self.observers = observers or []
         self.keep_images = keep_images
@@ -193,11 +196,7 @@ class Pipeline:
             self.watchdog.evaluate(runtime.stats)
 
     def _camera_state_changed(self, stats: CameraStats) -> None:
-        for sink in self.sinks:
-            try:
-                sink.publish_camera_status(stats.name, stats.state.value, stats.detail)
-            except Exception:
-                log.exception("sink %s rejected a camera status", sink.name)
+        self.fanout.status(CameraStatusEvent(stats.name, stats.state.value, stats.detail))
 
     async def _watch_cameras(self) -> None:
         """Re-derive every camera's state: stalls and degradation show without any event."""
@@ -205,6 +204,9 @@ class Pipeline:
             await asyncio.sleep(WATCH_INTERVAL_S)
             for runtime in self.cameras.values():
                 self.watchdog.evaluate(runtime.stats)
+            server = self.registry.server()
+            up = server is None or server.up
+            self.fanout.set_availability(AVAILABLE_ONLINE if up else AVAILABLE_DEGRADED)
 
     async def _run_camera(self, runtime: CameraRuntime) -> None:
         """Supervise one camera's processing: an unexpected error restarts it, never stops it.
@@ -236,14 +238,9 @@ class Pipeline:
                 await asyncio.sleep(delay)
 
     def _deliver(self, result: FrameResult) -> None:
-        """Hand the result to every sink, then let observers (metrics) see it, publish included."""
+        """Hand the result to every sink once, then let observers (metrics) see it, publish included."""
         started = time.perf_counter()
-        for sink in self.sinks:
-            try:
-                sink.publish(result)
-            except Exception:
-                log.exception("sink %s rejected a result", sink.name)
-        self._deliver_events(result.events)
+        self.fanout.result(result)
         result.timings["publish"] = time.perf_counter() - started
         for observer in self.observers:
             try:
@@ -252,10 +249,4 @@ class Pipeline:
                 log.exception("observer failed")
 
     def _deliver_events(self, events: Sequence[Event]) -> None:
-        if not events:
-            return
-        for sink in self.sinks:
-            try:
-                sink.publish_events(events)
-            except Exception:
-                log.exception("sink %s rejected events", sink.name)
+        self.fanout.events(events)

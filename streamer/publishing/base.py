@@ -6,7 +6,7 @@ import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from streamer.core.events import Event
+from streamer.core.events import CameraStatusEvent, Event
 from streamer.core.frames import FrameResult
 
 
@@ -32,15 +32,24 @@ class Sink(abc.ABC):
     async def start(self) -> None:
         """Connect; a broker that is down is retried in the background, not raised."""
 
-    @abc.abstractmethod
     def publish(self, result: FrameResult) -> None:
-        """One processed frame, with the track events and identity events it produced."""
+        """One processed frame and the track and identity events it produced: one call per result."""
+        self.publish_frame(result)
+        if result.events:
+            self.publish_events(result.events)
+
+    @abc.abstractmethod
+    def publish_frame(self, result: FrameResult) -> None:
+        """The frame's message (tracks, boxes, timings)."""
 
     def publish_events(self, events: Sequence[Event]) -> None:
         """Track lifecycle (new/update/end) and identity events; these must not be lost."""
 
-    def publish_camera_status(self, camera: str, status: str, detail: str | None) -> None:
-        """A camera went online, offline, finished or stopped."""
+    def publish_status(self, status: CameraStatusEvent) -> None:
+        """A camera changed state (connecting, streaming, stalled, degraded, backoff, ...)."""
+
+    def publish_availability(self, availability: str) -> None:
+        """The service is `online`, or `degraded` (running, but frames are not processed)."""
 
     @abc.abstractmethod
     async def stop(self) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from streamer.config import BackoffConfig, DeliveryConfig
 from streamer.core.backoff import Backoff
-from streamer.core.events import Event
+from streamer.core.events import CameraStatusEvent, Event
 from streamer.core.frames import FrameResult
 from streamer.publishing.base import Sink, SinkStats
 from streamer.publishing.buffer import (
@@ -34,6 +34,7 @@ from streamer.publishing.buffer import (
     PendingFrame,
 )
 from streamer.publishing.messages import (
+    AVAILABLE_ONLINE,
     IDENTITY_TYPE,
     MS_PER_S,
     camera_status_message,
@@ -136,6 +137,8 @@ class BrokerSink(Sink):
         self.started_ts = time.time()
         self._statuses: dict[str, dict[str, Any]] = {}
         self._dirty_statuses: set[str] = set()
+        self.availability = AVAILABLE_ONLINE  # or degraded: the service runs, frames are not processed
+        self._availability_dirty = False
         self._wake = asyncio.Event()
         self._stop_nudge = asyncio.Event()
         self._stopping = False
@@ -197,7 +200,7 @@ class BrokerSink(Sink):
             errors=self.errors,
         )
 
-    def publish(self, result: FrameResult) -> None:
+    def publish_frame(self, result: FrameResult) -> None:
         activity = self._activity(result.camera)
         activity.frames += 1
         activity.tracks = len(result.tracks)
@@ -218,11 +221,17 @@ class BrokerSink(Sink):
         if events:
             self._wake.set()
 
-    def publish_camera_status(self, camera: str, status: str, detail: str | None) -> None:
-        self._statuses[camera] = camera_status_message(camera, status, detail)
-        self._dirty_statuses.add(camera)
-        self._activity(camera).status = status
+    def publish_status(self, status: CameraStatusEvent) -> None:
+        self._statuses[status.camera] = camera_status_message(status)
+        self._dirty_statuses.add(status.camera)
+        self._activity(status.camera).status = status.status
         self._wake.set()
+
+    def publish_availability(self, availability: str) -> None:
+        if availability != self.availability:
+            self.availability = availability
+            self._availability_dirty = True
+            self._wake.set()
 
     async def start(self) -> None:
         if self._supervisor is not None:
@@ -392,6 +401,14 @@ class BrokerSink(Sink):
         next_stats = time.monotonic()
         while True:
             self._wake.clear()
+            if self._availability_dirty:
+                self._availability_dirty = False
+                try:
+                    async with asyncio.timeout(ack_timeout):
+                        await self._announce_online()
+                except BaseException:
+                    self._availability_dirty = True
+                    raise
             if self._dirty_statuses:
                 cameras = sorted(self._dirty_statuses)
                 self._dirty_statuses.clear()

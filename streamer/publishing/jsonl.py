@@ -227,7 +227,7 @@ class JsonlSink(Sink):
     def stats(self) -> SinkStats:
         return SinkStats(published=self.written, buffered=self._writer.pending, dropped=self.dropped)
 
-    def publish(self, result: FrameResult) -> None:
+    def publish_frame(self, result: FrameResult) -> None:
         self._offer(to_json(frame_message(result)))
 
     def publish_events(self, events: Sequence[Event]) -> None:

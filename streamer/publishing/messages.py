@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from streamer.core.detections import Detections
-from streamer.core.events import Event, IdentityEvent, new_id
+from streamer.core.events import CameraStatusEvent, Event, IdentityEvent, new_id
 from streamer.core.frames import FrameResult
 
 SCHEMA_VERSION = 2  # 2: camera states (streaming, stalled, degraded, backoff, failed)
@@ -31,6 +31,7 @@ IDENTITY_TYPE = "identity"
 CAMERA_STATUS_TYPE = "camera_status"
 STATS_TYPE = "stats"
 AVAILABLE_ONLINE = "online"
+AVAILABLE_DEGRADED = "degraded"  # running, but frames are not processed (inference down)
 AVAILABLE_OFFLINE = "offline"
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
@@ -148,17 +149,15 @@ def event_message(event: Event, embedding_dtype: str = "float16") -> dict[str, A
     return message
 
 
-def camera_status_message(
-    camera: str, status: str, detail: str | None, ts: float | None = None
-) -> dict[str, Any]:
+def camera_status_message(status: CameraStatusEvent) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "type": CAMERA_STATUS_TYPE,
-        "id": new_id(),
-        "camera": camera,
-        "status": status,
-        "detail": detail,
-        "ts": time.time() if ts is None else ts,
+        "id": status.id,
+        "camera": status.camera,
+        "status": status.status,
+        "detail": status.detail,
+        "ts": status.ts,
     }
 
 

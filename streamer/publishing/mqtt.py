@@ -1,6 +1,7 @@
 """MQTT sink (aiomqtt): a documented topic tree in the spirit of Frigate's.
 
-    {prefix}/available             retained, "online" / "offline" (plain text); Last Will = "offline"
+    {prefix}/available             retained, "online" / "degraded" / "offline" (plain text);
+                                   Last Will = "offline"
     {prefix}/stats                 retained, QoS 1, every stats_interval_s (JSON, schemas/stats.json)
     {prefix}/{camera}/status       retained, QoS 1, latest camera status (schemas/camera_status.json)
     {prefix}/{camera}/tracks       QoS 0, one message per processed frame (schemas/frame.json)
@@ -30,7 +31,7 @@ from streamer.publishing.broker import (
     spill_file_name,
 )
 from streamer.publishing.buffer import PendingEvent, PendingFrame
-from streamer.publishing.messages import AVAILABLE_OFFLINE, AVAILABLE_ONLINE, to_json
+from streamer.publishing.messages import AVAILABLE_OFFLINE, to_json
 
 QOS_AT_MOST_ONCE = 0
 QOS_AT_LEAST_ONCE = 1
@@ -174,7 +175,7 @@ class MqttSink(BrokerSink):
                 raise result
 
     async def _announce_online(self) -> None:
-        await self._publish_all([(self.topics.available, AVAILABLE_ONLINE, QOS_AT_LEAST_ONCE, True)])
+        await self._publish_all([(self.topics.available, self.availability, QOS_AT_LEAST_ONCE, True)])
 
     async def _announce_offline(self) -> None:
         await self._publish_all([(self.topics.available, AVAILABLE_OFFLINE, QOS_AT_LEAST_ONCE, True)])

@@ -41,7 +41,6 @@ from streamer.publishing.broker import (
 from streamer.publishing.buffer import PendingEvent, PendingFrame
 from streamer.publishing.messages import (
     AVAILABLE_OFFLINE,
-    AVAILABLE_ONLINE,
     embedding_bytes,
     to_json,
 )
@@ -158,7 +157,7 @@ class RedisSink(BrokerSink):
 
     async def _announce_online(self) -> None:
         expiry = max(1, round(self.stats_interval_s * AVAILABLE_EXPIRY_INTERVALS))
-        await self._connected_client().set(self.keys.available, AVAILABLE_ONLINE, ex=expiry)
+        await self._connected_client().set(self.keys.available, self.availability, ex=expiry)
 
     async def _announce_offline(self) -> None:
         await self._connected_client().set(self.keys.available, AVAILABLE_OFFLINE)
@@ -240,7 +239,7 @@ class RedisSink(BrokerSink):
         expiry = max(1, round(self.stats_interval_s * AVAILABLE_EXPIRY_INTERVALS))
         async with self._connected_client().pipeline(transaction=False) as pipe:
             pipe.set(self.keys.stats, to_json(message))
-            pipe.set(self.keys.available, AVAILABLE_ONLINE, ex=expiry)
+            pipe.set(self.keys.available, self.availability, ex=expiry)
             await pipe.execute()
 
     def _describe_failure(self, exc: BaseException) -> BrokerFailure:

@@ -39,7 +39,7 @@ class CollectingSink(Sink):
         self.frames: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
 
-    def publish(self, result: FrameResult) -> None:
+    def publish_frame(self, result: FrameResult) -> None:
         message = json.loads(json.dumps(frame_message(result)))
         jsonschema.validate(message, load_schema("frame"))
         self.frames.append(message)

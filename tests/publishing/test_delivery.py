@@ -53,7 +53,7 @@ class Producer:
                 if result.frame_index % IDENTITY_EVERY == 0:
                     events = [*events, camera.identity()]
                 if frames:
-                    self.sink.publish(result)
+                    self.sink.publish_frame(result)
                 self.sink.publish_events(events)
                 self.frames += 1
                 self.event_ids[camera.name] += [e.id for e in events]

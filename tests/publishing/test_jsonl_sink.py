@@ -34,7 +34,7 @@ def publish_frames(sink: JsonlSink, frames: int) -> int:
     lines = 0
     for _ in range(frames):
         result, events = camera.step()
-        sink.publish(result)
+        sink.publish_frame(result)
         sink.publish_events(events)
         lines += 1 + len(events)
     return lines

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from streamer.config import ConfigError, parse_config
-from streamer.core.events import TrackEvent, TrackEventType
+from streamer.core.events import CameraStatusEvent, TrackEvent, TrackEventType
 from streamer.publishing.messages import (
     SCHEMA_FILES,
     camera_status_message,
@@ -89,7 +89,7 @@ def test_every_sink_publishes_the_same_event_id() -> None:
 
 
 def test_status_and_stats_messages_validate() -> None:
-    validate(camera_status_message("c", "backoff", "read timeout"))
+    validate(camera_status_message(CameraStatusEvent("c", "backoff", "read timeout")))
     validate(stats_message(
         started_ts=1.0, ts=5.0,
         cameras={"c": {"status": "online", "frames": 3, "events": 2, "fps": 1.5, "tracks": 1,

@@ -11,6 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from streamer.core.events import CameraStatusEvent
 from streamer.publishing.messages import decode_embedding
 from streamer.publishing.mqtt import MqttSink
 from tests.publishing.brokers import BrokerProcess
@@ -28,11 +29,11 @@ async def test_topic_tree_carries_schema_valid_messages(mosquitto_broker: Broker
     sink = MqttSink(mqtt_settings(mosquitto_broker.port, stats_interval_s=0.2))
     await sink.start()
     camera = SyntheticCamera("gate")
-    sink.publish_camera_status("gate", "streaming", None)
+    sink.publish_status(CameraStatusEvent("gate", "streaming"))
     identity = camera.identity(dim=128)
     for _ in range(10):
         result, events = camera.step()
-        sink.publish(result)
+        sink.publish_frame(result)
         sink.publish_events(events)
     sink.publish_events([identity])
     await drain(sink)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import redis.asyncio as redis
 
+from streamer.core.events import CameraStatusEvent
 from streamer.publishing.redis_sink import RedisSink
 from tests.publishing.brokers import BrokerProcess
 from tests.publishing.harness import redis_settings
@@ -20,10 +21,10 @@ async def test_streams_state_and_identity_records(redis_broker: BrokerProcess) -
     sink = RedisSink(redis_settings(redis_broker.port, identity_ttl_s=600))
     await sink.start()
     camera = SyntheticCamera("lobby")
-    sink.publish_camera_status("lobby", "streaming", None)
+    sink.publish_status(CameraStatusEvent("lobby", "streaming"))
     for _ in range(6):
         result, events = camera.step()
-        sink.publish(result)
+        sink.publish_frame(result)
         sink.publish_events(events)
     identity = camera.identity(dim=256, kind="reid")
     sink.publish_events([identity])
@@ -76,7 +77,7 @@ async def test_streams_are_capped_approximately(
     produced = 1500
     for _ in range(produced):
         result, events = camera.step()
-        sink.publish(result)
+        sink.publish_frame(result)
         sink.publish_events(events)
         if sink.buffer.buffered > sink.delivery.batch_size:
             await drain(sink)
