@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from streamer.cli.common import StartupInterrupted, run_until_signal
 from streamer.core.assets import PROJECT_ROOT
 
 CLOSED_PORT_URL = "http://127.0.0.1:9"
@@ -134,3 +138,62 @@ def test_check_covers_the_face_and_reid_models_a_config_enables(
     checked = {line.split()[1] for line in result.stdout.splitlines() if line.startswith("  model ")}
     assert result.returncode == 1, result.stdout + result.stderr
     assert checked == {"person_detector", "face_detector", "face_embedder", "person_reid"}
+
+
+class SlowStart:
+    """start/wait/stop of a service whose start takes long (Triton loading), recording each call.
+
+    stop() sends the same signal once more, as an impatient operator would, while it runs.
+    """
+
+    START_S = 30.0
+
+    def __init__(self, sig: signal.Signals) -> None:
+        self.signal = sig
+        self.calls: list[str] = []
+
+    async def start(self) -> None:
+        self.calls.append("start")
+        try:
+            await asyncio.sleep(self.START_S)
+        except asyncio.CancelledError:
+            self.calls.append("start cancelled")
+            raise
+
+    async def wait(self) -> None:
+        self.calls.append("wait")
+
+    async def stop(self) -> None:
+        self.calls.append("stop")
+        os.kill(os.getpid(), self.signal)  # the handler is still installed: logged, nothing else
+        await asyncio.sleep(0.3)
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+async def test_a_signal_during_startup_cancels_start_and_stops_once(
+    stop_signal: signal.Signals, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    service = SlowStart(stop_signal)
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.2, os.kill, os.getpid(), stop_signal)
+
+    async def run() -> StartupInterrupted | None:
+        """Caught in the same task: a SystemExit leaving a task would end the test's event loop."""
+        try:
+            await run_until_signal(service.start, service.wait, service.stop)
+        except StartupInterrupted as exc:
+            return exc
+        return None
+
+    started = time.monotonic()
+    with caplog.at_level("INFO", "streamer"):
+        interrupted = await asyncio.wait_for(run(), 10)
+    elapsed_s = time.monotonic() - started
+
+    assert elapsed_s < 3, "start must not run to its end"
+    assert interrupted is not None and interrupted.code == 128 + stop_signal
+    assert service.calls == ["start", "start cancelled", "stop"]
+    assert f"{stop_signal.name}: already stopping" in caplog.text
+    assert capsys.readouterr().err.splitlines() == [
+        f"interrupted: {stop_signal.name} during startup; stopped before the service ran"
+    ]

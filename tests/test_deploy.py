@@ -26,6 +26,7 @@ from tritonclient.grpc import model_config_pb2
 from streamer.app import required_models
 from streamer.config import StreamerConfig, load_config
 from streamer.core.assets import PROJECT_ROOT
+from streamer.metrics.server import HEALTH_PATH, PROBE_PATHS, READY_PATH
 
 DEPLOY = PROJECT_ROOT / "deploy"
 REPOSITORY = PROJECT_ROOT / "model_repository"
@@ -54,6 +55,7 @@ MODEL_FOLDER_MENTION = re.compile(r"model_repository/([a-z0-9_]+)/")
 LOAD_MODEL_MENTION = re.compile(r"--load-model=([a-z0-9_]+)")
 LOAD_MODEL_ARGUMENT = re.compile(r"^--load-model=(.+)$")
 PROTOBUF_BLOCK = re.compile(r"```protobuf\n(.*?)```", re.DOTALL)
+LOCAL_PROBE_URL = re.compile(r"http://127\.0\.0\.1:(\d+)(/[A-Za-z0-9_/.-]*)")
 
 
 def relative(path: Path) -> str:
@@ -314,3 +316,54 @@ def test_external_example_config_runs_the_sample_clip_without_any_variables() ->
     assert (config.triton.mode, config.triton.shared_memory) == ("external", "off")
     assert host_and_port(config.triton.url)[1] == 8001
     assert all(camera.is_file and camera.file_path.is_file() for camera in config.cameras)
+
+
+def dockerfile_instruction(name: str) -> str:
+    """One instruction with its continuation lines joined."""
+    text = DOCKERFILE.read_text(encoding="utf-8").replace("\\\n", " ")
+    lines = [line for line in text.splitlines() if line.split()[:1] == [name]]
+    assert len(lines) == 1, f"Dockerfile: expected one {name}"
+    return lines[0]
+
+
+def local_probe(command: str) -> tuple[int, str]:
+    """(port, path) of the loopback URL a health check command fetches, with Python's urllib."""
+    assert "urllib.request.urlopen" in command and "curl" not in command, command
+    found = LOCAL_PROBE_URL.findall(command)
+    assert len(found) == 1, f"expected one http://127.0.0.1:PORT/PATH in {command!r}"
+    return int(found[0][0]), found[0][1]
+
+
+def test_probe_paths_are_the_servers_open_health_endpoints() -> None:
+    assert {HEALTH_PATH, READY_PATH} == PROBE_PATHS == {"/healthz", "/readyz"}
+
+
+def test_kubernetes_probes_check_liveness_on_healthz_and_readiness_on_readyz() -> None:
+    container = only_container(STREAMER_DEPLOYMENT)
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    probes = {kind: container.get(kind, {}).get("httpGet", {}) for kind in
+              ("startupProbe", "livenessProbe", "readinessProbe")}
+    assert {kind: probe.get("path") for kind, probe in probes.items()} == {
+        "startupProbe": HEALTH_PATH, "livenessProbe": HEALTH_PATH, "readinessProbe": READY_PATH
+    }
+    dashboard_ports = {(c.dashboard.host, c.dashboard.port) for c in group_configs()}
+    for kind, probe in probes.items():
+        assert "httpHeaders" not in probe, f"{kind}: the probes need no token"
+        port = ports.get(probe["port"], probe["port"])
+        assert dashboard_ports == {("0.0.0.0", port)}, f"{kind} probes port {port}: {dashboard_ports}"
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 30, "allow for a slow start"
+    assert container["livenessProbe"]["failureThreshold"] >= 3, "one slow answer must not restart"
+    service = load_yaml(STREAMER_SERVICE)
+    assert service["spec"].get("publishNotReadyAddresses") is True, "dashboard reachable when not ready"
+
+
+def test_docker_and_compose_health_checks_fetch_healthz_on_the_dashboard_port() -> None:
+    config = load_config(COMPOSE_CONFIG, env=compose_streamer_environment())
+    exposed = int(dockerfile_instruction("EXPOSE").split()[1])
+    image_check = dockerfile_instruction("HEALTHCHECK")
+    compose_check = " ".join(compose_services()["streamer"]["healthcheck"]["test"])
+
+    assert exposed == config.dashboard.port
+    assert local_probe(image_check) == (config.dashboard.port, HEALTH_PATH)
+    assert local_probe(compose_check) == (config.dashboard.port, HEALTH_PATH)

@@ -83,3 +83,47 @@ def test_signal_stops_service_and_its_triton_without_leftovers(
     assert not [pid for pid in servers if is_running(pid)]
     # this service's regions (its own and its server's) are named after its pid
     assert not [p for p in os.listdir("/dev/shm") if p.startswith(f"streamer_{service.pid}_")], err
+
+
+STARTUP_SIGNAL_EXIT_LIMIT_S = 8.0
+STARTED_LINE = "dashboard at "  # logged just before the pipeline starts waiting for Triton
+
+
+@pytest.mark.parametrize(
+    ("stop_signal", "exit_code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"]
+)
+def test_signal_while_waiting_for_an_unreachable_triton_exits_at_once(
+    tmp_path: Path, sample_clip: Path, stop_signal: signal.Signals, exit_code: int
+) -> None:
+    config = tmp_path / "unreachable.yaml"
+    config.write_text(
+        "triton:\n  mode: external\n  url: 127.0.0.1:9\n  startup_timeout_s: 60\n"
+        "dashboard:\n  port: 0\n"
+        f"cameras:\n  - name: lobby\n    url: {sample_clip}\n    loop: true\n"
+    )
+    service = subprocess.Popen(
+        [sys.executable, "-m", "streamer.cli", "run", str(config)],
+        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert service.stderr is not None
+        early: list[str] = []
+        while not early or STARTED_LINE not in early[-1]:
+            line = service.stderr.readline()
+            assert line, f"service ended early: {''.join(early)}"
+            early.append(line)
+        time.sleep(1.0)  # well inside the 60 s it would wait for Triton
+        signalled = time.monotonic()
+        service.send_signal(stop_signal)
+        _out, rest = service.communicate(timeout=30)
+        exit_s = time.monotonic() - signalled
+    finally:
+        if service.poll() is None:
+            service.kill()
+    err = "".join(early) + rest
+    assert exit_s < STARTUP_SIGNAL_EXIT_LIMIT_S, err
+    assert service.returncode == exit_code, err
+    assert err.splitlines()[-1] == (
+        f"interrupted: {stop_signal.name} during startup; stopped before the service ran"
+    )
+    assert err.count("pipeline stopped") == 1 and "Traceback" not in err

@@ -29,31 +29,115 @@ def run_async(main: Coroutine[Any, Any, int]) -> int:
         return runner.run(main)
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNAL_EXIT_BASE = 128  # shells report "ended by signal N" as 128 + N: 130 Ctrl-C, 143 SIGTERM
+STOP_LIMIT_S = 60.0  # a guard against a hang; sinks flush and Triton stops well within it
+
+
+class StartupInterrupted(SystemExit):
+    """A signal arrived before start() finished: exit code 128 + its number (130, 143).
+
+    Not 0 as after a normal run: a supervisor or script should see that the service never ran.
+    """
+
+    def __init__(self, sig: signal.Signals) -> None:
+        super().__init__(SIGNAL_EXIT_BASE + sig)
+        self.signal = sig
+
+
 async def run_until_signal(
     start: Callable[[], Awaitable[None]],
     wait: Callable[[], Awaitable[None]],
     stop: Callable[[], Awaitable[None]],
+    *,
+    stop_limit_s: float = STOP_LIMIT_S,
 ) -> None:
-    """Start, then stop cleanly on SIGINT/SIGTERM or when `wait` returns by itself."""
+    """Start, then stop cleanly on SIGINT/SIGTERM or when `wait` returns by itself.
+
+    The first signal counts at any moment: start() may wait minutes for Triton, so it runs as a
+    task that the signal cancels (raising StartupInterrupted after the stop); later signals are
+    only logged. stop() runs exactly once whatever happened, bounded by `stop_limit_s`.
+    """
     loop = asyncio.get_running_loop()
+    received: list[signal.Signals] = []
     stop_requested = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+
+    def on_signal(sig: signal.Signals) -> None:
+        if received:
+            log.info("%s: already stopping", sig.name)
+            return
+        received.append(sig)
+        log.info("stopping (%s)", sig.name)
+        stop_requested.set()
+
+    for sig in STOP_SIGNALS:
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop_requested.set)
+            loop.add_signal_handler(sig, on_signal, sig)
+    started = False
+    waiter: asyncio.Future[None] | None = None
     try:
-        await start()
-        waiter = asyncio.ensure_future(wait())
-        stopper = asyncio.ensure_future(stop_requested.wait())
-        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if stop_requested.is_set():
-            log.info("stopping (signal)")
-        waiter.cancel()
-        stopper.cancel()
+        started = await _start_unless_stopped(start, stop_requested, stop_limit_s)
+        if started:
+            waiter = asyncio.ensure_future(wait())
+            await _until_done_or_set(waiter, stop_requested)
     finally:
-        await stop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.remove_signal_handler(sig)
+        try:
+            await _bounded(stop, stop_limit_s)
+        finally:
+            for sig in STOP_SIGNALS:
+                with contextlib.suppress(NotImplementedError):
+                    loop.remove_signal_handler(sig)
+            if waiter is not None:
+                waiter.cancel()  # wait() ends by itself once stop() stopped the cameras
+    if waiter is not None and waiter.done() and not waiter.cancelled():
+        waiter.result()  # wait() failing is an error of the run
+    if not started:
+        print(
+            f"interrupted: {received[0].name} during startup; stopped before the service ran",
+            file=sys.stderr,
+        )
+        raise StartupInterrupted(received[0])
+
+
+async def _until_done_or_set(task: asyncio.Future[None], event: asyncio.Event) -> None:
+    """Return when `task` ends or `event` is set, whichever comes first; `task` keeps running."""
+    setter = asyncio.ensure_future(event.wait())
+    either: set[asyncio.Future[Any]] = {task, setter}
+    try:
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        setter.cancel()
+
+
+async def _start_unless_stopped(
+    start: Callable[[], Awaitable[None]], stop_requested: asyncio.Event, unwind_limit_s: float
+) -> bool:
+    """True once start() ends (its exception propagates), False when a stop request came first.
+
+    Then start() is cancelled and given `unwind_limit_s` to run its own except/finally (the
+    pipeline stops what it had started), so that stop() afterwards finds a settled state.
+    """
+    task = asyncio.ensure_future(start())
+    await _until_done_or_set(task, stop_requested)
+    if task.done() and not task.cancelled():
+        task.result()
+        return True
+    task.cancel()
+    await asyncio.wait({task}, timeout=unwind_limit_s)
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        log.debug("start ended with an error once cancelled", exc_info=task.exception())
+    return False
+
+
+async def _bounded(stop: Callable[[], Awaitable[None]], limit_s: float) -> None:
+    """stop(), but never longer than `limit_s`: a hung component must not keep the process alive."""
+    task = asyncio.ensure_future(stop())
+    done, _ = await asyncio.wait({task}, timeout=limit_s)
+    if not done:
+        log.error("stopping took longer than %.0f s; exiting anyway", limit_s)
+        task.cancel()
+        return
+    task.result()
 
 
 def load_config_or_exit(path: str) -> StreamerConfig:

@@ -54,7 +54,14 @@ class MetricsConfig(Section):
         default_factory=lambda: list(DEFAULT_STAGE_BUCKETS_S),
         description="Histogram buckets of per-stage latency, seconds.",
     )
-
+    ready_min_streaming_ratio: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="/readyz answers 200 only while at least this share of the enabled cameras "
+        "is streaming (cameras whose file finished are left out); 0 = cameras never block "
+        "readiness, only the inference server does.",
+    )
 
 
 class DashboardConfig(Section):

@@ -1,8 +1,11 @@
-"""The HTTP side: dashboard page, live updates (SSE), snapshots, JSON state and /metrics (aiohttp).
+"""The HTTP side: dashboard page, live updates (SSE), snapshots, JSON state, /metrics and the
+health probes /healthz and /readyz (aiohttp).
 
 Everything is served from the package (the machines are offline: no CDN). With a token set, every
-request except the page's static code must carry it, as `Authorization: Bearer TOKEN` or
-`?token=TOKEN` (browsers: EventSource cannot send headers).
+request except the page's static code and the two probes must carry it, as `Authorization: Bearer
+TOKEN` or `?token=TOKEN` (browsers: EventSource cannot send headers). The probes are open because
+Kubernetes and Docker cannot send a secret; so they tell only what a supervisor needs (up or not,
+why, counts) and never a URL.
 """
 
 from __future__ import annotations
@@ -10,6 +13,11 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
+import re
+import time
+from collections import Counter
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +25,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streamer.config import DashboardConfig, MetricsConfig
+from streamer.core.redaction import scrub
+from streamer.core.stats import CameraStats, ServerStats
 from streamer.metrics.monitor import PipelineMonitor
 from streamer.metrics.snapshots import SnapshotStore
 
@@ -30,6 +40,14 @@ STATIC_TYPES = {
     "favicon.svg": "image/svg+xml",
 }
 INDEX_FILE = "index.html"
+HEALTH_PATH = "/healthz"  # liveness: the event loop answers
+READY_PATH = "/readyz"  # readiness: inference server up, enough cameras streaming
+PROBE_PATHS = frozenset({HEALTH_PATH, READY_PATH})  # served without the token: probes send none
+STREAMING_STATE = "streaming"
+FINISHED_STATE = "finished"  # a file that ended: neither needed nor held against readiness
+NOT_STARTED_STATE = "not started"  # enabled in the config, not registered by the pipeline yet
+URL_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s()<>'\"]+")
+NAMED_CAMERAS_MAX = 5
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -65,6 +83,7 @@ class DashboardServer:
         self._token = settings.token.get_secret_value().encode() if settings.token else None
         self._runner: web.AppRunner | None = None
         self._stopping = False
+        self._created_monotonic = time.monotonic()
         self._files = {name: (STATIC_DIR / name).read_bytes() for name in (INDEX_FILE, *STATIC_TYPES)}
 
     @property
@@ -81,6 +100,8 @@ class DashboardServer:
         app.router.add_get("/api/events", self._events)
         app.router.add_get("/api/snapshot/{camera}", self._snapshot)
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_get(HEALTH_PATH, self._healthz)
+        app.router.add_get(READY_PATH, self._readyz)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.settings.shutdown_timeout_s)
         await runner.setup()
         site = web.TCPSite(runner, self.settings.host, self.settings.port)
@@ -110,7 +131,7 @@ class DashboardServer:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if self._token is not None and not request.path.startswith(STATIC_PREFIX):
+        if self._token is not None and not self._is_public(request.path):
             supplied = request.query.get("token")
             header = request.headers.get("Authorization", "")
             if supplied is None and header.lower().startswith("bearer "):
@@ -124,6 +145,11 @@ class DashboardServer:
             for key, value in SECURITY_HEADERS.items():
                 response.headers.setdefault(key, value)
         return response
+
+    @staticmethod
+    def _is_public(path: str) -> bool:
+        """Static page code and the two probes, matched exactly: nothing else skips the token."""
+        return path.startswith(STATIC_PREFIX) or path in PROBE_PATHS
 
     @staticmethod
     def _refuse(status: int, reason: str) -> web.Response:
@@ -185,3 +211,92 @@ class DashboardServer:
             raise web.HTTPNotFound(text="metrics are disabled (metrics.enabled: false)")
         body = generate_latest(self.monitor.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    # -- health -----------------------------------------------------------------------------------
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        """Liveness: an answer proves the event loop runs. Nothing else is checked, since a restart
+        cures a hung loop but brings back neither Triton nor a camera (that is /readyz's part)."""
+        uptime_s = round(time.monotonic() - self._created_monotonic, 1)
+        return web.json_response({"status": "ok", "uptime_s": uptime_s})
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        ready, body = self.readiness()
+        return web.json_response(body, status=200 if ready else 503)
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, JSON body saying why): read from the stats registry only, like every reader."""
+        stats = self.monitor.stats
+        inference_reasons, inference = inference_readiness(
+            stats.server(), stats.models(), time.monotonic(), self.monitor.secrets
+        )
+        camera_reasons, cameras = camera_readiness(
+            stats.cameras(), self.monitor.cameras, self.metrics.ready_min_streaming_ratio
+        )
+        reasons = (["service is stopping"] if self._stopping else []) + inference_reasons + camera_reasons
+        body = {"ready": not reasons, "reasons": reasons, "inference": inference, "cameras": cameras}
+        return not reasons, body
+
+
+def inference_readiness(
+    server: ServerStats | None, models: Iterable[str], now: float, secrets: Iterable[str]
+) -> tuple[list[str], dict[str, Any]]:
+    """Why the inference server keeps the service from being ready (none: it is up with models)."""
+    if server is None:
+        return ["inference server not started"], {"up": False, "models": []}
+    loaded = sorted(models)
+    down_for_s = None
+    if not server.up and server.down_since_monotonic is not None:
+        down_for_s = round(max(0.0, now - server.down_since_monotonic), 1)
+    error = public_error(server.last_error, server.url, secrets)
+    body = {
+        "up": server.up,
+        "mode": server.mode,
+        "restarts": server.restarts,
+        "down_for_s": down_for_s,
+        "last_error": error,
+        "models": loaded,
+    }
+    if not server.up:
+        since = "" if down_for_s is None else f" for {down_for_s} s"
+        return [f"inference server down{since}: {error or 'no error reported'}"], body
+    if not loaded:
+        return ["inference server up, but no model is ready yet"], body
+    return [], body
+
+
+def public_error(error: str | None, server_url: str, secrets: Iterable[str]) -> str | None:
+    """The error without the server's address, any URL or camera credentials: probes need no token."""
+    if error is None:
+        return None
+    text = URL_PATTERN.sub("<url>", scrub(error, secrets) or "")
+    return text.replace(server_url, "<server>") if server_url else text
+
+
+def camera_readiness(
+    registered: dict[str, CameraStats], enabled: Collection[str], min_ratio: float
+) -> tuple[list[str], dict[str, Any]]:
+    """Whether enough cameras stream. Finished files are left out; enabled but unregistered
+    cameras (the pipeline is still starting) count as not streaming."""
+    states = {name: NOT_STARTED_STATE for name in enabled}
+    states.update({name: camera.state for name, camera in registered.items()})
+    counted = {name: state for name, state in states.items() if state != FINISHED_STATE}
+    streaming = sum(state == STREAMING_STATE for state in counted.values())
+    required = math.ceil(min_ratio * len(counted) - 1e-9)
+    body = {
+        "streaming": streaming,
+        "total": len(states),
+        "finished": len(states) - len(counted),
+        "required": required,
+        "states": dict(Counter(states.values())),
+    }
+    if streaming >= required:
+        return [], body
+    idle = [f"{name} ({state})" for name, state in counted.items() if state != STREAMING_STATE]
+    more = len(idle) - NAMED_CAMERAS_MAX
+    named = ", ".join(idle[:NAMED_CAMERAS_MAX]) + (f" and {more} more" if more > 0 else "")
+    reason = (
+        f"{streaming} of {len(counted)} cameras streaming, {required} needed "
+        f"(metrics.ready_min_streaming_ratio {min_ratio:g}): {named}"
+    )
+    return [reason], body
