@@ -302,6 +302,7 @@ class PipelineMonitor:
                     "reconnects": source.reconnects if source else 0,
                     "stream_errors": source.errors if source else 0,
                     "inference_errors": counters.inference_errors if counters else 0,
+                    "processing_restarts": counters.processing_restarts if counters else 0,
                     "history": {
                         "fps": list(watch.fps_history),
                         "latency_ms": list(watch.latency_history),
@@ -339,9 +340,22 @@ class PipelineMonitor:
             "time": time.time(),
             "uptime_s": round(time.time() - self.started_at, 1),
             "sample_interval_s": self.settings.sample_interval_s,
+            "inference": self._server_state(),
             "cameras": cameras,
             "models": models,
             "sinks": sinks,
+        }
+
+    def _server_state(self) -> dict[str, Any] | None:
+        server = self.stats.server()
+        if server is None:
+            return None
+        down_since = server.down_since_monotonic
+        return {
+            "mode": server.mode,
+            "up": server.up,
+            "restarts": server.restarts,
+            "down_for_s": None if down_since is None else round(time.monotonic() - down_since, 1),
         }
 
     def sink_stats(self) -> Iterator[tuple[str, Any]]:
@@ -369,9 +383,27 @@ class _PipelineCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         yield from self._cameras()
+        yield from self._server()
         yield from self._models()
         yield from self._stages()
         yield from self._sinks()
+
+    def _server(self) -> Iterator[Metric]:
+        server = self.monitor.stats.server()
+        up = GaugeMetricFamily(
+            "streamer_inference_server_up",
+            "1 when the inference server is up and its models ready; 0 while it is down.",
+            labels=["mode"],
+        )
+        restarts = CounterMetricFamily(
+            "streamer_inference_server_restarts",
+            "Times the inference server was brought back (restarted or reconnected) after a failure.",
+            labels=["mode"],
+        )
+        if server is not None:
+            up.add_metric([server.mode], 1.0 if server.up else 0.0)
+            restarts.add_metric([server.mode], server.restarts)
+        yield from (up, restarts)
 
     def _stages(self) -> Iterator[Metric]:
         """Every counter a stage registers (e.g. identities: face detections, embeddings, events)."""
@@ -413,6 +445,9 @@ class _PipelineCollector(Collector):
         reconnects = counter("reconnects", "Reconnections after a stream ended, stalled or failed.")
         stream_errors = counter("stream_errors", "Errors opening or reading the stream.")
         inference_errors = counter("inference_errors", "Frames lost to failed inference requests.")
+        restarts = counter(
+            "processing_restarts", "Times the camera's processing failed unexpectedly and restarted."
+        )
         decoded_fps = gauge("decoded_fps", "Frames decoded per second (recent window).")
         processed_fps = gauge("processed_fps", "Frames processed per second (recent window).")
         quality = gauge(
@@ -438,6 +473,7 @@ class _PipelineCollector(Collector):
                 reconnects.add_metric([name], source.reconnects)
                 stream_errors.add_metric([name], source.errors)
                 inference_errors.add_metric([name], source.inference_errors)
+                restarts.add_metric([name], source.processing_restarts)
             decoded_fps.add_metric([name], watch.decoded_fps)
             processed_fps.add_metric([name], watch.processed_fps)
             quality.add_metric([name], watch.quality)
@@ -448,7 +484,7 @@ class _PipelineCollector(Collector):
             info.add_metric([name, watch.source], 1.0)
         yield from (
             decoded, processed, skipped, dropped, reconnects, stream_errors, inference_errors,
-            decoded_fps, processed_fps, quality, up, status, tracks, info,
+            restarts, decoded_fps, processed_fps, quality, up, status, tracks, info,
         )
 
     def _models(self) -> Iterator[Metric]:

@@ -253,6 +253,13 @@ function renderSummary(state) {
     [formatNumber(fps, 1), " fps processed · up "],
     [formatDuration(state.uptime_s), ""],
   ];
+  const inference = state.inference;
+  if (inference && !inference.up) {
+    const since = inference.down_for_s === null ? "" : ` for ${formatDuration(inference.down_for_s)}`;
+    parts.push([" · INFERENCE SERVER DOWN", since]);
+  } else if (inference && inference.restarts) {
+    parts.push([` · ${inference.restarts}`, " inference server restarts"]);
+  }
   for (const [strong, rest] of parts) {
     const b = document.createElement("b");
     b.textContent = strong;
