@@ -6,7 +6,9 @@ new tracks, expiry of lost tracks, duplicate removal. Deliberate differences: id
 when a track is confirmed (no gaps left by one-frame false positives) and per instance; a lost
 track expires exactly `max_frames_lost` frames after it was last seen (the reference, by the
 order of its list updates, keeps it matchable one frame longer); IoU uses continuous
-coordinates (no +1 pixel).
+coordinates (no +1 pixel); detection-score thresholds are inclusive (a score equal to
+`track_high_thresh`, `track_low_thresh` or `new_track_thresh` passes it), where the reference
+compares with a strict `>`.
 """
 
 from __future__ import annotations

@@ -221,6 +221,7 @@ class EmbeddedTritonServer:
 
     async def stop(self) -> None:
         process, self._process = self._process, None
+        died = process is not None and process.returncode is not None  # killed, crashed
         if process is not None and process.returncode is None:
             for sig, grace in ((signal.SIGINT, STOP_GRACE_S), (signal.SIGTERM, KILL_GRACE_S)):
                 with contextlib.suppress(ProcessLookupError):
@@ -236,23 +237,25 @@ class EmbeddedTritonServer:
                 await process.wait()
             log.info("embedded Triton stopped (exit code %s)", process.returncode)
         if process is not None:
-            await self._reap_process_group(process.pid)
+            # A server that died leaves its Python-backend stubs orphaned: no grace for them.
+            await self._reap_process_group(process.pid, grace_s=0.0 if died else KILL_GRACE_S)
         self._remove_leftover_shm()
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None
 
-    async def _reap_process_group(self, group: int) -> None:
+    async def _reap_process_group(self, group: int, grace_s: float) -> None:
         """Python-backend stubs share the server's process group and may outlive it briefly."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + KILL_GRACE_S
+        deadline = loop.time() + grace_s
         while True:
             try:
                 os.killpg(group, 0)
             except (ProcessLookupError, PermissionError):
                 return
-            if loop.time() > deadline:
-                log.warning("embedded Triton left processes behind; killing them")
+            if loop.time() >= deadline:
+                if grace_s:
+                    log.warning("embedded Triton left processes behind; killing them")
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(group, signal.SIGKILL)
                 return
