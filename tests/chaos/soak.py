@@ -40,6 +40,7 @@ CLIP = PROJECT_ROOT / "sample_videos" / "vtest_pedestrians.mp4"
 RTSP_OUTAGE_S = 3.0
 PREFIX = "soak"
 LIFECYCLE = {"new", "update", "end"}
+OTHERS_WINDOW_S = 10.0
 RESUME_GAP_S = 0.5  # the cameras deliver 10 results a second: a longer pause is an outage
 
 
@@ -71,6 +72,11 @@ class Ledger(Sink):
     async def stop(self) -> None:
         pass
 
+    def rate(self, cameras: list[str], start: float, end: float) -> float:
+        """Results per second of `cameras` together between `start` and `end`."""
+        count = sum(start <= t < end for camera in cameras for t in self.results[camera])
+        return count / (end - start)
+
     def resumed(self, cameras: list[str], fault_at: float, ended: float) -> float | None:
         """When results flowed again for every one of `cameras` after a fault (the slowest).
 
@@ -101,6 +107,7 @@ class Fault:
     ended_s: float
     cameras: list[str]
     frames_again_after_s: float | None = None
+    others_fps_ratio: float | None = None  # untouched cameras: FPS in the 10 s after / 10 s before
 
 
 @dataclass
@@ -187,6 +194,12 @@ async def soak(minutes: float, cameras: int, every_s: float, scratch: Path) -> R
                 ended = started + fault.ended_s
                 back = ledger.resumed(fault.cameras, started + fault.at_s, ended)
                 fault.frames_again_after_s = None if back is None else round(back - ended, 1)
+                others = [name for name in names if name not in fault.cameras]
+                at = started + fault.at_s
+                if others:
+                    before = ledger.rate(others, at - OTHERS_WINDOW_S, at)
+                    after = ledger.rate(others, at, at + OTHERS_WINDOW_S)
+                    fault.others_fps_ratio = round(after / before, 3) if before else None
         report.rss_end_mib = round(rss_mib(), 1)
     finally:
         await pipeline.stop()
