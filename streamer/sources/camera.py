@@ -266,6 +266,8 @@ class CameraSource:
         """Decode until the stream ends (True) or the source is stopped (False).
 
         A packet that fails to decode is skipped (counted): the next keyframe recovers the picture.
+        The source says `streaming` at the first decoded frame, not when the stream opens: a file
+        or stream that opens but yields no frame stays `connecting`/`backoff`/`failed`.
 
         Packets are demuxed and decoded separately so that `decode` in a frame's timings is
         decoding work, not waiting for the network. A frame's capture time is when its packet
@@ -276,7 +278,6 @@ class CameraSource:
         stream = container.streams.video[0]
         if stream.average_rate:
             self.counters.source_fps = float(stream.average_rate)
-        self._set_status(CameraState.STREAMING)
         min_interval = 1.0 / self.config.max_fps if self.config.max_fps else 0.0
         realtime = self.config.is_file and self.config.pacing == "realtime"
         backpressure = self.config.is_file and self.config.pacing == "fast"
@@ -316,6 +317,7 @@ class CameraSource:
                 attempt.last_frame_monotonic = now
                 if attempt.first_frame_monotonic is None:
                     attempt.first_frame_monotonic = now
+                    self._set_status(CameraState.STREAMING)
                 if now - window_start >= FPS_WINDOW_S:
                     self.counters.decode_fps = window_frames / (now - window_start)
                     window_start, window_frames = now, 0
