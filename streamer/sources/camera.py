@@ -278,10 +278,12 @@ class CameraSource:
         stream = container.streams.video[0]
         if stream.average_rate:
             self.counters.source_fps = float(stream.average_rate)
+        frame_s = 1.0 / float(stream.average_rate) if stream.average_rate else 0.0
         min_interval = 1.0 / self.config.max_fps if self.config.max_fps else 0.0
         realtime = self.config.is_file and self.config.pacing == "realtime"
         backpressure = self.config.is_file and self.config.pacing == "fast"
         first_packet_s: float | None = None
+        end_s = 0.0  # video time at the end of the last packet, from the first packet
         wall_start = time.monotonic()
         last_kept_s = -float("inf")
         window_start, window_frames = time.monotonic(), 0
@@ -296,6 +298,8 @@ class CameraSource:
                 wait = (packet_s - first_packet_s) - (time.monotonic() - wall_start)
                 if wait > 0 and self._stop.wait(wait):
                     return False
+                duration_s = float(packet.duration * packet.time_base) if packet.duration else frame_s
+                end_s = max(end_s, packet_s - first_packet_s + duration_s)
             if backpressure:
                 self._slot.wait_until_free(self._stop)
             capture_ts, captured_monotonic = time.time(), time.monotonic()
@@ -341,4 +345,6 @@ class CameraSource:
                     self._slot.wait_until_free(self._stop)
                 self._slot.put(frame)
                 self.counters.last_handed_monotonic = time.monotonic()
-        return True
+        # In real time the last frame lasts its duration too: a short looping file keeps its rate.
+        wait = end_s - (time.monotonic() - wall_start)
+        return not (realtime and wait > 0 and self._stop.wait(wait))
