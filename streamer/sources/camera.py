@@ -248,13 +248,19 @@ class CameraSource:
     def _attempt(self, safe_url: str) -> Attempt:
         """Open the stream and decode until it ends, fails or the source is stopped."""
         attempt = Attempt()
+        started = time.monotonic()
         try:
             with open_stream(self.config) as container:
                 attempt.ended = self._decode(container, attempt)
         except Exception as exc:  # PyAV raises many types (OSError, TimeoutError, av errors)
             self.counters.errors += 1
             attempt.error = f"{type(exc).__name__}: {exc}".replace(self.config.url, safe_url)
-            attempt.permanent = isinstance(exc, (*PERMANENT_ERRORS, NoVideo)) and attempt.frames == 0
+            # FFmpeg reports an RTSP server that accepts the connection but never answers, once
+            # open_timeout_s has passed, as invalid data: a stream that waited that long is out.
+            waited_out = not self.config.is_file and time.monotonic() - started >= self.config.open_timeout_s
+            attempt.permanent = (
+                isinstance(exc, (*PERMANENT_ERRORS, NoVideo)) and attempt.frames == 0 and not waited_out
+            )
             self.counters.last_error = attempt.error
             if self.config.is_file and attempt.frames > 0:
                 # A broken tail of a file ends it; replaying it would duplicate every event.
