@@ -248,13 +248,19 @@ class CameraSource:
     def _attempt(self, safe_url: str) -> Attempt:
         """Open the stream and decode until it ends, fails or the source is stopped."""
         attempt = Attempt()
+        started = time.monotonic()
         try:
             with open_stream(self.config) as container:
                 attempt.ended = self._decode(container, attempt)
         except Exception as exc:  # PyAV raises many types (OSError, TimeoutError, av errors)
             self.counters.errors += 1
             attempt.error = f"{type(exc).__name__}: {exc}".replace(self.config.url, safe_url)
-            attempt.permanent = isinstance(exc, (*PERMANENT_ERRORS, NoVideo)) and attempt.frames == 0
+            # FFmpeg reports an RTSP server that accepts the connection but never answers, once
+            # open_timeout_s has passed, as invalid data: a stream that waited that long is out.
+            waited_out = not self.config.is_file and time.monotonic() - started >= self.config.open_timeout_s
+            attempt.permanent = (
+                isinstance(exc, (*PERMANENT_ERRORS, NoVideo)) and attempt.frames == 0 and not waited_out
+            )
             self.counters.last_error = attempt.error
             if self.config.is_file and attempt.frames > 0:
                 # A broken tail of a file ends it; replaying it would duplicate every event.
@@ -266,6 +272,8 @@ class CameraSource:
         """Decode until the stream ends (True) or the source is stopped (False).
 
         A packet that fails to decode is skipped (counted): the next keyframe recovers the picture.
+        The source says `streaming` at the first decoded frame, not when the stream opens: a file
+        or stream that opens but yields no frame stays `connecting`/`backoff`/`failed`.
 
         Packets are demuxed and decoded separately so that `decode` in a frame's timings is
         decoding work, not waiting for the network. A frame's capture time is when its packet
@@ -276,11 +284,12 @@ class CameraSource:
         stream = container.streams.video[0]
         if stream.average_rate:
             self.counters.source_fps = float(stream.average_rate)
-        self._set_status(CameraState.STREAMING)
+        frame_s = 1.0 / float(stream.average_rate) if stream.average_rate else 0.0
         min_interval = 1.0 / self.config.max_fps if self.config.max_fps else 0.0
         realtime = self.config.is_file and self.config.pacing == "realtime"
         backpressure = self.config.is_file and self.config.pacing == "fast"
         first_packet_s: float | None = None
+        end_s = 0.0  # video time at the end of the last packet, from the first packet
         wall_start = time.monotonic()
         last_kept_s = -float("inf")
         window_start, window_frames = time.monotonic(), 0
@@ -295,6 +304,8 @@ class CameraSource:
                 wait = (packet_s - first_packet_s) - (time.monotonic() - wall_start)
                 if wait > 0 and self._stop.wait(wait):
                     return False
+                duration_s = float(packet.duration * packet.time_base) if packet.duration else frame_s
+                end_s = max(end_s, packet_s - first_packet_s + duration_s)
             if backpressure:
                 self._slot.wait_until_free(self._stop)
             capture_ts, captured_monotonic = time.time(), time.monotonic()
@@ -316,6 +327,7 @@ class CameraSource:
                 attempt.last_frame_monotonic = now
                 if attempt.first_frame_monotonic is None:
                     attempt.first_frame_monotonic = now
+                    self._set_status(CameraState.STREAMING)
                 if now - window_start >= FPS_WINDOW_S:
                     self.counters.decode_fps = window_frames / (now - window_start)
                     window_start, window_frames = now, 0
@@ -339,4 +351,6 @@ class CameraSource:
                     self._slot.wait_until_free(self._stop)
                 self._slot.put(frame)
                 self.counters.last_handed_monotonic = time.monotonic()
-        return True
+        # In real time the last frame lasts its duration too: a short looping file keeps its rate.
+        wait = end_s - (time.monotonic() - wall_start)
+        return not (realtime and wait > 0 and self._stop.wait(wait))
