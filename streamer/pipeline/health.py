@@ -48,7 +48,7 @@ class CameraWatchdog:
 
     def __init__(
         self,
-        stall_after_s: Callable[[str], float],
+        stall_after_s: float,
         server: Callable[[], ServerStats | None],
         on_change: StateCallback,
         secrets: list[str],
@@ -60,7 +60,7 @@ class CameraWatchdog:
 
     def evaluate(self, stats: CameraStats, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
-        state, detail = derive_state(stats, self._server(), self._stall_after_s(stats.name), now)
+        state, detail = derive_state(stats, self._server(), self._stall_after_s, now)
         detail = scrub(detail, self._secrets)
         if state == stats.state:
             stats.detail = detail  # the reason may sharpen (seconds stalled) without news

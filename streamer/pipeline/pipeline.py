@@ -83,7 +83,7 @@ class Pipeline:
         self.cameras: dict[str, CameraRuntime] = {}
         self.started_monotonic = 0.0
         self.watchdog = CameraWatchdog(
-            stall_after_s=lambda _camera: config.metrics.stall_after_s,
+            stall_after_s=config.metrics.stall_after_s,
             server=self.registry.server,
             on_change=self._camera_state_changed,
             secrets=url_secrets(camera.url for camera in config.cameras),

@@ -118,7 +118,7 @@ def test_connecting_finished_and_stopped_pass_through_without_a_reason(state: Ca
 def test_watchdog_reports_each_change_once_with_secrets_scrubbed(caplog: pytest.LogCaptureFixture) -> None:
     changes: list[tuple[CameraState, str | None]] = []
     watchdog = CameraWatchdog(
-        stall_after_s=lambda _name: STALL_S,
+        stall_after_s=STALL_S,
         server=lambda: server(),
         on_change=lambda stats: changes.append((stats.state, stats.detail)),
         secrets=["rtsp://user:hunter2@camera/stream", "hunter2"],
