@@ -3,6 +3,11 @@
 Enrolment runs the served face models (an embedded Triton started for the command, or the
 external server of the configuration) through the very classes the pipeline uses, so enrolled and
 live faces are detected, aligned and embedded identically.
+
+Every command uses the store the service would use with the same `--config` (`store_path`):
+a relative `identities.faces_store` in a config file is relative to that file, and without
+`--config` it is the default `data/faces.npz` in the project. Each names the store's absolute
+path, so enrolling into a file the service does not read shows at once.
 """
 
 from __future__ import annotations
@@ -31,7 +36,12 @@ def add_faces_parser(commands: Any) -> None:
     remove.add_argument("name")
     for action in (enroll, listing, remove):
         action.add_argument("--config", help="YAML configuration (store path, models, Triton)")
-        action.add_argument("--store", type=Path, help="faces store file (default: from CONFIG)")
+        action.add_argument(
+            "--store",
+            type=Path,
+            help="faces store file (default: identities.faces_store of CONFIG, else "
+            "data/faces.npz in the project)",
+        )
     faces.set_defaults(handler=cmd_faces)
 
 
@@ -43,32 +53,43 @@ def _config(path: str | None) -> StreamerConfig:
 
 
 def cmd_faces(args: argparse.Namespace) -> int:
-    from streamer.identities.enrolment import FaceStore
-    from streamer.identities.stage import resolve_store_path
+    from streamer.identities.enrolment import FaceStore, store_path
 
     config = _config(args.config)
-    path = args.store or resolve_store_path(config)
     try:
-        store = FaceStore(path)
+        store = FaceStore(args.store or store_path(config))
+        if args.faces_action == "list":
+            return _list(store)
+        if args.faces_action == "remove":
+            return _remove(store, args.name)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    if args.faces_action == "list":
-        counts = store.counts()
-        if not counts:
-            print(f"no faces enrolled in {path}")
-        for name, count in counts.items():
-            print(f"{name}: {count} image{'s' if count != 1 else ''}")
-        return EXIT_OK
-    if args.faces_action == "remove":
-        removed = store.remove(args.name)
-        if not removed:
-            print(f"error: '{args.name}' is not enrolled in {path}", file=sys.stderr)
-            return EXIT_FAILED
-        store.save()
-        print(f"removed '{args.name}' ({removed} image{'s' if removed != 1 else ''}) from {path}")
-        return EXIT_OK
     return run_async(_enroll_command(config, store, args.name, list(args.images)))
+
+
+def _plural(count: int) -> str:
+    return f"{count} image{'s' if count != 1 else ''}"
+
+
+def _list(store: FaceStore) -> int:
+    counts = store.counts()
+    if not counts:
+        print(f"no faces enrolled in {store.path}")
+    for name, count in counts.items():
+        print(f"{name}: {_plural(count)}")
+    return EXIT_OK
+
+
+def _remove(store: FaceStore, name: str) -> int:
+    """Remove under the store's lock, from the file as it is now (not as it was read at start)."""
+    with store.editing():
+        removed = store.remove(name)
+    if not removed:
+        print(f"error: '{name}' is not enrolled in {store.path}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"removed '{name}' ({_plural(removed)}) from {store.path}")
+    return EXIT_OK
 
 
 async def _enroll_command(
@@ -92,6 +113,5 @@ async def _enroll_command(
         return EXIT_FAILED
     finally:
         await connection.stop()
-    count = len(images)
-    print(f"enrolled '{name}' from {count} image{'s' if count != 1 else ''} into {store.path}")
+    print(f"enrolled '{name}' from {_plural(len(images))} into {store.path}")
     return EXIT_OK

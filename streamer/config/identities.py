@@ -10,6 +10,12 @@ from pydantic import Field
 from streamer.config.base import Section
 
 FaceMode = Literal["frame", "regions", "off"]
+# Default `gallery.match_threshold` per catalogue ReID model: measured on MOT17-mini ground-truth
+# crops by `python -m streamer.benchmarks.reid_threshold`, the lowest similarity with 99.9% pair
+# precision at which its two-camera gallery gives no two people one id (mixing two people is
+# worse than giving one person two ids).
+REID_MATCH_THRESHOLDS: dict[str, float] = {"person_reid": 0.86, "person_reid_retail": 0.93}
+DEFAULT_REID_MATCH_THRESHOLD = 0.86  # another model: OSNet's, the catalogue default
 
 
 class FacesConfig(Section):
@@ -92,17 +98,31 @@ class GalleryConfig(Section):
     backend: Literal["memory"] = Field(
         "memory", description="Where the cross-camera gallery lives (in-process for now)."
     )
-    match_threshold: float = Field(
-        0.7,
+    match_threshold: float | None = Field(
+        None,
         ge=-1,
         le=1,
-        description="ReID cosine similarity above which a track joins an existing global id "
-        "(OSNet: same person ~0.9, different ~0.4; Intel 0288 runs higher: use ~0.9).",
+        description="ReID cosine similarity from which a track joins an existing global id. "
+        "None = the ReID model's measured default: "
+        + ", ".join(f"{m} {t}" for m, t in REID_MATCH_THRESHOLDS.items())
+        + f", {DEFAULT_REID_MATCH_THRESHOLD} for another model (`python -m "
+        "streamer.benchmarks.reid_threshold` on MOT17 ground-truth crops: the lowest value with "
+        "99.9% pair precision that gives no two people one id; OSNet x0.25 at 0.7 had 82.5% "
+        "precision). Re-measure with production weights.",
     )
     window_s: float = Field(
-        600.0, gt=0, description="A track is matched against people seen this recently."
+        600.0,
+        gt=0,
+        description="A track is matched against people seen this recently; entries not sighted "
+        "for this long are forgotten, also those of a camera that stopped.",
     )
     max_entries: int = Field(10_000, ge=1, description="Oldest entries are dropped beyond this.")
+
+    def threshold_for(self, model: str | None) -> float:
+        """The configured threshold, else the measured default of the ReID model."""
+        if self.match_threshold is not None:
+            return self.match_threshold
+        return REID_MATCH_THRESHOLDS.get(model or "", DEFAULT_REID_MATCH_THRESHOLD)
 
 
 class IdentitiesConfig(Section):
@@ -123,8 +143,10 @@ class IdentitiesConfig(Section):
     )
     faces_store: Path = Field(
         Path("data/faces.npz"),
-        description="Enrolled faces (`streamer faces enroll`); a relative path is taken relative "
-        "to the config file; the default is in the project.",
+        description="Enrolled faces (biometric data; `streamer faces enroll`), written 0600 in a "
+        "folder created 0700. A relative path written in a config file is relative to that "
+        "file; the default is `data/faces.npz` in the project, which is also what `streamer "
+        "faces` uses without `--config`. The service logs the store it reads at start.",
     )
     gallery: GalleryConfig = Field(
         default_factory=GalleryConfig, description="Cross-camera identities from ReID embeddings."

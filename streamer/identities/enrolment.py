@@ -1,27 +1,44 @@
-"""Enrolled faces: a small .npz file of names and face embeddings, and matching against it.
+"""Enrolment: the one face of each photo, detected, aligned and embedded like live faces, stored
+under a name in the faces store (`face_store.py`).
 
-The file holds arrays `names` (str), `embeddings` (N x D float32, unit length), `sources` (str:
-the image each embedding came from) and `model` (the embedder that produced them). Writes go to a
-temporary file renamed over the old one, so a running service never reads half a file; it reloads
-the file when it changes, so enrolment does not need a restart.
+The embeddings are computed before the store is locked, so a slow enrolment holds the lock only
+for the moment it re-reads, adds and writes; a running service reloads the file when it changes,
+so enrolment does not need a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from streamer.config import FacesConfig
-from streamer.identities.gallery import EmbeddingSizeMismatch
+from streamer.config import FacesConfig, StreamerConfig
+from streamer.core.assets import PROJECT_ROOT
+from streamer.identities.face_store import CorruptFaceStore, FaceMatch, FaceStore
 from streamer.inference.client import TritonModel
 from streamer.inference.faces import FaceDetector, FaceEmbedder
 from streamer.inference.scrfd import ScrfdSettings
+
+__all__ = [
+    "CorruptFaceStore",
+    "EnrolmentRefused",
+    "FaceMatch",
+    "FaceStore",
+    "embed_enrolment_image",
+    "enrol",
+    "face_models",
+    "store_path",
+]
+
+
+def store_path(config: StreamerConfig) -> Path:
+    """The faces store every command uses: `identities.faces_store`, which the config loader
+    already made relative to the config file when the file sets it; the default (no key, or no
+    `--config`) is `data/faces.npz` in the project."""
+    path = config.identities.faces_store
+    return path if path.is_absolute() else PROJECT_ROOT / path
 
 
 class EnrolmentRefused(ValueError):
@@ -30,110 +47,6 @@ class EnrolmentRefused(ValueError):
     def __init__(self, *lines: str) -> None:
         super().__init__("\n".join(lines))
         self.lines = list(lines)
-
-
-@dataclass(frozen=True)
-class FaceMatch:
-    name: str
-    similarity: float
-
-
-class FaceStore:
-    """Names -> face embeddings, kept in one file."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.names = np.zeros((0,), str)
-        self.sources = np.zeros((0,), str)
-        self.embeddings = np.zeros((0, 0), np.float32)
-        self.model = ""
-        self._loaded_mtime_ns: int | None = None
-        self.load()
-
-    @property
-    def embedding_size(self) -> int | None:
-        return int(self.embeddings.shape[1]) if len(self.names) else None
-
-    def load(self) -> None:
-        if not self.path.is_file():
-            self._loaded_mtime_ns = None
-            return
-        mtime = self.path.stat().st_mtime_ns
-        try:
-            with np.load(self.path, allow_pickle=False) as data:
-                self.names = data["names"].astype(str)
-                self.sources = data["sources"].astype(str)
-                self.embeddings = data["embeddings"].astype(np.float32)
-                self.model = str(data["model"])
-        except (OSError, KeyError, ValueError) as exc:
-            raise ValueError(f"{self.path}: not a faces store ({exc})") from None
-        self._loaded_mtime_ns = mtime
-
-    def refresh_if_changed(self) -> None:
-        """Pick up enrolments made while the service runs (one stat call)."""
-        try:
-            mtime: int | None = self.path.stat().st_mtime_ns
-        except FileNotFoundError:
-            mtime = None
-        if mtime != self._loaded_mtime_ns:
-            self.load()
-
-    def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp.npz")
-        try:
-            np.savez(
-                temporary,
-                names=self.names,
-                sources=self.sources,
-                embeddings=self.embeddings,
-                model=np.array(self.model),
-            )
-            temporary.replace(self.path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                temporary.unlink()
-        self._loaded_mtime_ns = self.path.stat().st_mtime_ns
-
-    def check_size(self, embedding_size: int, model: str) -> None:
-        """Refuse a model whose embeddings cannot be compared with the enrolled ones."""
-        if self.embedding_size is not None and self.embedding_size != embedding_size:
-            raise EmbeddingSizeMismatch(
-                f"{self.path}: enrolled faces are {self.embedding_size}-d embeddings from "
-                f"'{self.model}', but model '{model}' produces {embedding_size}-d ones: enrol the "
-                "faces again with this model (`streamer faces remove` / `enroll`) or use another "
-                "identities.faces_store"
-            )
-
-    def add(self, name: str, embeddings: np.ndarray, sources: list[str], model: str) -> None:
-        self.check_size(int(embeddings.shape[1]), model)
-        current = self.embeddings if len(self.names) else np.zeros((0, embeddings.shape[1]), np.float32)
-        self.embeddings = np.concatenate([current, embeddings.astype(np.float32)])
-        self.names = np.concatenate([self.names, np.full(len(embeddings), name)])
-        self.sources = np.concatenate([self.sources, np.asarray(sources, str)])
-        self.model = model
-
-    def remove(self, name: str) -> int:
-        keep = self.names != name
-        removed = int((~keep).sum())
-        self.names, self.sources = self.names[keep], self.sources[keep]
-        self.embeddings = self.embeddings[keep]
-        return removed
-
-    def counts(self) -> dict[str, int]:
-        names, counts = np.unique(self.names, return_counts=True)
-        return {str(n): int(c) for n, c in zip(names, counts)}
-
-    def match(self, embedding: np.ndarray, threshold: float) -> FaceMatch | None:
-        """The enrolled person most similar to `embedding` (best of their images), if above."""
-        if not len(self.names) or embedding.shape != (self.embeddings.shape[1],):
-            return None
-        similarities = self.embeddings @ embedding
-        best = int(np.argmax(similarities))
-        similarity = float(similarities[best])
-        if similarity < threshold:
-            return None
-        return FaceMatch(str(self.names[best]), round(similarity, 4))
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -208,5 +121,5 @@ async def enrol(
             embeddings.append(outcome)
     if problems:
         raise EnrolmentRefused(*problems)
-    store.add(name, np.stack(embeddings), [str(p) for p in images], embedder.model.name)
-    store.save()
+    with store.editing():
+        store.add(name, np.stack(embeddings), [str(p) for p in images], embedder.model.name)

@@ -19,12 +19,11 @@ from collections.abc import Awaitable, Sequence
 from pathlib import Path
 
 from streamer.config import FaceMode, StreamerConfig
-from streamer.core.assets import PROJECT_ROOT
 from streamer.core.events import Event, TrackEvent
 from streamer.core.frames import Frame, FrameResult
 from streamer.core.interfaces import TrackBook
 from streamer.identities.counters import IdentityCounters
-from streamer.identities.enrolment import FaceStore
+from streamer.identities.enrolment import FaceStore, store_path
 from streamer.identities.faces import FACE_TRACK_KEY, FaceFinder
 from streamer.identities.gallery import IdentityGallery, build_gallery
 from streamer.identities.resolver import IdentityResolver, with_identity_columns
@@ -46,8 +45,16 @@ log = logging.getLogger(__name__)
 
 
 def resolve_store_path(config: StreamerConfig) -> Path:
-    path = config.identities.faces_store
-    return path if path.is_absolute() else PROJECT_ROOT / path
+    """The faces store this configuration uses (the same rule as `streamer faces`)."""
+    return store_path(config)
+
+
+def log_store(store: FaceStore) -> None:
+    """Say which store the service reads: enrolling into another file is the usual mistake."""
+    if not store.path.exists():
+        log.info("faces store %s does not exist yet: nobody is enrolled", store.path)
+        return
+    log.info("faces store %s: %d people, %d images", store.path, store.people, len(store.names))
 
 
 class IdentityStage:
@@ -121,6 +128,7 @@ class IdentityStage:
     def _start_faces(self, models: dict[str, TritonModel]) -> None:
         if self.resolver.face_store is None:
             self.resolver.face_store = FaceStore(resolve_store_path(self.config))
+        log_store(self.resolver.face_store)
         detector = models[self.faces.detector_model]
         embedder = models[self.faces.embedder_model]
         assert detector.spec is not None and embedder.spec is not None, "models not started"
