@@ -6,7 +6,7 @@ import asyncio
 
 from streamer.app import build_sinks, required_models
 from streamer.config import CameraConfig, StreamerConfig
-from streamer.core.redaction import redact_url
+from streamer.core.redaction import redact_url, scrub, url_secrets
 from streamer.inference.catalog import entry, find_demo_weights, missing_message
 from streamer.inference.repository import RepositoryError, read_model
 from streamer.inference.triton import TritonConnection, resolve_repository
@@ -17,6 +17,12 @@ OK, FAIL, SKIP = "ok", "FAIL", "skip"
 PROBE_TIMEOUT_S = 5.0
 
 
+def public_detail(exc: Exception, url: str) -> str:
+    """The error as one line an operator can act on: the URL shown redacted, no secret in any form."""
+    detail = f"{type(exc).__name__}: {exc}".replace(url, redact_url(url))
+    return scrub(detail, url_secrets([url])) or ""
+
+
 async def check_cameras(config: StreamerConfig) -> bool:
     async def one(camera: CameraConfig) -> tuple[CameraConfig, str, str]:
         if not camera.enabled:
@@ -24,8 +30,7 @@ async def check_cameras(config: StreamerConfig) -> bool:
         try:
             return camera, OK, await asyncio.to_thread(probe_stream, camera)
         except Exception as exc:
-            detail = f"{type(exc).__name__}: {exc}".replace(camera.url, redact_url(camera.url))
-            return camera, FAIL, detail
+            return camera, FAIL, public_detail(exc, camera.url)
 
     results = await asyncio.gather(*(one(c) for c in config.cameras))
     for camera, status, detail in results:

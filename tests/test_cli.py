@@ -14,6 +14,8 @@ import pytest
 
 from streamer.cli.common import StartupInterrupted, run_until_signal
 from streamer.core.assets import PROJECT_ROOT
+from streamer.core.redaction import redact_url
+from tests.support.credentials import FORMS, MALFORMED, CredentialForm, leaks
 
 CLOSED_PORT_URL = "http://127.0.0.1:9"
 
@@ -197,3 +199,36 @@ async def test_a_signal_during_startup_cancels_start_and_stops_once(
     assert capsys.readouterr().err.splitlines() == [
         f"interrupted: {stop_signal.name} during startup; stopped before the service ran"
     ]
+
+
+def test_check_hides_every_credential_form(tmp_path: Path) -> None:
+    config = tmp_path / "cameras.yaml"
+    config.write_text(
+        "cameras:\n"
+        + "".join(
+            f"  - name: {form.camera}\n    url: '{form.url}'\n    open_timeout_s: 2\n" for form in FORMS
+        )
+    )
+    result = streamer("check", str(config))
+    lines = {line.split()[1]: line for line in result.stdout.splitlines() if line.startswith("  camera")}
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert sorted(lines) == sorted(form.camera for form in FORMS)
+    for form in FORMS:
+        assert f" FAIL {redact_url(form.url)}: " in lines[form.camera], lines[form.camera]
+    assert leaks(result.stdout + result.stderr, FORMS) == [], result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+@pytest.mark.parametrize("form", [pytest.param(form, id=form.id) for form in MALFORMED[:2]])
+def test_a_malformed_camera_url_is_one_line_without_the_secret(
+    tmp_path: Path, command: str, form: CredentialForm
+) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"cameras:\n  - name: gate\n    url: '{form.url}'\n")
+    result = streamer(command, str(config))
+    assert result.returncode == 2, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith(f"error: {config}:3: cameras[0].url: malformed URL: "), errors[0]
+    assert "Traceback" not in result.stderr
+    assert leaks(result.stdout + result.stderr, [form]) == []

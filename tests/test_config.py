@@ -145,3 +145,115 @@ def test_relative_paths_written_in_the_file_are_relative_to_it(tmp_path: Path) -
     assert config.identities.faces_store == tmp_path / "faces.npz"
     path.write_text("cameras:\n" + GOOD_CAMERA)
     assert load_config(path).triton.model_repository == Path("model_repository")  # the project's
+
+
+ENV_HINT = "(write ${NAME}, ${NAME:-default} or $$ for a literal $)"
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        pytest.param("rtsp://${A:-${B}}/s", "nested '${' inside '${...}' is not supported", id="nested"),
+        pytest.param("rtsp://${V-d}/s", "'${V-...}' is not supported", id="dash-without-colon"),
+        pytest.param("rtsp://${V:=d}/s", "'${V:=...}' is not supported", id="assign"),
+        pytest.param("rtsp://${V:?no}/s", "'${V:?...}' is not supported", id="error-form"),
+        pytest.param("rtsp://${ V }/s", "spaces inside '${...}'", id="spaces"),
+        pytest.param("rtsp://${V/s", "unclosed '${'", id="unclosed"),
+        pytest.param("rtsp://${}/s", "'${...}' needs a variable name of letters, digits and _", id="empty"),
+        pytest.param("rtsp://${1V}/s", "'${...}' needs a variable name of letters, digits and _", id="digit"),
+    ],
+)
+def test_a_malformed_environment_reference_is_one_line_not_literal_text(url: str, problem: str) -> None:
+    text = f'cameras:\n  - name: a\n    url: "{url}"\n'
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "cfg.yaml", env={"A": "a-value", "B": "b-value", "V": "v-value"})
+    assert caught.value.lines == [f"cfg.yaml:3: cameras[0].url: {problem} {ENV_HINT}"]
+    assert "-value" not in caught.value.lines[0]
+
+
+@pytest.mark.parametrize(
+    ("url", "env", "expected"),
+    [
+        ("rtsp://${CAM_HOST:-fallback}/s", {}, "rtsp://fallback/s"),
+        ("rtsp://${CAM_HOST:-fallback}/s", {"CAM_HOST": ""}, "rtsp://fallback/s"),
+        ("rtsp://${CAM_HOST:-fallback}/s", {"CAM_HOST": "cam"}, "rtsp://cam/s"),
+        ("rtsp://h${EMPTY}/s", {"EMPTY": ""}, "rtsp://h/s"),
+        ("rtsp://h/pa$s${PW:-d$x}$$", {}, "rtsp://h/pa$sd$x$"),
+    ],
+    ids=["unset", "set-but-empty", "set", "empty-without-default", "lone-dollar-literal"],
+)
+def test_interpolation_follows_the_shell(url: str, env: dict[str, str], expected: str) -> None:
+    """`:-` applies to unset and empty variables; `${VAR}` set but empty is empty, not an error."""
+    config = parse_config(f"cameras:\n  - name: a\n    url: {url}\n", env=env)
+    assert config.cameras[0].url == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "cameras:\n  - name: a\n    url: rtsp://h/s\n    max_fps: ${SECRET}\n",
+            "cfg.yaml:4: cameras[0].max_fps: Input should be a valid number",
+            id="type-error",
+        ),
+        pytest.param(
+            "dashboard:\n  port: ${SECRET}\ncameras:\n" + GOOD_CAMERA,
+            "cfg.yaml:2: dashboard.port: Input should be a valid integer",
+            id="int-in-another-section",
+        ),
+        pytest.param(
+            "cameras:\n  - name: x${SECRET}!\n    url: rtsp://h/s\n",
+            "cfg.yaml:2: cameras[0].name: String should match pattern",
+            id="pattern",
+        ),
+        pytest.param(
+            "cameras:\n  - name: ${SECRET}\n    url: rtsp://h/a\n  - name: ${SECRET}\n    url: rtsp://h/b\n",
+            "cfg.yaml:4: cameras[1].name: duplicate camera name",
+            id="duplicate-name",
+        ),
+        pytest.param(
+            "cameras:\n  - name: a\n    url: ${SECRET}://h/s\n",
+            "cfg.yaml:3: cameras[0].url: unsupported URL scheme",
+            id="validator-message",
+        ),
+        pytest.param(
+            "cameras:\n  - name: a\n    url: rtsp://admin:${SECRET}@h:${SECRET}/s\n",
+            "cfg.yaml:3: cameras[0].url: malformed URL: the port is not a number",
+            id="malformed-url",
+        ),
+    ],
+)
+def test_a_value_from_the_environment_is_never_echoed(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "cfg.yaml", env={"SECRET": "hunter2"})
+    (line,) = caught.value.lines
+    assert line.startswith(expected), line
+    assert "hunter2" not in line
+
+
+def test_a_value_written_in_the_file_is_still_shown_but_not_one_from_the_environment() -> None:
+    text = "cameras:\n" + GOOD_CAMERA + "    max_fps: ${FPS:-fast}\n"
+    with pytest.raises(ConfigError) as from_file:
+        parse_config(text, "cfg.yaml", env={})
+    with pytest.raises(ConfigError) as from_environment:
+        parse_config(text, "cfg.yaml", env={"FPS": "hunter2"})
+    assert from_file.value.lines[0].endswith("(got 'fast')")
+    assert from_environment.value.lines[0].endswith("(the value from the environment is not shown)")
+
+
+@pytest.mark.parametrize(
+    ("hosts", "expected"),
+    [(["Streamer.Example.COM.", "10.0.0.5", "[::1]", "*"], ["streamer.example.com", "10.0.0.5", "::1", "*"])],
+)
+def test_dashboard_allowed_hosts_are_normalised(hosts: list[str], expected: list[str]) -> None:
+    yaml_hosts = ", ".join(f'"{host}"' for host in hosts)
+    config = parse_config(f"dashboard:\n  allowed_hosts: [{yaml_hosts}]\ncameras:\n" + GOOD_CAMERA, env={})
+    assert config.dashboard.allowed_hosts == expected
+
+
+@pytest.mark.parametrize("host", ["http://streamer.example.com", "streamer.example.com:8080", "a b", ""])
+def test_a_dashboard_allowed_host_with_scheme_or_port_is_one_line(host: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(f'dashboard:\n  allowed_hosts: ["{host}"]\ncameras:\n' + GOOD_CAMERA, "cfg.yaml", env={})
+    (line,) = caught.value.lines
+    assert line.startswith(f"cfg.yaml:2: dashboard.allowed_hosts: '{host}' is not a host name"), line

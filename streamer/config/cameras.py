@@ -12,6 +12,10 @@ from streamer.config.base import BackoffConfig, Section
 
 CAMERA_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "srt")
+ENCODE_HINT = (
+    "percent-encode '/', '?', '#', '@', '[' and ']' in a user name or password "
+    "(%2F, %3F, %23, %40, %5B, %5D)"
+)
 
 
 class ReconnectConfig(BackoffConfig):
@@ -28,7 +32,13 @@ class CameraConfig(Section):
         description="Unique camera name; used in topics, metric labels and output.",
         pattern=CAMERA_NAME_PATTERN,
     )
-    url: str = Field(description="rtsp://, rtsps://, http(s):// stream, or a video file path.")
+    url: str = Field(
+        description="rtsp://, rtsps://, http(s):// stream, or a video file path. Credentials "
+        "(user:password@, or user/password/pwd/token/key/auth/secret=... in the query or the path) "
+        "are hidden in logs, check, metrics, the dashboard and messages. Keep them out of the file: "
+        "${CAM_PASSWORD} (an error if unset), ${VAR:-default} (the default when unset or empty), "
+        "$$ for a literal $; percent-encode / ? # @ [ ] in a user name or password."
+    )
     enabled: bool = Field(True, description="Disabled cameras are validated but not started.")
     max_fps: float | None = Field(
         None, gt=0, description="Cap on frames sent to detection per second; None = every frame."
@@ -51,7 +61,16 @@ class CameraConfig(Section):
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, url: str) -> str:
-        scheme = urlsplit(url).scheme.lower()
+        """A URL that cannot be parsed is one config line here, not a traceback at start; the
+        message never shows the URL, which may hold credentials."""
+        try:
+            parts = urlsplit(url)
+            scheme = parts.scheme.lower()
+            if scheme in STREAM_SCHEMES:
+                parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError as exc:
+            problem = "unbalanced '[' or ']'" if "IPv6" in str(exc) else "the port is not a number 0-65535"
+            raise ValueError(f"malformed URL: {problem}; {ENCODE_HINT}") from None
         if scheme in STREAM_SCHEMES or scheme == "file":
             return url
         if scheme and len(scheme) > 1:  # one letter is a Windows drive, not a scheme

@@ -2,7 +2,7 @@
 
 Every problem is reported as one line `FILE:LINE: key.path: what is wrong`, so an operator can go
 straight to it. `${VAR}` / `${VAR:-default}` in any string is replaced from the environment, which
-keeps passwords out of the file.
+keeps passwords out of the file; a value taken from the environment is never shown in a message.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from streamer.config.root import DuplicateCameraName, StreamerConfig
+from streamer.core.redaction import scrub
 
 
 class ConfigError(Exception):
@@ -28,7 +29,10 @@ class ConfigError(Exception):
 
 
 Loc = tuple[str | int, ...]
-_ENV_PATTERN = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ENV_EXPRESSION = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?", re.DOTALL)
+_ENV_OPERATOR = re.compile(r"[-:=?+#%/^,@]+")
+ENV_FORMS = "write ${NAME}, ${NAME:-default} or $$ for a literal $"
 
 
 def format_loc(loc: Loc) -> str:
@@ -51,29 +55,96 @@ def _line_map(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
             _line_map(item, (*loc, index), lines)
 
 
-def _interpolate(value: Any, loc: Loc, env: dict[str, str], missing: list[tuple[Loc, str]]) -> Any:
-    if isinstance(value, dict):
-        return {k: _interpolate(v, (*loc, str(k)), env, missing) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_interpolate(v, (*loc, i), env, missing) for i, v in enumerate(value)]
-    if not isinstance(value, str) or "$" not in value:
-        return value
+class Interpolation:
+    """`${VAR}` / `${VAR:-default}` replaced from the environment, the shell's way.
 
-    def replace(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        name, default = match.group(1), match.group(2)
-        if name in env:
-            return env[name]
+    `${VAR}` is an error when VAR is unset (set but empty gives ""); `${VAR:-default}` gives the
+    default when VAR is unset or empty; `$$` is a literal `$`, as is a `$` not followed by `{`.
+    Any other `${...}` (nesting, `${VAR-d}`, `${VAR:=d}`, spaces, an unclosed `${`) is an error
+    rather than literal text that would reach a camera as a wrong password. The values taken
+    from the environment are remembered per key path, so that no error message shows them.
+    """
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.problems: list[tuple[Loc, str]] = []
+        self.values: dict[Loc, list[str]] = {}
+
+    def apply(self, value: Any, loc: Loc = ()) -> Any:
+        if isinstance(value, dict):
+            return {k: self.apply(v, (*loc, str(k))) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.apply(v, (*loc, i)) for i, v in enumerate(value)]
+        if not isinstance(value, str) or "$" not in value:
+            return value
+        return self._string(value, loc)
+
+    def _string(self, text: str, loc: Loc) -> str:
+        out: list[str] = []
+        position = 0
+        while (start := text.find("$", position)) >= 0:
+            out.append(text[position:start])
+            if text.startswith("$$", start):
+                out.append("$")
+                position = start + 2
+            elif text.startswith("${", start):
+                end = text.find("}", start)
+                if end < 0:
+                    self.problems.append((loc, f"unclosed '${{' ({ENV_FORMS})"))
+                    return text
+                out.append(self._expression(text[start + 2:end], loc))
+                position = end + 1
+            else:
+                out.append("$")
+                position = start + 1
+        out.append(text[position:])
+        return "".join(out)
+
+    def _expression(self, inner: str, loc: Loc) -> str:
+        match = None if "${" in inner else _ENV_EXPRESSION.fullmatch(inner)
+        if match is None:
+            self.problems.append((loc, _malformed(inner)))
+            return ""
+        name, default = match.group("name"), match.group("default")
+        value = self.env.get(name)
+        if value is not None and (value or default is None):
+            self.values.setdefault(loc, []).append(value)
+            return value
         if default is not None:
             return default
-        missing.append((loc, name))
+        self.problems.append((loc, f"environment variable {name} is not set"))
         return ""
 
-    return _ENV_PATTERN.sub(replace, value)
+    def hidden(self, loc: Loc) -> list[str]:
+        """Environment values at `loc`, above it or below it: what a message about `loc` must hide."""
+        return [
+            value
+            for where, values in self.values.items()
+            if where[: len(loc)] == loc or loc[: len(where)] == where
+            for value in values
+            if value
+        ]
 
 
-def _describe(error: Any) -> tuple[Loc, str]:
+def _malformed(inner: str) -> str:
+    """What is wrong with `${inner}`, without showing a default (it may be a password)."""
+    name = _ENV_NAME.match(inner)
+    if "${" in inner:
+        problem = "nested '${' inside '${...}' is not supported"
+    elif inner.strip() != inner and _ENV_EXPRESSION.fullmatch(inner.strip()):
+        problem = "spaces inside '${...}'"
+    elif name is None:
+        problem = "'${...}' needs a variable name of letters, digits and _"
+    else:
+        operator = _ENV_OPERATOR.match(inner, name.end())
+        shown = operator.group(0) if operator else ""
+        problem = f"'${{{name.group(0)}{shown}...}}' is not supported"
+    return f"{problem} ({ENV_FORMS})"
+
+
+def _describe(error: Any, show_input: bool = True) -> tuple[Loc, str]:
+    """The key path and message of one validation error; the input is shown unless it came from
+    the environment (a password in the wrong place must not end up in a log)."""
     loc: Loc = tuple(error["loc"])
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -85,6 +156,8 @@ def _describe(error: Any) -> tuple[Loc, str]:
         message = message.removeprefix(prefix)
     if kind in {"value_error", "assertion_error"}:
         return loc, message
+    if not show_input:
+        return loc, f"{message} (the value from the environment is not shown)"
     return loc, f"{message} (got {error.get('input')!r})"
 
 
@@ -132,25 +205,27 @@ def parse_config(
                 return f"{source}:{lines[loc[:end]]}"
         return source
 
-    missing: list[tuple[Loc, str]] = []
-    data = _interpolate(raw, (), env, missing)
-    if missing:
+    interpolation = Interpolation(env)
+    data = interpolation.apply(raw)
+    if interpolation.problems:
         raise ConfigError(
-            [f"{line_of(loc)}: {format_loc(loc)}: environment variable {name} is not set"
-             for loc, name in missing]
+            [f"{line_of(loc)}: {format_loc(loc)}: {problem}" for loc, problem in interpolation.problems]
         )
     try:
         return StreamerConfig.model_validate(data)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            loc, message = _describe(error)
             context = error.get("ctx") or {}
             inner = context.get("error")
+            hidden = interpolation.hidden(tuple(error["loc"]))
+            loc, message = _describe(error, show_input=not hidden)
             if isinstance(inner, DuplicateCameraName):
                 loc = inner.loc
+                hidden += interpolation.hidden(loc)
             if message == "unknown key":
                 message += _suggest(loc)
+            message = scrub(message, hidden) or ""
             problems.append(f"{line_of(loc)}: {format_loc(loc)}: {message}")
         raise ConfigError(problems) from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import AfterValidator, Field, SecretStr, field_validator
@@ -10,6 +11,7 @@ from streamer.config.base import Section
 
 DEFAULT_LATENCY_BUCKETS_S = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
 DEFAULT_STAGE_BUCKETS_S = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]
+HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9_.-]*[a-z0-9])?|\[?[0-9a-f:.]+\]?")  # a name or an address
 
 
 def _ascending(buckets: list[float]) -> list[float]:
@@ -80,6 +82,15 @@ class DashboardConfig(Section):
         description="Access token required on every request (Authorization: Bearer, or "
         "?token=); use ${STREAMER_DASHBOARD_TOKEN}. Empty = no token.",
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names (no port) the dashboard answers to, besides localhost, IP "
+        "addresses and the listen address: a request naming another Host gets 421, so a web page "
+        "that re-points its own name at this address (DNS rebinding) cannot read it. Needed to "
+        "reach the dashboard by a name (e.g. streamer.example.com, or behind a proxy) when no "
+        "token is set; with a token and this list empty, any Host is accepted. '*' accepts any "
+        "Host. /healthz and /readyz answer any Host (Kubernetes probes send the pod's IP).",
+    )
     history_points: int = Field(
         120, ge=2, le=3600, description="Samples kept per camera for the page's sparklines."
     )
@@ -103,6 +114,21 @@ class DashboardConfig(Section):
     shutdown_timeout_s: float = Field(
         2.0, gt=0, description="Open connections are closed after this long when stopping."
     )
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, hosts: list[str]) -> list[str]:
+        """Names as the Host header carries them, minus the port: lower case, no trailing dot."""
+        names = []
+        for host in hosts:
+            name = host.strip().lower().rstrip(".")
+            if name != "*" and not HOST_NAME.fullmatch(name):
+                raise ValueError(
+                    f"'{host}' is not a host name (write a name or address without scheme or "
+                    "port, e.g. streamer.example.com, or '*' for any)"
+                )
+            names.append(name.strip("[]"))
+        return names
 
     @field_validator("token")
     @classmethod

@@ -6,11 +6,20 @@ request except the page's static code and the two probes must carry it, as `Auth
 TOKEN` or `?token=TOKEN` (browsers: EventSource cannot send headers). The probes are open because
 Kubernetes and Docker cannot send a secret; so they tell only what a supervisor needs (up or not,
 why, counts) and never a URL.
+
+The Host header is checked before the token (DNS rebinding: a web page re-points its own name at
+127.0.0.1 and reads the answers, which a loopback dashboard without a token would give it). Accepted:
+`localhost`, any IP address (the browser connected to that address itself: no name, no rebinding,
+so NAT and port mappings keep working), the listen address and `dashboard.allowed_hosts`; any Host
+when that list holds '*', or when a token is set and the list is empty (the page cannot know the
+token). Others get 421. The probes answer any Host: the kubelet sends the pod's IP and port, and
+they reveal nothing secret.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import logging
 import math
@@ -49,6 +58,8 @@ NOT_STARTED_STATE = "not started"  # enabled in the config, not registered by th
 URL_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s()<>'\"]+")
 NAMED_CAMERAS_MAX = 5
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+ANY_HOST = "*"
+REFUSED_HOSTS_LOGGED = 64  # each refused Host name is logged once, up to this many
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
@@ -81,6 +92,11 @@ class DashboardServer:
         self.metrics = metrics
         self.port: int | None = None
         self._token = settings.token.get_secret_value().encode() if settings.token else None
+        self._hosts = host_names(settings.host, settings.allowed_hosts)
+        self._any_host = ANY_HOST in settings.allowed_hosts or (
+            self._token is not None and not settings.allowed_hosts
+        )
+        self._refused_hosts: set[str] = set()
         self._runner: web.AppRunner | None = None
         self._stopping = False
         self._created_monotonic = time.monotonic()
@@ -131,6 +147,10 @@ class DashboardServer:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path not in PROBE_PATHS and not self._any_host:
+            name = host_name(request.headers.get("Host", ""))
+            if not host_allowed(name, self._hosts):
+                return self._misdirected(name)
         if self._token is not None and not self._is_public(request.path):
             supplied = request.query.get("token")
             header = request.headers.get("Authorization", "")
@@ -150,6 +170,15 @@ class DashboardServer:
     def _is_public(path: str) -> bool:
         """Static page code and the two probes, matched exactly: nothing else skips the token."""
         return path.startswith(STATIC_PREFIX) or path in PROBE_PATHS
+
+    def _misdirected(self, name: str) -> web.Response:
+        """421 for a Host this server does not answer to; the Host is not echoed back."""
+        if name not in self._refused_hosts and len(self._refused_hosts) < REFUSED_HOSTS_LOGGED:
+            self._refused_hosts.add(name)
+            log.warning("dashboard: refused a request for Host %r (not localhost, an IP address, "
+                        "the listen address or in dashboard.allowed_hosts)", name[:100])
+        text = "421: this server does not answer to that Host name; add it to dashboard.allowed_hosts\n"
+        return web.Response(status=421, text=text, headers=SECURITY_HEADERS)
 
     @staticmethod
     def _refuse(status: int, reason: str) -> web.Response:
@@ -236,6 +265,34 @@ class DashboardServer:
         reasons = (["service is stopping"] if self._stopping else []) + inference_reasons + camera_reasons
         body = {"ready": not reasons, "reasons": reasons, "inference": inference, "cameras": cameras}
         return not reasons, body
+
+
+def host_names(listen: str, allowed: Iterable[str]) -> frozenset[str]:
+    """The names a request's Host may carry: localhost, the listen address and the configured ones."""
+    return frozenset({"localhost", listen.lower().strip("[]"), *allowed})
+
+
+def host_name(header: str) -> str:
+    """The name in a Host header, without port, brackets or trailing dot, in lower case."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        name = header[1:].partition("]")[0]
+    elif header.count(":") == 1:
+        name = header.partition(":")[0]
+    else:
+        name = header  # no port, or an IPv6 address written without brackets
+    return name.rstrip(".")
+
+
+def host_allowed(name: str, names: Collection[str]) -> bool:
+    """A listed name, an IP address (DNS rebinding needs a name), or no Host at all (no browser)."""
+    if not name or name in names:
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def inference_readiness(
