@@ -190,16 +190,15 @@ async def soak(minutes: float, cameras: int, every_s: float, scratch: Path) -> R
             print(f"{ended - started:7.1f}s fault: {kind}", flush=True)
         await asyncio.sleep(every_s / 2)
         for fault in report.faults:
+            at, ended = started + fault.at_s, started + fault.ended_s
             if fault.cameras:
-                ended = started + fault.ended_s
-                back = ledger.resumed(fault.cameras, started + fault.at_s, ended)
+                back = ledger.resumed(fault.cameras, at, ended)
                 fault.frames_again_after_s = None if back is None else round(back - ended, 1)
-                others = [name for name in names if name not in fault.cameras]
-                at = started + fault.at_s
-                if others:
-                    before = ledger.rate(others, at - OTHERS_WINDOW_S, at)
-                    after = ledger.rate(others, at, at + OTHERS_WINDOW_S)
-                    fault.others_fps_ratio = round(after / before, 3) if before else None
+            others = [name for name in names if name not in fault.cameras]
+            if others:
+                before = ledger.rate(others, at - OTHERS_WINDOW_S, at)
+                after = ledger.rate(others, at, at + OTHERS_WINDOW_S)
+                fault.others_fps_ratio = round(after / before, 3) if before else None
         report.rss_end_mib = round(rss_mib(), 1)
     finally:
         await pipeline.stop()
