@@ -88,15 +88,19 @@ async def check_triton(config: StreamerConfig, models: list[str]) -> bool:
 
 
 async def check_brokers(config: StreamerConfig) -> bool:
-    """Connect once to each enabled broker; one line each, wrong password included."""
+    """Connect once to each enabled broker; one line each, wrong password included.
+
+    MQTT also publishes a QoS 1 probe under its topic prefix and reads it back, so an account
+    the broker's ACL does not let publish there is one FAIL line.
+    """
     sinks = [sink for sink in build_sinks(config) if isinstance(sink, BrokerSink)]
     if not sinks:
         print("  (no MQTT or Redis sink enabled)")
     healthy = True
     for sink in sinks:
         try:
-            await sink.probe()
-            print(f"  {sink.name:<6} {sink.endpoint:<22} {OK:<4} connected")
+            detail = await sink.probe()
+            print(f"  {sink.name:<6} {sink.endpoint:<22} {OK:<4} {detail}")
         except BrokerProbeError as exc:
             print(f"  {sink.name:<6} {sink.endpoint:<22} {FAIL:<4} {exc}")
             healthy = False

@@ -81,7 +81,7 @@ def main(args: argparse.Namespace) -> int:
                 if find_demo_weights(item, assets) is not None:
                     print(f"{item.name}: {item.demo_weights} already present")
                     continue
-                print(f"{item.name}: fetched {fetch(item, args.mirror)}")
+                print(f"{item.name}: fetched {fetch(item, args.mirror, assets)}")
             else:
                 if args.pixels and args.pixels not in PIXEL_PRESETS:
                     known = ", ".join(PIXEL_PRESETS)

@@ -16,6 +16,7 @@ TOPIC_SEGMENT_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_/-]{0,127}$"
 KEY_PREFIX_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_:-]{0,127}$"
 
 EmbeddingDtype = Literal["float16", "float32"]
+MqttProtocol = Literal["auto", "5", "3.1.1"]
 
 
 class TlsConfig(Section):
@@ -107,6 +108,11 @@ class BrokerSinkConfig(Section):
     _password_text = field_validator("password", mode="before")(_password_as_text)
 
 
+def _protocol_as_text(value: Any) -> Any:
+    # YAML turns `protocol: 5` into an int.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 class MqttSinkConfig(BrokerSinkConfig):
     enabled: bool = Field(False, description="Publish to an MQTT broker.")
     host: str = Field("127.0.0.1", description="Broker host name or address.")
@@ -114,6 +120,12 @@ class MqttSinkConfig(BrokerSinkConfig):
     username: str | None = Field(None, description="User name; None = anonymous.")
     client_id: str | None = Field(
         None, description="MQTT client id; None = a random one (two services never collide)."
+    )
+    protocol: MqttProtocol = Field(
+        "auto",
+        description="MQTT version: '5' lets the broker refuse a publish its ACL denies (counted "
+        "and logged; with 3.1.1 the broker acknowledges it and drops it silently); 'auto' tries "
+        "5 and falls back to 3.1.1 when the broker refuses that protocol version.",
     )
     topic_prefix: str = Field(
         "streamer",
@@ -135,6 +147,8 @@ class MqttSinkConfig(BrokerSinkConfig):
         "float16",
         description="Precision of embeddings in identity messages (base64, little-endian).",
     )
+
+    _protocol_text = field_validator("protocol", mode="before")(_protocol_as_text)
 
 
 class RedisSinkConfig(BrokerSinkConfig):

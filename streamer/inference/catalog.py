@@ -252,16 +252,20 @@ def ensure_prepared(names: list[str], repository: Path, assets: Path | None = No
             prepare(item, repository, assets=assets)
 
 
-def fetch(item: CatalogEntry, mirror: str | None = None) -> Path:
-    """Download permissively licensed demo weights into the user cache; one clear line on failure.
+def fetch(item: CatalogEntry, mirror: str | None = None, assets: Path | None = None) -> Path:
+    """Download permissively licensed demo weights into the user cache; on failure, a message
+    saying which file to get, from where, and the exact path to put it at.
 
     `mirror` (or $STREAMER_WEIGHTS_MIRROR) replaces the official URL's folder, for sites that
     reach the internet only through an internal mirror.
     """
     if item.fetch_url is None:
+        place = assets_dir(assets) / "models" / item.demo_weights
         raise WeightsMissing(
-            f"{item.name}: {item.demo_weights} ({item.demo_licence}) has no public download "
-            f"the project may fetch; production: {item.production}"
+            f"{item.name}: {item.demo_weights} ({item.demo_licence}) has no public download this "
+            f"tool may fetch; get it from your team's shared assets or its upstream project under "
+            f"its licence and put it at {place} (the folder is $STREAMER_ASSETS/models)\n"
+            f"  production: {item.production}"
         )
     destination = user_cache_dir() / "models" / item.demo_weights
     if destination.is_file():
@@ -277,7 +281,11 @@ def fetch(item: CatalogEntry, mirror: str | None = None) -> Path:
             shutil.copyfileobj(response, tmp)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise WeightsMissing(f"{item.name}: cannot download {url}: {reason}") from None
+        raise WeightsMissing(
+            f"{item.name}: cannot download {url}: {reason}\n"
+            f"  download {item.demo_weights} from {item.fetch_url} on a machine that can reach "
+            f"it, and put it at {destination}"
+        ) from None
     Path(tmp.name).replace(destination)
     input_size(destination)  # a truncated or wrong file fails here, not at serving time
     return destination

@@ -164,10 +164,13 @@ class BrokerSink(Sink):
         """Clean shutdown: mark the service unavailable."""
 
     @abc.abstractmethod
-    async def _send(self, events: list[PendingEvent], frames: list[PendingFrame]) -> None:
-        """One round trip: return only once the broker accepted every event; raise otherwise.
+    async def _send(self, events: list[PendingEvent], frames: list[PendingFrame]) -> int | None:
+        """One round trip: return only once the broker answered every event; raise otherwise.
 
         Frames are best effort: on failure they are counted as dropped, events are sent again.
+        An event the broker refused for good (an MQTT 5 PUBACK "not authorized") leaves the buffer
+        like an acknowledged one: the subclass counts it as dropped and returns how many it
+        refused (None = 0), so they are not counted as published.
         """
 
     @abc.abstractmethod
@@ -283,14 +286,24 @@ class BrokerSink(Sink):
             text = text.replace(secret, REDACTED)
         return text
 
-    async def probe(self) -> None:
-        """Connect once and disconnect; raise BrokerProbeError with one clear line."""
+    async def probe(self) -> str:
+        """Connect once, try what the service needs, disconnect; the one line to print.
+
+        Raises BrokerProbeError with one clear line instead.
+        """
         try:
             await self._connect()
+            return self.scrub(await self._probe_connected())
+        except BrokerProbeError as exc:
+            raise BrokerProbeError(self.scrub(str(exc))) from None
         except Exception as exc:
             raise BrokerProbeError(self.scrub(self._describe_failure(exc).describe())) from None
         finally:
             await self._disconnect()
+
+    async def _probe_connected(self) -> str:
+        """`streamer check`, once connected: what else to try; default: nothing."""
+        return "connected"
 
     # -- the delivery side ------------------------------------------------------------------
 
@@ -427,13 +440,13 @@ class BrokerSink(Sink):
             if events or frames:
                 try:
                     async with asyncio.timeout(ack_timeout):
-                        await self._send(events, frames)
+                        refused = await self._send(events, frames) or 0
                 except BaseException:
                     self.drops.note(DROP_FRAME_SEND_FAILED, len(frames))
                     raise
                 if events:
                     self.buffer.ack_events(events[-1].seq)
-                self.published += len(events) + len(frames)
+                self.published += len(events) + len(frames) - refused
                 self.drops.report_if_due()
                 await asyncio.sleep(0)  # let the cameras run between batches
                 continue

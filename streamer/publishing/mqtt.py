@@ -10,21 +10,39 @@
 
 QoS 1 events leave the buffer only after the broker's PUBACK, so an outage or broker restart loses
 none of them (within the buffer's bounds); they can arrive twice, hence the `id`.
+
+MQTT 5 by default (`protocol: auto` falls back to 3.1.1 when the broker refuses version 5): only
+MQTT 5 lets a broker say that it refused a publish (PUBACK reason code >= 0x80, e.g. 0x87 Not
+authorized by its ACL); MQTT 3.1.1 brokers acknowledge a denied publish and drop it. A refused
+event is not retried (the broker would refuse it again, and the in-order buffer would stall behind
+it for ever): it is counted as dropped (reason "refused by the broker: not authorized") and as a
+sink error, and logged as an ERROR naming the topics, at most once per `log_interval_s`. Refused
+retained state (availability, status, stats) is counted and logged the same way and sent again
+when it next changes. Only refusals a new connection can cure (0x91 packet identifier in use,
+0x97 quota exceeded) are treated like a lost connection: events kept, reconnect with backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
+import time
+import uuid
 from typing import Any
 
 import aiomqtt
-from aiomqtt.exceptions import MqttConnectError
+import paho.mqtt.client as paho
+from aiomqtt import ProtocolVersion
+from aiomqtt.exceptions import MqttCodeError, MqttConnectError
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from streamer.config import MqttSinkConfig
 from streamer.publishing.broker import (
     BrokerFailure,
+    BrokerProbeError,
     BrokerSink,
     is_identity,
     network_failure,
@@ -33,10 +51,72 @@ from streamer.publishing.broker import (
 from streamer.publishing.buffer import PendingEvent, PendingFrame
 from streamer.publishing.messages import AVAILABLE_OFFLINE, to_json
 
+log = logging.getLogger(__name__)
+
 QOS_AT_MOST_ONCE = 0
 QOS_AT_LEAST_ONCE = 1
 # MQTT 3.1.1 CONNACK codes 4/5 and their MQTT 5 reason codes 134/135.
 CREDENTIAL_REFUSED_CODES = frozenset({4, 5, 134, 135})
+# MQTT 3.1.1 CONNACK 1 "unacceptable protocol version" (paho reads it as 0x84 under MQTT 5).
+PROTOCOL_REFUSED_CODES = frozenset({1, 0x84})
+# PUBACK refusals a new connection may cure: packet identifier in use, quota exceeded.
+TRANSIENT_REFUSAL_CODES = frozenset({0x91, 0x97})
+PROTOCOLS = {"5": ProtocolVersion.V5, "3.1.1": ProtocolVersion.V311}
+PROTOCOL_NAMES = {ProtocolVersion.V5: "MQTT 5", ProtocolVersion.V311: "MQTT 3.1.1"}
+PROBE_READ_BACK_S = 3.0
+SUBACK_FAILURE = 0x80  # and above: the broker refused the subscription
+REFUSED_TOPICS_LOGGED = 5
+
+Refusal = tuple[str, ReasonCode]  # topic, the broker's PUBACK reason code
+
+
+class PublishRefused(Exception):
+    """The broker refused a publish for a reason a new connection may cure (quota exceeded)."""
+
+
+class AckingClient(aiomqtt.Client):
+    """aiomqtt 2.x waits for a PUBACK but drops its reason code; `publish_acked` returns it.
+
+    With MQTT 5 a broker answers a publish it refuses (its ACL denies the topic: 0x87 Not
+    authorized) with a PUBACK carrying a reason code >= 0x80; aiomqtt's `publish` returns as if
+    it had been accepted.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._acks: dict[int, asyncio.Future[ReasonCode | None]] = {}
+        self._early: dict[int, ReasonCode] = {}  # answered before publish() returned
+
+    def _on_publish(
+        self, client: paho.Client, userdata: Any, mid: int, reason_code: ReasonCode,
+        properties: Properties,
+    ) -> None:
+        refusal = reason_code if reason_code.is_failure else None
+        waiting = self._acks.pop(mid, None)
+        if waiting is None:
+            if refusal is not None:
+                self._early[mid] = refusal
+        elif not waiting.done():
+            waiting.set_result(refusal)
+        super()._on_publish(client, userdata, mid, reason_code, properties)
+
+    async def publish_acked(
+        self, topic: str, payload: str | bytes, qos: int, retain: bool
+    ) -> ReasonCode | None:
+        """Publish; for QoS 1, wait for the PUBACK. The broker's refusal, or None if accepted."""
+        self._early.clear()  # only an answer given during the call below counts as early
+        info = self._client.publish(topic, payload, qos, retain)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            cause = self._disconnected.exception() if self._disconnected.done() else None
+            raise MqttCodeError(info.rc, "Could not publish message") from cause
+        if info.is_published():
+            return self._early.pop(info.mid, None)
+        answered: asyncio.Future[ReasonCode | None] = self._loop.create_future()
+        self._acks[info.mid] = answered
+        try:
+            return await answered
+        finally:
+            self._acks.pop(info.mid, None)
 
 
 def tls_context(settings: MqttSinkConfig) -> ssl.SSLContext | None:
@@ -91,31 +171,41 @@ class MqttSink(BrokerSink):
         self.settings = settings
         self.topics = MqttTopics(settings.topic_prefix)
         self._password = password
-        self._client: aiomqtt.Client | None = None
+        self._client: AckingClient | None = None
         self._tls: ssl.SSLContext | None = None
         self._probing = False
+        self.protocol = PROTOCOLS.get(settings.protocol, ProtocolVersion.V5)
+        self._refused: dict[tuple[str, str], int] = {}  # (topic, reason): count, not yet logged
+        self._refusals_logged = -float("inf")
 
     def _wants_frames(self) -> bool:
         return self.settings.publish_tracks
 
-    async def probe(self) -> None:
+    async def probe(self) -> str:
         self._probing = True  # no Last Will, random client id: never disturbs a running service
-        await super().probe()
+        return await super().probe()
 
-    def _new_client(self) -> aiomqtt.Client:
+    async def stop(self) -> None:
+        await super().stop()
+        self._report_refusals(force=True)
+
+    def _new_client(self) -> AckingClient:
         settings = self.settings
         if self._tls is None and settings.tls.enabled:
             self._tls = tls_context(settings)
-        client = aiomqtt.Client(
+        v5 = self.protocol == ProtocolVersion.V5
+        client = AckingClient(
             settings.host,
             settings.port,
             username=settings.username,
             password=self._password,
             identifier=None if self._probing else settings.client_id,
+            protocol=self.protocol,
             will=None if self._probing else aiomqtt.Will(
                 self.topics.available, AVAILABLE_OFFLINE, qos=QOS_AT_LEAST_ONCE, retain=True
             ),
-            clean_session=True,
+            clean_session=None if v5 else True,
+            clean_start=True if v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
             keepalive=settings.keepalive_s,
             timeout=settings.delivery.ack_timeout_s,
             max_inflight_messages=settings.max_inflight,
@@ -128,6 +218,22 @@ class MqttSink(BrokerSink):
         return client
 
     async def _connect(self) -> None:
+        try:
+            await self._connect_once()
+        except MqttConnectError as exc:
+            code = getattr(exc.rc, "value", exc.rc)
+            if not (self.settings.protocol == "auto" and self.protocol == ProtocolVersion.V5
+                    and code in PROTOCOL_REFUSED_CODES):
+                raise
+            log.warning(
+                "%s: %s refused MQTT 5; using MQTT 3.1.1, with which a broker acknowledges a "
+                "publish its ACL denies and drops it: such denials cannot be detected (run "
+                "`streamer check` to test the account's rights)", self.name, self.endpoint,
+            )
+            self.protocol = ProtocolVersion.V311
+            await self._connect_once()
+
+    async def _connect_once(self) -> None:
         client = self._new_client()
         self._client = client
         try:
@@ -151,7 +257,7 @@ class MqttSink(BrokerSink):
             with contextlib.suppress(Exception):
                 client._client.disconnect()
 
-    def _connected_client(self) -> aiomqtt.Client:
+    def _connected_client(self) -> AckingClient:
         if self._client is None:
             raise ConnectionError("not connected")
         return self._client
@@ -161,18 +267,57 @@ class MqttSink(BrokerSink):
         async for _message in self._connected_client().messages:
             pass
 
-    async def _publish_all(self, messages: list[tuple[str, str, int, bool]]) -> None:
+    async def _publish_all(self, messages: list[tuple[str, str, int, bool]]) -> list[Refusal]:
         """Hand the whole batch to paho at once, in order; paho keeps at most `max_inflight`
-        unacknowledged and queues the rest in order, so the stream to the broker never pauses."""
+        unacknowledged and queues the rest in order, so the stream to the broker never pauses.
+
+        Returns what the broker refused for good (counted as errors and logged here); raises on
+        a broken connection or a refusal that a new connection may cure.
+        """
         client = self._connected_client()
         results = await asyncio.gather(
-            *(client.publish(topic, payload, qos=qos, retain=retain)
+            *(client.publish_acked(topic, payload, qos, retain)
               for topic, payload, qos, retain in messages),
             return_exceptions=True,
         )
-        for result in results:
+        refusals: list[Refusal] = []
+        for (topic, _payload, _qos, _retain), result in zip(messages, results, strict=True):
             if isinstance(result, BaseException):
                 raise result
+            if result is not None:
+                refusals.append((topic, result))
+        for topic, reason in refusals:
+            if reason.value in TRANSIENT_REFUSAL_CODES:
+                raise PublishRefused(f"the broker refused a publish on {topic} ({reason})")
+        if refusals:
+            self.errors += len(refusals)
+            for topic, reason in refusals:
+                key = (topic, f"{reason}")
+                self._refused[key] = self._refused.get(key, 0) + 1
+            self._report_refusals()
+        return refusals
+
+    def _report_refusals(self, force: bool = False) -> None:
+        """One ERROR line per `log_interval_s` naming the refused topics and why."""
+        now = time.monotonic()
+        interval = self.delivery.log_interval_s
+        if not self._refused or (not force and now - self._refusals_logged < interval):
+            return
+        total = sum(self._refused.values())
+        ranked = sorted(self._refused.items(), key=lambda item: -item[1])
+        parts = [f"{count} on {topic} ({reason})" for (topic, reason), count in
+                 ranked[:REFUSED_TOPICS_LOGGED]]
+        if len(ranked) > REFUSED_TOPICS_LOGGED:
+            parts.append(f"and {len(ranked) - REFUSED_TOPICS_LOGGED} more topics")
+        user = f"user '{self.settings.username}'" if self.settings.username else "anonymous clients"
+        log.error(
+            "%s: %s refused %d publishes: %s. Not retried (the broker would refuse them again); "
+            "refused events are counted as dropped. Allow %s to publish under '%s/' in the "
+            "broker's ACL.", self.name, self.endpoint, total, ", ".join(parts), user,
+            self.topics.prefix,
+        )
+        self._refused.clear()
+        self._refusals_logged = now
 
     async def _announce_online(self) -> None:
         await self._publish_all([(self.topics.available, self.availability, QOS_AT_LEAST_ONCE, True)])
@@ -180,9 +325,9 @@ class MqttSink(BrokerSink):
     async def _announce_offline(self) -> None:
         await self._publish_all([(self.topics.available, AVAILABLE_OFFLINE, QOS_AT_LEAST_ONCE, True)])
 
-    async def _send(self, events: list[PendingEvent], frames: list[PendingFrame]) -> None:
+    async def _send(self, events: list[PendingEvent], frames: list[PendingFrame]) -> int:
         topics = self.topics
-        await self._publish_all([
+        refusals = await self._publish_all([
             *(
                 (topics.identities(e.camera) if is_identity(e) else topics.events(e.camera),
                  e.payload, QOS_AT_LEAST_ONCE, False)
@@ -190,6 +335,14 @@ class MqttSink(BrokerSink):
             ),
             *((topics.tracks(f.camera), to_json(f.message), QOS_AT_MOST_ONCE, False) for f in frames),
         ])
+        # Only QoS 1 publishes are answered, so every refusal here is an event's.
+        reasons: dict[str, int] = {}
+        for _topic, reason in refusals:
+            key = f"events (refused by the broker: {str(reason).lower()})"
+            reasons[key] = reasons.get(key, 0) + 1
+        for key, count in reasons.items():
+            self.drops.note(key, count, reported_elsewhere=True)  # the ERROR line says it
+        return len(refusals)
 
     async def _send_statuses(self, statuses: list[dict[str, Any]]) -> None:
         await self._publish_all([
@@ -198,6 +351,53 @@ class MqttSink(BrokerSink):
 
     async def _send_stats(self, message: dict[str, Any]) -> None:
         await self._publish_all([(self.topics.stats, to_json(message), QOS_AT_LEAST_ONCE, True)])
+
+    async def _probe_connected(self) -> str:
+        """Publish a QoS 1 probe on {prefix}/check/<random> and read it back.
+
+        MQTT 5: the PUBACK says whether the broker took it. MQTT 3.1.1: only reading it back can.
+        """
+        client = self._connected_client()
+        topic = f"{self.topics.prefix}/check/{uuid.uuid4().hex[:12]}"
+        protocol = PROTOCOL_NAMES[self.protocol]
+        user = f"user '{self.settings.username}'" if self.settings.username else "anonymous clients"
+        timeout = self.delivery.ack_timeout_s
+        async with asyncio.timeout(timeout):
+            granted = await client.subscribe(topic, qos=QOS_AT_LEAST_ONCE)
+        readable = not any(getattr(code, "value", code) >= SUBACK_FAILURE for code in granted)
+        async with asyncio.timeout(timeout):
+            refusal = await client.publish_acked(topic, "streamer check", QOS_AT_LEAST_ONCE, False)
+        if refusal is not None:
+            raise BrokerProbeError(
+                f"connected ({protocol}), but the broker refused to let {user} publish on {topic} "
+                f"({refusal}, 0x{refusal.value:02X}): allow '{self.topics.prefix}/#' in its ACL"
+            )
+        came_back, closed = (await self._read_back(client, topic)) if readable else (False, False)
+        if came_back:
+            return f"connected ({protocol}); a QoS 1 probe on {topic} was published and read back"
+        if self.protocol == ProtocolVersion.V5:
+            return (f"connected (MQTT 5); the broker accepted a QoS 1 probe on {topic} (not read "
+                    f"back: {user} may not read there)")
+        raise BrokerProbeError(
+            f"connected (MQTT 3.1.1), but a QoS 1 probe on {topic} did not come back within "
+            f"{PROBE_READ_BACK_S:g} s{' (the broker closed the connection)' if closed else ''}: "
+            f"the broker's ACL probably denies {user} publishing (or reading) there, and MQTT "
+            f"3.1.1 cannot say which"
+        )
+
+    @staticmethod
+    async def _read_back(client: AckingClient, topic: str) -> tuple[bool, bool]:
+        """(the probe came back, the broker closed the connection meanwhile)."""
+        try:
+            async with asyncio.timeout(PROBE_READ_BACK_S):
+                async for message in client.messages:
+                    if str(message.topic) == topic:
+                        return True, False
+        except TimeoutError:
+            return False, False
+        except aiomqtt.MqttError:
+            return False, True  # mosquitto 2.0 with max_queued_messages 0 drops a denied client
+        return False, True
 
     def _describe_failure(self, exc: BaseException) -> BrokerFailure:
         code = getattr(exc, "rc", None)

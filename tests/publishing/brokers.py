@@ -95,8 +95,20 @@ class BrokerProcess:
             os.kill(self.process.pid, signal.SIGCONT)
 
 
-def mosquitto(folder: Path, *, users: dict[str, str] | None = None) -> BrokerProcess:
-    """Mosquitto with persistence (subscriber sessions survive a restart) and no queue limits."""
+def mosquitto(
+    folder: Path,
+    *,
+    users: dict[str, str] | None = None,
+    acl: str | None = None,
+    unlimited_queues: bool = True,
+) -> BrokerProcess:
+    """Mosquitto with persistence (subscriber sessions survive a restart) and no queue limits.
+
+    `acl`: the text of an `acl_file` (`user NAME` then `topic [read|write|readwrite] PATTERN`
+    lines); with it, whatever it does not allow is denied. `unlimited_queues=False` keeps
+    mosquitto's default queue limits, as a packaged broker runs: mosquitto 2.0 with
+    `max_queued_messages 0` closes the connection of a client whose publish its ACL denied.
+    """
     require_binary(MOSQUITTO, "mosquitto")
     port = free_port()
     folder.mkdir(parents=True, exist_ok=True)
@@ -105,8 +117,7 @@ def mosquitto(folder: Path, *, users: dict[str, str] | None = None) -> BrokerPro
         f"user {getpass.getuser()}",  # as root, mosquitto would switch to a user who cannot read tmp
         "persistence true",
         f"persistence_location {folder}/",
-        "max_queued_messages 0",
-        "max_inflight_messages 0",
+        *(["max_queued_messages 0", "max_inflight_messages 0"] if unlimited_queues else []),
         "log_dest stdout",
         "log_type error",
         "log_type warning",
@@ -120,6 +131,10 @@ def mosquitto(folder: Path, *, users: dict[str, str] | None = None) -> BrokerPro
         lines += ["allow_anonymous false", f"password_file {passwords}"]
     else:
         lines.append("allow_anonymous true")
+    if acl is not None:
+        acl_file = folder / "acl"
+        acl_file.write_text(acl)
+        lines.append(f"acl_file {acl_file}")
     config = folder / "mosquitto.conf"
     config.write_text("\n".join(lines) + "\n")
     return BrokerProcess([MOSQUITTO, "-c", str(config)], port, folder)
