@@ -8,6 +8,7 @@ where the tracker's decisions must also be the same as with the LAPACK solve.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,14 @@ def test_diagonal_stacks_match_lapack() -> None:
     rng = np.random.default_rng(1)
     matrices = rng.uniform(0.01, 1e4, size=(7, 4))[:, :, None] * np.eye(4)
     rhs = rng.normal(size=(7, 4, 8)) * 100
+    assert_close(solve_spd(matrices, rhs), np.linalg.solve(matrices, rhs))
+
+
+@pytest.mark.parametrize(("row", "column"), list(itertools.combinations(range(4), 2)))
+def test_every_off_diagonal_entry_is_taken_into_account(row: int, column: int) -> None:
+    matrices = np.tile(np.diag([2.0, 3.0, 5.0, 7.0]), (3, 1, 1))
+    matrices[1, row, column] = matrices[1, column, row] = 0.5
+    rhs = np.arange(3 * 4 * 8, dtype=np.float64).reshape(3, 4, 8)
     assert_close(solve_spd(matrices, rhs), np.linalg.solve(matrices, rhs))
 
 
