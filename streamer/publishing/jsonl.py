@@ -1,4 +1,7 @@
-"""JSON lines, one per processed frame, to standard output or a file.
+"""JSON lines to standard output or a file: one per processed frame, track or identity event, and
+camera status change (the same messages as the broker sinks). The periodic `stats` message and
+the service's availability are MQTT and Redis only: an operator reading a file or pipe has
+`streamer stats` and the metrics for those.
 
 One daemon thread owns the output and does every write; the pipeline only appends to a bounded
 queue. A reader that stalls (a pipe nobody reads) therefore never blocks the event loop, and
@@ -24,10 +27,15 @@ from collections.abc import Callable, Sequence
 from typing import IO, Protocol
 
 from streamer.config import JsonlSinkConfig
-from streamer.core.events import Event
+from streamer.core.events import CameraStatusEvent, Event
 from streamer.core.frames import FrameResult
 from streamer.publishing.base import Sink, SinkStats
-from streamer.publishing.messages import event_message, frame_message, to_json
+from streamer.publishing.messages import (
+    camera_status_message,
+    event_message,
+    frame_message,
+    to_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +241,9 @@ class JsonlSink(Sink):
     def publish_events(self, events: Sequence[Event]) -> None:
         for event in events:
             self._offer(to_json(event_message(event)))
+
+    def publish_status(self, status: CameraStatusEvent) -> None:
+        self._offer(to_json(camera_status_message(status)))
 
     def _offer(self, line: str) -> None:
         if not self._writer.offer(line):

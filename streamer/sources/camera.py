@@ -33,6 +33,12 @@ SLOT_POLL_S = 0.1
 # FFmpeg probes a stream for up to 5 s by default; a camera's H.264 needs far less (measured on
 # the RTSP test server: ~2 s to open by default, ~0.3 s with 0.5 s), and reconnects get faster.
 RTSP_ANALYZE_US = "1000000"
+# Video timestamps that go back (segments joined without rewriting them, a camera whose clock was
+# reset) or leap ahead by more than this start a new time base: the frame-rate cap and real-time
+# pacing measure from there, instead of skipping every frame until the old time is reached again
+# or waiting for the gap to pass.
+TIMESTAMP_LEAP_S = 5.0
+TIMESTAMP_EPSILON_S = 1e-6
 
 
 # The stream cannot work as configured until someone changes something: the state says `failed`
@@ -144,6 +150,11 @@ def probe_stream(config: CameraConfig) -> str:
         frame = next(container.decode(stream))
         rate = float(stream.average_rate) if stream.average_rate else 0.0
         return f"{frame.width}x{frame.height} {stream.codec_context.name} {rate:.1f} fps"
+
+
+def _leaped(time_s: float, previous_s: float) -> bool:
+    """Whether a timestamp breaks from the previous one: back in time, or far ahead."""
+    return time_s < previous_s - TIMESTAMP_EPSILON_S or time_s > previous_s + TIMESTAMP_LEAP_S
 
 
 StatusCallback = Callable[[str, CameraState, str | None], None]
@@ -278,6 +289,9 @@ class CameraSource:
         Packets are demuxed and decoded separately so that `decode` in a frame's timings is
         decoding work, not waiting for the network. A frame's capture time is when its packet
         was taken for decoding, after any pacing or backpressure wait.
+
+        Timestamps that go back, or leap more than `TIMESTAMP_LEAP_S` ahead, start a new time
+        base for the `max_fps` cap and for real-time pacing (joined segments, a camera's reset).
         """
         if not container.streams.video:
             raise NoVideo("no video stream")
@@ -289,6 +303,7 @@ class CameraSource:
         realtime = self.config.is_file and self.config.pacing == "realtime"
         backpressure = self.config.is_file and self.config.pacing == "fast"
         first_packet_s: float | None = None
+        last_packet_s = 0.0
         end_s = 0.0  # video time at the end of the last packet, from the first packet
         wall_start = time.monotonic()
         last_kept_s = -float("inf")
@@ -301,6 +316,9 @@ class CameraSource:
                 packet_s = float(packet.dts * packet.time_base)
                 if first_packet_s is None:
                     first_packet_s = packet_s
+                elif _leaped(packet_s, last_packet_s):  # play on from where the last one ended
+                    first_packet_s = packet_s - end_s
+                last_packet_s = packet_s
                 wait = (packet_s - first_packet_s) - (time.monotonic() - wall_start)
                 if wait > 0 and self._stop.wait(wait):
                     return False
@@ -332,7 +350,9 @@ class CameraSource:
                     self.counters.decode_fps = window_frames / (now - window_start)
                     window_start, window_frames = now, 0
                 video_s = float(decoded.time) if decoded.time is not None else now - wall_start
-                if video_s - last_kept_s < min_interval - 1e-6:
+                if video_s < last_kept_s - TIMESTAMP_EPSILON_S:
+                    last_kept_s = -float("inf")  # time went back: a new time base, keep this one
+                if video_s - last_kept_s < min_interval - TIMESTAMP_EPSILON_S:
                     self.counters.skipped += 1
                     continue
                 last_kept_s = video_s

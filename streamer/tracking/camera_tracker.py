@@ -1,4 +1,10 @@
-"""One ByteTrack per camera, turning detections into tracks and lifecycle events."""
+"""One ByteTrack per camera, turning detections into tracks and lifecycle events.
+
+Published boxes (the tracks handed on, and the `box` of every track state and event) are clipped
+to the frame, [0, width] x [0, height]: the Kalman-smoothed box of a person walking out of the
+picture overshoots its edge. The tracker keeps its state unclipped; clipping that would bias its
+motion model.
+"""
 
 from __future__ import annotations
 
@@ -55,8 +61,9 @@ class CameraTracker:
         matched = rows >= 0
         class_id = np.zeros(len(rows), np.int64)
         class_id[matched] = detections.class_id[rows[matched]]
+        bounds = np.array([frame.width, frame.height, frame.width, frame.height], np.float32)
         tracks = Detections(
-            xyxy=output.xyxy.astype(np.float32),
+            xyxy=np.clip(output.xyxy.astype(np.float32), 0.0, bounds),
             confidence=output.score.astype(np.float32),
             class_id=class_id,
             tracker_id=output.tracker_id.astype(np.int64),

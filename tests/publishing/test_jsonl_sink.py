@@ -1,9 +1,11 @@
 """The JSON-lines sink when its reader stalls or its output fails: shutdown stays bounded and
-never blocks the event loop, the process can still exit, and every line not written is counted."""
+never blocks the event loop, the process can still exit, and every line not written is counted.
+And what it writes: frames, events and camera statuses, each a schema-valid message."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import subprocess
@@ -14,9 +16,12 @@ from pathlib import Path
 import pytest
 
 from streamer.config import JsonlSinkConfig
+from streamer.core.events import CameraStatusEvent
+from streamer.core.stats import CameraState
 from streamer.publishing.jsonl import JsonlSink
+from streamer.publishing.messages import camera_status_message
 from tests.publishing.faults import fill_pipe
-from tests.publishing.support import SyntheticCamera, wait_until
+from tests.publishing.support import SyntheticCamera, validate, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -125,3 +130,32 @@ async def test_write_errors_are_counted_once_and_stop_does_not_raise(
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1, errors
     assert "/dev/full" in errors[0] and "No space left on device" in errors[0], errors[0]
+
+
+async def test_camera_statuses_are_written_like_frames_and_events(tmp_path: Path) -> None:
+    """JSON lines carries the `camera_status` messages the broker sinks publish, in order."""
+    path = tmp_path / "out.jsonl"
+    sink = JsonlSink(JsonlSinkConfig(path=str(path)))
+    await sink.start()
+    statuses = [
+        CameraStatusEvent("cam", CameraState.CONNECTING.value),
+        CameraStatusEvent("cam", CameraState.STREAMING.value),
+        CameraStatusEvent("cam", CameraState.BACKOFF.value, "stream ended"),
+        CameraStatusEvent("cam", CameraState.STOPPED.value),
+    ]
+    sink.publish_status(statuses[0])
+    sink.publish_status(statuses[1])
+    lines = 2 + publish_frames(sink, 3)
+    for status in statuses[2:]:
+        sink.publish_status(status)
+    lines += 2
+    await sink.stop()
+
+    messages = [json.loads(line) for line in path.read_text().splitlines()]
+    assert (sink.written, sink.dropped, len(messages)) == (lines, 0, lines)
+    for message in messages:
+        validate(message)
+    written = [m for m in messages if m["type"] == "camera_status"]
+    assert written == [camera_status_message(status) for status in statuses]
+    assert [m["type"] for m in messages[:3]] == ["camera_status", "camera_status", "frame"]
+    assert messages[-1]["status"] == "stopped"
