@@ -107,6 +107,7 @@ class Fault:
     ended_s: float
     cameras: list[str]
     frames_again_after_s: float | None = None
+    rss_mib: float = 0.0  # the service's RSS just before the fault
     others_fps_ratio: float | None = None  # untouched cameras: FPS in the 10 s after / 10 s before
 
 
@@ -182,11 +183,14 @@ async def soak(minutes: float, cameras: int, every_s: float, scratch: Path) -> R
             await asyncio.sleep(every_s)
             kind = kinds[index % len(kinds)]
             index += 1
+            rss = round(rss_mib(), 1)
             at = time.monotonic()
             touched = names if kind == "triton" else names[:rtsp_count] if kind == "rtsp" else []
             await inject(kind, pipeline, rtsp, redis_broker)
             ended = time.monotonic()
-            report.faults.append(Fault(kind, round(at - started, 1), round(ended - started, 1), touched))
+            report.faults.append(
+                Fault(kind, round(at - started, 1), round(ended - started, 1), touched, rss_mib=rss)
+            )
             print(f"{ended - started:7.1f}s fault: {kind}", flush=True)
         await asyncio.sleep(every_s / 2)
         for fault in report.faults:
