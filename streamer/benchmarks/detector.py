@@ -1,9 +1,14 @@
 """`streamer bench`: throughput and latency of the pipeline against the model's raw speed.
 
-One run measures, on the same frames: the detector alone in-process with ONNX Runtime (the ceiling),
-a naive loop (cameras one after another, one frame at a time, no Triton), and the pipeline with 1, 4
-and 8 cameras through the embedded Triton server, with Triton's batch-size distribution. Ratios
-from one run are what to compare: these machines are noisy.
+One run measures, on the same clip: the ceiling (the best raw in-process ONNX Runtime configuration
+over a grid of batch sizes x {one session of N threads, two sessions of one thread}, see
+`ceiling.py`), a naive loop (cameras one after another, one frame at a time, no Triton), an
+in-process peer (what a user could write instead: decode threads, two one-thread sessions, ByteTrack;
+see `peer.py`), and the pipeline with 1, 4 and 8 cameras through the embedded Triton server, with
+Triton's batch-size distribution, CPU seconds per frame of the service process and of the server's
+process tree, and mean wall time per stage. Every figure is measured `--repeat` times, the repeats
+interleaved so that the machine's drift touches every figure alike, and printed as min-max. Ratios
+divide the pipeline's range by the best ceiling and the best peer seen: they never flatter a run.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ import onnxruntime as ort
 import tritonclient.grpc.aio as grpcclient
 
 from streamer.app import build_sinks
+from streamer.benchmarks import ceiling as ceiling_grid
+from streamer.benchmarks.cpu import process_cpu_s, tree_cpu_s
+from streamer.benchmarks.peer import PeerRun, peer_run
+from streamer.benchmarks.report import Span, best_cell, grid_lines, stage_means_text
 from streamer.config import DetectorConfig, StreamerConfig, TrackerConfig
 from streamer.core.assets import PROJECT_ROOT
 from streamer.core.frames import Frame, FrameResult
@@ -44,7 +53,6 @@ DEFAULT_CLIP = PROJECT_ROOT / "sample_videos" / "vtest_pedestrians.mp4"
 DETECTOR = "person_detector"
 WARMUP_S = 3.0
 RAW_FRAMES = 200
-RAW_PASSES = 3
 NAIVE_FRAMES_PER_CAMERA = 40
 SOAK_WINDOW_S = 20.0
 MS = 1000.0
@@ -53,7 +61,7 @@ MS = 1000.0
 @dataclass
 class PipelineRun:
     cameras: int
-    raw_fps: float  # the ceiling measured right before this run (the VM's speed drifts)
+    raw_fps: float  # the ceiling: the best raw configuration over the grid, all repeats
     seconds: float
     frames: int
     fps: float
@@ -62,16 +70,24 @@ class PipelineRun:
     batch_sizes: dict[int, int]
     mean_batch: float
     windows_p95_ms: list[float] = field(default_factory=list)
+    label: str = ""
+    repeat: int = 0
+    service_cpu_ms_per_frame: float = 0.0  # this process (the service), all threads
+    server_cpu_ms_per_frame: float = 0.0  # tritonserver and its Python-backend stubs
+    stages_ms: dict[str, float] = field(default_factory=dict)  # mean wall time per stage
 
 
 class _Latencies:
     def __init__(self) -> None:
         self.samples: list[tuple[float, float]] = []  # (monotonic time, latency s)
         self.recording = False
+        self.stage_s: dict[str, float] = {}
 
     def observe(self, result: FrameResult) -> None:
         if self.recording:
             self.samples.append((time.monotonic(), result.latency_s))
+            for stage, seconds in result.timings.items():
+                self.stage_s[stage] = self.stage_s.get(stage, 0.0) + seconds
 
 
 def load_frames(clip: Path, count: int) -> list[np.ndarray]:
@@ -82,23 +98,6 @@ def load_frames(clip: Path, count: int) -> list[np.ndarray]:
             if len(frames) == count:
                 break
     return frames
-
-
-def raw_onnxruntime_fps(
-    model_path: Path, frames: list[np.ndarray], size: int, passes: int = RAW_PASSES
-) -> float:
-    """The ceiling: the prepared detector in-process, batch 1, no I/O, no decoding."""
-    options = ort.SessionOptions()
-    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-    inputs = [letterbox(f, size, size, YOLOX_PAD_VALUE).image[None] for f in frames]
-    session.run(None, {"frames": inputs[0]})
-    best = 0.0
-    for _attempt in range(passes):  # the best pass: a ceiling should not carry noise
-        started = time.perf_counter()
-        for batch in inputs:
-            session.run(None, {"frames": batch})
-        best = max(best, len(inputs) / (time.perf_counter() - started))
-    return best
 
 
 def naive_fps(model_path: Path, clip: Path, cameras: int, size: int) -> float:
@@ -146,6 +145,8 @@ async def run_pipeline(
     in_flight: int,
     publishing: dict[str, Any] | None = None,
     raw_fps: float = 0.0,
+    label: str = "",
+    repeat: int = 0,
 ) -> PipelineRun:
     config = StreamerConfig.model_validate(
         {
@@ -166,12 +167,15 @@ async def run_pipeline(
         await asyncio.sleep(WARMUP_S)
         before = await batch_counts(client)
         processed_before = sum(c.processed for c in pipeline.registry.cameras().values())
+        service_cpu, server_cpu = process_cpu_s(), tree_cpu_s(server.pid)
         latencies.recording = True
         started = time.monotonic()
         await asyncio.sleep(seconds)
         elapsed = time.monotonic() - started
         latencies.recording = False
         processed = sum(c.processed for c in pipeline.registry.cameras().values()) - processed_before
+        service_cpu = process_cpu_s() - service_cpu
+        server_cpu = tree_cpu_s(server.pid) - server_cpu
         after = await batch_counts(client)
     finally:
         await pipeline.stop()
@@ -199,6 +203,14 @@ async def run_pipeline(
         batch_sizes=batches,
         mean_batch=round(sum(s * c for s, c in batches.items()) / executions, 2) if executions else 0.0,
         windows_p95_ms=windows,
+        label=label or str(cameras),
+        repeat=repeat,
+        service_cpu_ms_per_frame=round(MS * service_cpu / processed, 2) if processed else 0.0,
+        server_cpu_ms_per_frame=round(MS * server_cpu / processed, 2) if processed else 0.0,
+        stages_ms={
+            stage: round(MS * total / len(latencies.samples), 2)
+            for stage, total in latencies.stage_s.items()
+        } if latencies.samples else {},
     )
 
 
@@ -212,12 +224,31 @@ def _endpoint(text: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-def _print_run(label: str, run: PipelineRun) -> None:
-    print(
-        f"  {label:>7} {run.raw_fps:>6.1f} {run.fps:>7.1f} {run.fps / run.raw_fps:>5.2f} "
-        f"{run.latency_p50_ms:>7.1f} {run.latency_p95_ms:>7.1f} {run.mean_batch:>5.2f}"
-        f"  {_batch_text(run.batch_sizes)}"
+RUN_HEADER = (
+    f"  {'cameras':>7} {'FPS':>12} {'x ceiling':>10} {'x peer':>10} {'p50 ms':>12} {'p95 ms':>12} "
+    f"{'batch':>10} {'svc ms/f':>10} {'srv ms/f':>10}  sizes (last repeat)"
+)
+
+
+def summary_line(runs: list[PipelineRun], ceiling: float, peer: float) -> str:
+    """One figure's repeats: FPS, ratios to the best ceiling and best peer, latency, CPU per frame."""
+    fps = Span.of(r.fps for r in runs)
+    return (
+        f"  {runs[0].label:>7} {fps.text():>12} {fps.over(ceiling):>10} {fps.over(peer):>10} "
+        f"{Span.of(r.latency_p50_ms for r in runs).text():>12} "
+        f"{Span.of(r.latency_p95_ms for r in runs).text():>12} "
+        f"{Span.of(r.mean_batch for r in runs).text(2):>10} "
+        f"{Span.of(r.service_cpu_ms_per_frame for r in runs).text():>10} "
+        f"{Span.of(r.server_cpu_ms_per_frame for r in runs).text():>10}  "
+        f"{_batch_text(runs[-1].batch_sizes)}"
     )
+
+
+def mean_stages(runs: list[PipelineRun]) -> dict[str, float]:
+    stages = list(dict.fromkeys(stage for r in runs for stage in r.stages_ms))
+    return {
+        stage: round(sum(r.stages_ms.get(stage, 0.0) for r in runs) / len(runs), 2) for stage in stages
+    }
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -266,6 +297,8 @@ async def main(args: argparse.Namespace) -> int:
 async def _detector_section(
     args: argparse.Namespace, clip: Path, camera_counts: list[int], sinks: dict[str, Any]
 ) -> dict[str, Any]:
+    repeats = max(1, int(getattr(args, "repeat", 2)))
+    cameras = max(camera_counts)
     with tempfile.TemporaryDirectory(prefix="streamer-bench-") as scratch:
         repository = Path(scratch)
         (repository / DETECTOR).mkdir()
@@ -276,48 +309,120 @@ async def _detector_section(
         model_path = repository / DETECTOR / "1" / MODEL_FILE
         frames = load_frames(clip, RAW_FRAMES)
         size = int(ort.InferenceSession(str(model_path)).get_inputs()[0].shape[1])
-        print(f"streamer bench: clip {clip.name}, {os.cpu_count()} CPUs, detector {size}x{size}")
-        raw = await asyncio.to_thread(raw_onnxruntime_fps, model_path, frames, size)
-        print(f"  raw ONNX Runtime, in-process, batch 1, best of {RAW_PASSES}: {raw:7.1f} FPS (the ceiling)")
-        naive = await asyncio.to_thread(naive_fps, model_path, clip, max(camera_counts), size)
-        print(f"  naive loop ({max(camera_counts)} cameras in turn, no Triton): {naive:7.1f} FPS")
+        inputs = [letterbox(f, size, size, YOLOX_PAD_VALUE).image for f in frames]
+        print(
+            f"streamer bench: clip {clip.name}, {os.cpu_count()} CPUs, detector {size}x{size}, "
+            f"{repeats} repeats (figures are min-max over them)",
+            flush=True,
+        )
         server = EmbeddedTritonServer(repository, [DETECTOR], ort_threads=args.ort_threads)
         await server.start()
-        runs: list[PipelineRun] = []
+        grids: list[list[tuple[int, int, int, float]]] = []
+        naive: list[float] = []
+        peers: list[PeerRun] = []
+        runs: dict[str, list[PipelineRun]] = {}
+        soak: PipelineRun | None = None
         try:
-            print(
-                f"  {'cameras':>7} {'raw':>6} {'FPS':>7} {'xraw':>5} {'p50 ms':>7} {'p95 ms':>7} "
-                f"{'batch':>5}  sizes"
-            )
-
-            async def ceiling() -> float:
-                """The higher of the first ceiling and one measured now: never flatters a run."""
-                now = await asyncio.to_thread(raw_onnxruntime_fps, model_path, frames, size, 1)
-                return max(raw, now)
-
-            for cameras in camera_counts:
-                run = await run_pipeline(
-                    server, clip, cameras, args.duration, max(cameras, 8), raw_fps=await ceiling()
+            for repeat in range(repeats):  # interleaved: drift touches every figure alike
+                grids.append(await asyncio.to_thread(ceiling_grid.measure_grid, model_path, inputs))
+                best_so_far = best_cell(ceiling_grid.merge(grids)).best
+                naive.append(
+                    await asyncio.to_thread(naive_fps, model_path, clip, cameras, size)
                 )
-                runs.append(run)
-                _print_run(str(cameras), run)
-            cameras = max(camera_counts)
-            with_sinks = await run_pipeline(
-                server, clip, cameras, args.duration, max(cameras, 8),
-                publishing=sinks, raw_fps=await ceiling(),
-            )
-            runs.append(with_sinks)
-            _print_run(f"{cameras}+sinks", with_sinks)
+                peers.append(
+                    await asyncio.to_thread(peer_run, model_path, clip, cameras, size, args.duration)
+                )
+                for count in camera_counts:
+                    run = await run_pipeline(
+                        server, clip, count, args.duration, max(count, 8),
+                        raw_fps=best_so_far, repeat=repeat,
+                    )
+                    runs.setdefault(run.label, []).append(run)
+                run = await run_pipeline(
+                    server, clip, cameras, args.duration, max(cameras, 8), publishing=sinks,
+                    raw_fps=best_so_far, label=f"{cameras}+sinks", repeat=repeat,
+                )
+                runs.setdefault(run.label, []).append(run)
+                print(
+                    f"  repeat {repeat + 1}/{repeats}: ceiling {best_so_far:.1f}, "
+                    f"peer {peers[-1].fps:.1f}, "
+                    + ", ".join(f"{label} {rs[-1].fps:.1f}" for label, rs in runs.items())
+                    + " FPS",
+                    flush=True,
+                )
+            cells = ceiling_grid.merge(grids)
+            winner = best_cell(cells)
+            ceiling = winner.best
+            peer_best = max(p.fps for p in peers)
             if args.soak:
                 soak = await run_pipeline(
-                    server, clip, cameras, args.soak, max(cameras, 8), raw_fps=await ceiling()
-                )
-                runs.append(soak)
-                print(
-                    f"  soak {cameras} cameras {soak.seconds:.0f}s: {soak.fps:.1f} FPS "
-                    f"({soak.fps / soak.raw_fps:.2f} x raw), p95 per "
-                    f"{SOAK_WINDOW_S:.0f}s window (ms): {soak.windows_p95_ms}"
+                    server, clip, cameras, args.soak, max(cameras, 8), raw_fps=ceiling,
+                    label=f"{cameras} soak",
                 )
         finally:
             await server.stop()
-    return {"raw_fps": raw, "naive_fps": naive, "runs": [asdict(r) for r in runs]}
+    for label_runs in runs.values():
+        for run in label_runs:
+            run.raw_fps = round(ceiling, 1)
+    print(
+        f"  ceiling grid: raw ONNX Runtime in-process, FPS, best of {ceiling_grid.PASSES} passes "
+        f"of {ceiling_grid.PASS_S:.1f}s per repeat (sessions x threads each):"
+    )
+    print("\n".join(grid_lines(cells)))
+    print(f"  ceiling: {ceiling:7.1f} FPS ({winner.describe()})")
+    print(f"  naive loop ({cameras} cameras in turn, no Triton): {Span.of(naive).text()} FPS")
+    peer_fps = Span.of(p.fps for p in peers)
+    print(
+        f"  in-process peer ({cameras} decode threads, 2 sessions x 1 thread, ByteTrack, no Triton): "
+        f"{peer_fps.text()} FPS ({peer_fps.over(ceiling)} x ceiling), "
+        f"CPU {Span.of(p.cpu_ms_per_frame for p in peers).text()} ms/frame, "
+        f"batch {Span.of(p.mean_batch for p in peers).text(2)}"
+    )
+    print(f"  pipeline through the embedded Triton server (x peer: over the best peer, {peer_best:.1f}):")
+    print(RUN_HEADER)
+    for label_runs in runs.values():
+        print(summary_line(label_runs, ceiling, peer_best))
+    print("  mean wall ms per frame and stage (svc/srv ms/f: CPU ms per frame, service / server):")
+    for label, label_runs in runs.items():
+        print(f"  {label:>7}  {stage_means_text(mean_stages(label_runs))}")
+    if soak is not None:
+        print(
+            f"  soak {cameras} cameras {soak.seconds:.0f}s: {soak.fps:.1f} FPS "
+            f"({soak.fps / ceiling:.2f} x ceiling, {soak.fps / peer_best:.2f} x peer), p95 per "
+            f"{SOAK_WINDOW_S:.0f}s window (ms): {soak.windows_p95_ms}"
+        )
+    all_runs = [run for label_runs in runs.values() for run in label_runs]
+    return {
+        "raw_fps": ceiling,
+        "ceiling": {
+            "fps": ceiling,
+            "configuration": winner.describe(),
+            "batch": winner.batch,
+            "sessions": winner.sessions,
+            "threads": winner.threads,
+            "grid": [asdict(cell) for cell in cells],
+        },
+        "naive_fps": max(naive),
+        "naive": {"fps": naive, **Span.of(naive).as_dict()},
+        "peer": {
+            "fps": peer_best,
+            "runs": [asdict(p) for p in peers],
+            **Span.of(p.fps for p in peers).as_dict(),
+        },
+        "runs": [asdict(r) for r in all_runs + ([soak] if soak is not None else [])],
+        "summary": {
+            label: {
+                "fps": Span.of(r.fps for r in label_runs).as_dict(),
+                "x_ceiling": Span.of(r.fps / ceiling for r in label_runs).as_dict(),
+                "x_peer": Span.of(r.fps / peer_best for r in label_runs).as_dict(),
+                "service_cpu_ms_per_frame": Span.of(
+                    r.service_cpu_ms_per_frame for r in label_runs
+                ).as_dict(),
+                "server_cpu_ms_per_frame": Span.of(
+                    r.server_cpu_ms_per_frame for r in label_runs
+                ).as_dict(),
+                "stages_ms": mean_stages(label_runs),
+            }
+            for label, label_runs in runs.items()
+        },
+    }

@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--ort-threads", type=int, default=0, help="ONNX Runtime threads per model instance; 0 = cores"
     )
+    bench.add_argument(
+        "--repeat", type=int, default=2, help="measure every figure this many times (min-max)"
+    )
     bench.set_defaults(handler=cmd_bench)
 
     stats = commands.add_parser("stats", help="per-camera table from a running service, refreshing")
