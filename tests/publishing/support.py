@@ -167,7 +167,7 @@ class MqttCollector:
         return found[-1] if found else None
 
 
-def _remaining_length(length: int) -> bytes:
+def remaining_length(length: int) -> bytes:
     encoded = bytearray()
     while True:
         byte, length = length % 128, length // 128
@@ -192,9 +192,9 @@ def stalled_mqtt_subscriber(port: int, topic: str) -> socket.socket:
     keepalive_s = 600
     variable = _mqtt_string("MQTT") + bytes([4, 0x02]) + struct.pack("!H", keepalive_s)
     body = variable + _mqtt_string("stalled-subscriber")
-    sock.sendall(bytes([0x10]) + _remaining_length(len(body)) + body)
+    sock.sendall(bytes([0x10]) + remaining_length(len(body)) + body)
     subscribe = struct.pack("!H", 1) + _mqtt_string(topic) + bytes([1])
-    sock.sendall(bytes([0x82]) + _remaining_length(len(subscribe)) + subscribe)
+    sock.sendall(bytes([0x82]) + remaining_length(len(subscribe)) + subscribe)
     return sock
 
 

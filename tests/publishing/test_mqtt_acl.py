@@ -23,7 +23,14 @@ from streamer.publishing.broker import BrokerProbeError
 from streamer.publishing.mqtt import MqttSink
 from tests.publishing.brokers import BrokerProcess, mosquitto
 from tests.publishing.harness import mqtt_settings
-from tests.publishing.support import MqttCollector, SyntheticCamera, dedupe, drain, wait_until
+from tests.publishing.support import (
+    MqttCollector,
+    SyntheticCamera,
+    dedupe,
+    drain,
+    remaining_length,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -139,15 +146,6 @@ async def test_check_reports_a_probe_the_acl_denies(
     assert ("MQTT 5" if protocol == "auto" else "MQTT 3.1.1") in lines[0]
 
 
-def _varint(length: int) -> bytes:
-    encoded = bytearray()
-    while True:
-        byte, length = length % 128, length // 128
-        encoded.append(byte | (0x80 if length else 0))
-        if not length:
-            return bytes(encoded)
-
-
 async def _read_varint(reader: asyncio.StreamReader) -> int:
     value, shift = 0, 0
     while True:
@@ -193,7 +191,7 @@ class MqttV311OnlyBroker:
                     if qos:
                         writer.write(b"\x40\x02" + body[topic_end:topic_end + 2])
                     echo = body[:topic_end] + payload
-                    writer.write(b"\x30" + _varint(len(echo)) + echo)
+                    writer.write(b"\x30" + remaining_length(len(echo)) + echo)
                 elif kind == 12:  # PINGREQ
                     writer.write(b"\xd0\x00")
                 elif kind == 14:  # DISCONNECT
