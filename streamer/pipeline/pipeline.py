@@ -81,7 +81,6 @@ class Pipeline:
         )
         self.detector: PersonDetector | None = None
         self.cameras: dict[str, CameraRuntime] = {}
-        self.started_monotonic = 0.0
         self.watchdog = CameraWatchdog(
             stall_after_s=config.metrics.stall_after_s,
             server=self.registry.server,
@@ -94,7 +93,6 @@ class Pipeline:
         self._failure: str | None = None
 
     async def start(self) -> None:
-        self.started_monotonic = time.monotonic()
         try:
             await self.triton.start()
             model = self.triton.models[self.config.detector.model]
