@@ -26,7 +26,7 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +85,10 @@ class DashboardServer:
         snapshots: SnapshotStore,
         settings: DashboardConfig,
         metrics: MetricsConfig,
+        routes: Sequence[web.AbstractRouteDef] = (),
     ) -> None:
         self.monitor = monitor
+        self.routes = list(routes)  # more endpoints from the layers above (camera API, events)
         self.snapshots = snapshots
         self.settings = settings
         self.metrics = metrics
@@ -118,6 +120,7 @@ class DashboardServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get(HEALTH_PATH, self._healthz)
         app.router.add_get(READY_PATH, self._readyz)
+        app.router.add_routes(self.routes)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.settings.shutdown_timeout_s)
         await runner.setup()
         site = web.TCPSite(runner, self.settings.host, self.settings.port)

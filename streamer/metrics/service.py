@@ -7,6 +7,9 @@ the pipeline's components report through the stats registry, never the pipeline 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+
+from aiohttp import web
 
 from streamer.config import StreamerConfig
 from streamer.core.frames import FrameResult
@@ -21,7 +24,12 @@ log = logging.getLogger(__name__)
 class MetricsService:
     """Pass it as a pipeline observer and `keep_images=service.keep_images`; start()/stop()."""
 
-    def __init__(self, config: StreamerConfig, stats: StatsRegistry) -> None:
+    def __init__(
+        self,
+        config: StreamerConfig,
+        stats: StatsRegistry,
+        routes: Sequence[web.AbstractRouteDef] = (),
+    ) -> None:
         self.config = config
         self.monitor = PipelineMonitor(
             config, config.metrics, history_points=config.dashboard.history_points, stats=stats
@@ -30,7 +38,9 @@ class MetricsService:
             config.dashboard, [camera.name for camera in config.enabled_cameras]
         )
         self.server: DashboardServer | None = (
-            DashboardServer(self.monitor, self.snapshots, config.dashboard, config.metrics)
+            DashboardServer(
+                self.monitor, self.snapshots, config.dashboard, config.metrics, routes=routes
+            )
             if config.dashboard.enabled
             else None
         )
