@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 TrackEventType = Literal["new", "update", "end"]
+ZoneEventType = Literal["zone_enter", "zone_exit", "loitering"]
 EmbeddingKind = Literal["face", "reid"]
 
 
@@ -32,10 +33,11 @@ class TrackEvent:
     capture_ts: float
     before: dict[str, Any] | None
     after: dict[str, Any] | None
+    snapshot_id: str | None = None  # the event's picture (streamer.recording), when one is kept
     id: str = field(default_factory=new_id)
 
     def payload(self) -> dict[str, Any]:
-        return {
+        payload = {
             "type": self.type,
             "camera": self.camera,
             "track_id": self.track_id,
@@ -44,6 +46,68 @@ class TrackEvent:
             "before": self.before,
             "after": self.after,
         }
+        return with_snapshot(payload, self.snapshot_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneEvent:
+    """A confirmed track entered or left a zone, or has stayed in it past the loitering threshold."""
+
+    type: ZoneEventType
+    camera: str
+    zone: str
+    track_id: int
+    frame_index: int
+    capture_ts: float
+    dwell_s: float | None = None  # `zone_exit` and `loitering`: time in the zone so far
+    snapshot_id: str | None = None
+    id: str = field(default_factory=new_id)
+
+    def payload(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "type": self.type,
+            "camera": self.camera,
+            "zone": self.zone,
+            "track_id": self.track_id,
+            "frame_index": self.frame_index,
+            "capture_ts": self.capture_ts,
+        }
+        if self.dwell_s is not None:
+            payload["dwell_s"] = self.dwell_s
+        return with_snapshot(payload, self.snapshot_id)
+
+
+@dataclass(frozen=True, slots=True)
+class LineCrossEvent:
+    """A confirmed track crossed a line; `direction` is one of the line's two direction names."""
+
+    type: ClassVar[str] = "line_cross"
+    camera: str
+    line: str
+    direction: str
+    track_id: int
+    frame_index: int
+    capture_ts: float
+    snapshot_id: str | None = None
+    id: str = field(default_factory=new_id)
+
+    def payload(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "type": self.type,
+            "camera": self.camera,
+            "line": self.line,
+            "direction": self.direction,
+            "track_id": self.track_id,
+            "frame_index": self.frame_index,
+            "capture_ts": self.capture_ts,
+        }
+        return with_snapshot(payload, self.snapshot_id)
+
+
+def with_snapshot(payload: dict[str, Any], snapshot_id: str | None) -> dict[str, Any]:
+    if snapshot_id is not None:
+        payload["snapshot_id"] = snapshot_id
+    return payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,4 +159,4 @@ class CameraStatusEvent:
     id: str = field(default_factory=new_id)
 
 
-Event = TrackEvent | IdentityEvent
+Event = TrackEvent | IdentityEvent | ZoneEvent | LineCrossEvent
