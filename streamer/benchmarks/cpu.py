@@ -20,9 +20,19 @@ def process_cpu_s() -> float:
     return time.process_time()
 
 
-def _stat_fields(pid: int) -> list[str] | None:
+def thread_cpu_s(thread_id: int | None) -> float:
+    """One thread of this process (its native id), user + system seconds; 0.0 when gone."""
+    if thread_id is None:
+        return 0.0
+    fields = _stat_fields(thread_id, PROC / "self" / "task" / str(thread_id) / "stat")
+    if fields is None or len(fields) <= 12:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _stat_fields(pid: int, path: Path | None = None) -> list[str] | None:
     try:
-        text = (PROC / str(pid) / "stat").read_text()
+        text = (path or PROC / str(pid) / "stat").read_text()
     except OSError:
         return None
     # "pid (comm) state ppid ... utime stime ...": comm may hold spaces and parentheses

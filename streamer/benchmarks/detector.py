@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -32,7 +33,7 @@ import tritonclient.grpc.aio as grpcclient
 
 from streamer.app import build_sinks
 from streamer.benchmarks import ceiling as ceiling_grid
-from streamer.benchmarks.cpu import process_cpu_s, tree_cpu_s
+from streamer.benchmarks.cpu import process_cpu_s, thread_cpu_s, tree_cpu_s
 from streamer.benchmarks.peer import PeerRun, peer_run
 from streamer.benchmarks.report import Span, best_cell, grid_lines, stage_means_text
 from streamer.config import DetectorConfig, StreamerConfig, TrackerConfig
@@ -75,6 +76,7 @@ class PipelineRun:
     service_cpu_ms_per_frame: float = 0.0  # this process (the service), all threads
     server_cpu_ms_per_frame: float = 0.0  # tritonserver and its Python-backend stubs
     stages_ms: dict[str, float] = field(default_factory=dict)  # mean wall time per stage
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # CPU ms per processed frame, per stage
 
 
 class _Latencies:
@@ -167,6 +169,7 @@ async def run_pipeline(
         await asyncio.sleep(WARMUP_S)
         before = await batch_counts(client)
         processed_before = sum(c.processed for c in pipeline.registry.cameras().values())
+        clocks = _CpuClocks(pipeline, server.pid)
         service_cpu, server_cpu = process_cpu_s(), tree_cpu_s(server.pid)
         latencies.recording = True
         started = time.monotonic()
@@ -176,6 +179,7 @@ async def run_pipeline(
         processed = sum(c.processed for c in pipeline.registry.cameras().values()) - processed_before
         service_cpu = process_cpu_s() - service_cpu
         server_cpu = tree_cpu_s(server.pid) - server_cpu
+        cpu_s = clocks.spent()
         after = await batch_counts(client)
     finally:
         await pipeline.stop()
@@ -211,7 +215,58 @@ async def run_pipeline(
             stage: round(MS * total / len(latencies.samples), 2)
             for stage, total in latencies.stage_s.items()
         } if latencies.samples else {},
+        cpu_ms={stage: round(MS * total / processed, 2) for stage, total in cpu_s.items()}
+        if processed else {},
     )
+
+
+# CPU per stage, in the order a frame meets them. Measured with the thread's own clock around the
+# work (decode, preprocess in the camera's thread; postprocess, track, publish on the event loop),
+# and per thread from /proc: what the loop's thread spent besides its measured stages is the
+# inference client (gRPC, shared memory) and asyncio itself; what no thread above spent is
+# FFmpeg's, OpenCV's and gRPC's own threads. Frames decoded but never processed count too.
+CPU_STAGES = (
+    "decode", "preprocess", "camera other", "client+loop", "postprocess", "track", "publish",
+    "other threads", "service", "server",
+)
+
+
+class _CpuClocks:
+    """CPU clocks of the service's threads and the server's processes, read at start and end."""
+
+    def __init__(self, pipeline: Pipeline, server_pid: int | None) -> None:
+        self.pipeline = pipeline
+        self.server_pid = server_pid
+        self.loop_thread = threading.get_native_id()  # the bench runs the pipeline on this thread
+        self.start = self._read()
+
+    def _read(self) -> dict[str, float]:
+        cameras = self.pipeline.registry.cameras().values()
+        stages: dict[str, float] = {}
+        for counters in cameras:
+            for stage, seconds in list(counters.cpu_s.items()):
+                stages[stage] = stages.get(stage, 0.0) + seconds
+        return {
+            **stages,
+            "camera threads": sum(
+                thread_cpu_s(runtime.source.thread_id) for runtime in self.pipeline.cameras.values()
+            ),
+            "loop thread": thread_cpu_s(self.loop_thread),
+            "service": process_cpu_s(),
+            "server": tree_cpu_s(self.server_pid),
+        }
+
+    def spent(self) -> dict[str, float]:
+        end = self._read()
+        used = {key: end[key] - self.start.get(key, 0.0) for key in end}
+        in_camera = used.get("decode", 0.0) + used.get("preprocess", 0.0)
+        on_loop = sum(used.get(stage, 0.0) for stage in ("postprocess", "track", "publish"))
+        derived = {
+            "camera other": used["camera threads"] - in_camera,  # demux, pacing, hand-over
+            "client+loop": used["loop thread"] - on_loop,
+            "other threads": used["service"] - used["camera threads"] - used["loop thread"],
+        }
+        return {stage: max(0.0, {**used, **derived}.get(stage, 0.0)) for stage in CPU_STAGES}
 
 
 def _batch_text(batches: dict[int, int]) -> str:
@@ -255,7 +310,7 @@ async def main(args: argparse.Namespace) -> int:
     clip = args.clip or DEFAULT_CLIP
     camera_counts = [int(n) for n in str(args.cameras).split(",") if n]
     sections = set(str(args.sections).split(","))
-    unknown = sections - {"detector", "identities", "publishing"}
+    unknown = sections - {"detector", "identities", "publishing", "fairness"}
     if unknown:
         print(f"error: --sections: unknown {', '.join(sorted(unknown))}")
         return 2
@@ -268,6 +323,8 @@ async def main(args: argparse.Namespace) -> int:
     results: dict[str, Any] = {}
     if "detector" in sections:
         results.update(await _detector_section(args, clip, camera_counts, sinks))
+    if "fairness" in sections:
+        results["fairness"] = await _fairness_section(args, clip)
     if "publishing" in sections:
         from streamer.benchmarks.publishing import as_dicts, format_results
         from streamer.benchmarks.publishing import run_benchmark as publishing_benchmark
@@ -294,18 +351,65 @@ async def main(args: argparse.Namespace) -> int:
     return 0
 
 
+FAIRNESS_CAMERAS = 12
+FAIRNESS_FLOODING = 2
+
+
+async def _fairness_section(args: argparse.Namespace, clip: Path) -> dict[str, Any]:
+    from streamer.benchmarks.fairness import fairness_run, flooding_clip
+
+    repeats = max(1, int(getattr(args, "repeat", 2)))
+    normal = FAIRNESS_CAMERAS - FAIRNESS_FLOODING
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="streamer-bench-") as scratch:
+        repository = _detector_repository(Path(scratch))
+        flood = flooding_clip(clip, Path(scratch) / f"flooding{clip.suffix}")
+        server = EmbeddedTritonServer(repository, [DETECTOR], ort_threads=args.ort_threads)
+        await server.start()
+        try:
+            print(
+                f"fairness: {FAIRNESS_CAMERAS} cameras, {normal} in real time, "
+                f"{FAIRNESS_FLOODING} flooding (timestamps 100x closer), {args.duration:.0f}s:",
+                flush=True,
+            )
+            for repeat in range(repeats):
+                run = await fairness_run(
+                    server.grpc_url, clip, flood,
+                    normal=normal, flooding=FAIRNESS_FLOODING, seconds=args.duration,
+                )
+                print(f"  repeat {repeat + 1}/{repeats}:")
+                print("\n".join(run.lines()), flush=True)
+                runs.append(run)
+        finally:
+            await server.stop()
+    print(
+        f"  normal cameras' spread (max/min FPS): {Span.of(r.spread() for r in runs).text(2)}; "
+        f"flooding / normal: {Span.of(r.flood_over_normal() for r in runs).text(2)}"
+    )
+    return {
+        "runs": [asdict(r) for r in runs],
+        "spread": Span.of(r.spread() for r in runs).as_dict(),
+        "flood_over_normal": Span.of(r.flood_over_normal() for r in runs).as_dict(),
+    }
+
+
+def _detector_repository(repository: Path) -> Path:
+    """A model repository holding the prepared person detector, in `repository`."""
+    (repository / DETECTOR).mkdir()
+    (repository / DETECTOR / CONFIG_FILE).write_bytes(
+        (PROJECT_ROOT / "model_repository" / DETECTOR / CONFIG_FILE).read_bytes()
+    )
+    prepare(entry(DETECTOR), repository)
+    return repository
+
+
 async def _detector_section(
     args: argparse.Namespace, clip: Path, camera_counts: list[int], sinks: dict[str, Any]
 ) -> dict[str, Any]:
     repeats = max(1, int(getattr(args, "repeat", 2)))
     cameras = max(camera_counts)
     with tempfile.TemporaryDirectory(prefix="streamer-bench-") as scratch:
-        repository = Path(scratch)
-        (repository / DETECTOR).mkdir()
-        (repository / DETECTOR / CONFIG_FILE).write_bytes(
-            (PROJECT_ROOT / "model_repository" / DETECTOR / CONFIG_FILE).read_bytes()
-        )
-        prepare(entry(DETECTOR), repository)
+        repository = _detector_repository(Path(scratch))
         model_path = repository / DETECTOR / "1" / MODEL_FILE
         frames = load_frames(clip, RAW_FRAMES)
         size = int(ort.InferenceSession(str(model_path)).get_inputs()[0].shape[1])
@@ -385,6 +489,15 @@ async def _detector_section(
     print("  mean wall ms per frame and stage (svc/srv ms/f: CPU ms per frame, service / server):")
     for label, label_runs in runs.items():
         print(f"  {label:>7}  {stage_means_text(mean_stages(label_runs))}")
+    print(
+        "  CPU ms per processed frame and stage (thread clocks; service = the whole process, "
+        "server = tritonserver and its model processes):"
+    )
+    for label, label_runs in runs.items():
+        print(f"  {label:>7}  " + " ".join(
+            f"{stage} {Span.of(r.cpu_ms.get(stage, 0.0) for r in label_runs).text(2)}"
+            for stage in CPU_STAGES
+        ))
     if soak is not None:
         print(
             f"  soak {cameras} cameras {soak.seconds:.0f}s: {soak.fps:.1f} FPS "
@@ -422,6 +535,10 @@ async def _detector_section(
                     r.server_cpu_ms_per_frame for r in label_runs
                 ).as_dict(),
                 "stages_ms": mean_stages(label_runs),
+                "cpu_ms": {
+                    stage: Span.of(r.cpu_ms.get(stage, 0.0) for r in label_runs).as_dict()
+                    for stage in CPU_STAGES
+                },
             }
             for label, label_runs in runs.items()
         },

@@ -43,6 +43,14 @@ class CameraConfig(Section):
     max_fps: float | None = Field(
         None, gt=0, description="Cap on frames sent to detection per second; None = every frame."
     )
+    weight: float = Field(
+        1.0,
+        gt=0,
+        le=100,
+        description="Share of the detector when cameras ask for more than it gives: a camera of "
+        "weight 2 gets twice the processed FPS of a camera of weight 1 (frames in flight scale "
+        "with it too). A camera that floods frames never gets more than its share.",
+    )
     loop: bool = Field(False, description="Files only: start again from the beginning at the end.")
     pacing: Literal["realtime", "fast"] = Field(
         "realtime",

@@ -60,6 +60,9 @@ class CameraStats:
     processing_restarts: int = 0
     last_latency_s: float = 0.0
     last_result_monotonic: float | None = None
+    # CPU seconds of the thread that did the work, per stage: decode and preprocess (the camera's
+    # thread), postprocess, track, the extra stages and publish (the event loop's thread).
+    cpu_s: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 import os
 import re
@@ -68,6 +70,49 @@ class _Job:
     inputs: dict[str, np.ndarray]
     future: asyncio.Future[tuple[dict[str, np.ndarray], InferTiming]]
     queued_at: float = field(default_factory=time.monotonic)
+
+
+class FairQueue:
+    """Requests of many cameras, served in start-time fair queuing order (weights honoured).
+
+    Each request is tagged when it arrives: it may start at the later of the queue's virtual time
+    and the end of its camera's previous request, and ends 1/weight later; the smallest start
+    goes first. A camera that keeps many requests queued (or floods frames) is therefore served
+    in turn with the others instead of ahead of them, and a camera that was idle gets no credit
+    for its idle time. One camera's requests keep their order.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._space = asyncio.Semaphore(capacity)
+        self._ready = asyncio.Condition()
+        self._heap: list[tuple[float, int, _Job]] = []
+        self._finish: dict[str, float] = {}
+        self._virtual = 0.0
+        self._order = itertools.count()
+
+    async def put(self, job: _Job, key: str, weight: float) -> None:
+        await self._space.acquire()
+        start = max(self._virtual, self._finish.get(key, 0.0))
+        self._finish[key] = start + 1.0 / weight
+        heapq.heappush(self._heap, (start, next(self._order), job))
+        async with self._ready:
+            self._ready.notify()
+
+    async def get(self) -> _Job:
+        async with self._ready:
+            await self._ready.wait_for(lambda: bool(self._heap))
+            start, _order, job = heapq.heappop(self._heap)
+        self._virtual = max(self._virtual, start)
+        self._space.release()
+        return job
+
+    def drain(self) -> list[_Job]:
+        """Every queued request, taken out (stopping)."""
+        jobs = [job for _start, _order, job in sorted(self._heap)]
+        for _ in jobs:
+            self._space.release()
+        self._heap.clear()
+        return jobs
 
 
 def _tensor(dims: object, data_type: str) -> tuple[np.dtype, tuple[int, ...]]:
@@ -145,7 +190,8 @@ class TritonModel:
         self.request_timeout_s = request_timeout_s
         self.counters = ModelStats(name, requests_in_flight)
         self.spec: ModelSpec | None = None
-        self._queue: asyncio.Queue[_Job] = asyncio.Queue(queue_size)
+        self._queue = FairQueue(queue_size)
+        self.weights: dict[str, float] = {}  # share of each key (camera) under overload; default 1
         self._workers: list[asyncio.Task[None]] = []
         self._slots: list[_SharedMemorySlot] = []
 
@@ -173,8 +219,7 @@ class TritonModel:
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers = []
-        while not self._queue.empty():
-            job = self._queue.get_nowait()
+        for job in self._queue.drain():
             if not job.future.done():
                 job.future.set_exception(InferenceError(f"{self.name}: stopped"))
         for slot in self._slots:
@@ -182,12 +227,17 @@ class TritonModel:
             slot.destroy()
         self._slots = []
 
-    async def infer(self, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], InferTiming]:
-        """Run one item (batch 1) through the model; Triton batches it with other cameras' items."""
+    async def infer(
+        self, inputs: dict[str, np.ndarray], key: str = ""
+    ) -> tuple[dict[str, np.ndarray], InferTiming]:
+        """Run one item (batch 1) through the model; Triton batches it with other cameras' items.
+
+        `key` (the camera) shares the model fairly with the other keys, by `weights[key]`.
+        """
         future: asyncio.Future[tuple[dict[str, np.ndarray], InferTiming]] = (
             asyncio.get_running_loop().create_future()
         )
-        await self._queue.put(_Job(inputs, future))
+        await self._queue.put(_Job(inputs, future), key, self.weights.get(key, 1.0))
         return await future
 
     async def reattach(self, client: grpcclient.InferenceServerClient) -> None:

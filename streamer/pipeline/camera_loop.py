@@ -125,9 +125,10 @@ class CameraLoop:
             self.tracker = CameraTracker(
                 self.name, self.tracker_settings, self.config.max_fps or self.stats.source_fps
             )
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         tracks, events = self.tracker.update(frame, detections)
         frame.timings.add("track", time.perf_counter() - started)
+        frame.timings.add_cpu("track", time.thread_time() - started_cpu)
         result = FrameResult(
             camera=frame.camera,
             frame_index=frame.index,
@@ -148,7 +149,10 @@ class CameraLoop:
                 log.debug("camera %s: stage %s skipped: %s", frame.camera, stage.name, exc)
             frame.timings.add(stage.name, time.perf_counter() - started)
         if self.keep_images is not None and self.keep_images(frame.camera):
-            result.image = frame.image
+            result.image = frame.image  # made here if the camera's thread did not (a few a second)
+        spent = self.stats.cpu_s
+        for name, seconds in frame.timings.cpu.items():
+            spent[name] = spent.get(name, 0.0) + seconds
         result.latency_s = frame.age_s()
         self.stats.processed += 1
         self.stats.last_latency_s = result.latency_s

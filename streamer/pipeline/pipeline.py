@@ -114,11 +114,14 @@ class Pipeline:
             await self.stop()
             raise
         for camera in self.config.enabled_cameras:
+            self.detector.model.weights[camera.name] = camera.weight
             stats = CameraStats(camera.name, redact_url(camera.url))
             self.registry.register("camera", camera.name, stats)
             source = CameraSource(
                 camera,
                 prepare=self.detector.prepare,
+                # The extra stages (faces, ReID) read every frame's full-size picture.
+                convert_in_thread=bool(self.stages),
                 on_status=self._source_changed,
                 stats=stats,
             )
@@ -128,7 +131,7 @@ class Pipeline:
                 detector=self.detector,
                 stages=self.stages,
                 tracker_settings=self.config.tracker,
-                depth=self.config.inference.frames_in_flight_per_camera,
+                depth=max(1, round(self.config.inference.frames_in_flight_per_camera * camera.weight)),
                 stats=stats,
                 deliver=self._deliver,
                 deliver_events=self._deliver_events,
@@ -237,9 +240,13 @@ class Pipeline:
 
     def _deliver(self, result: FrameResult) -> None:
         """Hand the result to every sink once, then let observers (metrics) see it, publish included."""
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         self.fanout.result(result)
         result.timings["publish"] = time.perf_counter() - started
+        runtime = self.cameras.get(result.camera)
+        if runtime is not None:
+            spent = runtime.stats.cpu_s
+            spent["publish"] = spent.get("publish", 0.0) + time.thread_time() - started_cpu
         for observer in self.observers:
             try:
                 observer.observe(result)

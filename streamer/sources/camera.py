@@ -15,9 +15,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import av
+import numpy as np
 
 from streamer.config import CameraConfig
 from streamer.core.backoff import Backoff
@@ -39,6 +41,13 @@ RTSP_ANALYZE_US = "1000000"
 # or waiting for the gap to pass.
 TIMESTAMP_LEAP_S = 5.0
 TIMESTAMP_EPSILON_S = 1e-6
+# A camera whose keyframes come much more often than the pipeline takes its frames (a file with
+# broken timestamps, a stream far faster than the detector's share) skips decoding up to the next
+# keyframe while its slot is full: it would only decode frames to drop them, taking CPU from the
+# detector and the other cameras. A normal camera (keyframes every second or two, frames taken
+# several times a second) never skips: it would lose frames it could have had.
+KEYFRAMES_PER_TAKE = 2.0
+SMOOTHING = 0.2  # moving averages of the keyframe and take intervals
 
 
 # The stream cannot work as configured until someone changes something: the state says `failed`
@@ -90,14 +99,29 @@ class LatestFrameSlot:
         self._frame: Frame | None = None
         self._closed = False
         self._ready = asyncio.Event()
+        self._taken_at: float | None = None
+        self._take_interval_s: float | None = None
 
     def put(self, frame: Frame) -> None:
-        """Called from the decoding thread."""
+        """Called from the decoding thread; wakes the pipeline only when the slot was empty (a
+        camera that floods frames does not wake the event loop for every frame it drops)."""
         with self._lock:
-            if self._frame is not None:
+            was_empty = self._frame is None
+            if not was_empty:
                 self._counters.dropped += 1
             self._frame = frame
-        self._loop.call_soon_threadsafe(self._ready.set)
+        if was_empty:
+            self._loop.call_soon_threadsafe(self._ready.set)
+
+    @property
+    def full(self) -> bool:
+        """A frame waits that the pipeline has not taken yet."""
+        return self._frame is not None
+
+    @property
+    def take_interval_s(self) -> float | None:
+        """How often the pipeline takes a frame (moving average), None before two takes."""
+        return self._take_interval_s
 
     def wait_until_free(self, stop: threading.Event) -> None:
         """Called from the decoding thread; blocks until the pipeline took the previous frame."""
@@ -119,6 +143,14 @@ class LatestFrameSlot:
                 if frame is not None:
                     self._taken.notify()
             if frame is not None:
+                now = time.monotonic()
+                if self._taken_at is not None:
+                    interval = now - self._taken_at
+                    previous = self._take_interval_s
+                    self._take_interval_s = (
+                        interval if previous is None else previous + SMOOTHING * (interval - previous)
+                    )
+                self._taken_at = now
                 return frame
             if closed:
                 return None
@@ -168,6 +200,7 @@ class CameraSource:
         config: CameraConfig,
         *,
         prepare: Callable[[Frame], None] | None = None,
+        convert_in_thread: bool = True,
         on_status: StatusCallback | None = None,
         stats: CameraStats | None = None,
     ) -> None:
@@ -176,6 +209,7 @@ class CameraSource:
         self.counters = stats or CameraStats(config.name, redact_url(config.url))
         self.status = CameraState.CONNECTING
         self._prepare = prepare
+        self._convert_in_thread = convert_in_thread
         self._on_status = on_status
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -308,6 +342,9 @@ class CameraSource:
         wall_start = time.monotonic()
         last_kept_s = -float("inf")
         window_start, window_frames = time.monotonic(), 0
+        last_key_monotonic: float | None = None
+        key_interval_s: float | None = None
+        skipping = False
         assert self._slot is not None
         for packet in container.demux(stream):
             if self._stop.is_set():
@@ -326,14 +363,30 @@ class CameraSource:
                 end_s = max(end_s, packet_s - first_packet_s + duration_s)
             if backpressure:
                 self._slot.wait_until_free(self._stop)
+            if packet.is_keyframe:
+                now = time.monotonic()
+                if last_key_monotonic is not None:
+                    interval = now - last_key_monotonic
+                    key_interval_s = (
+                        interval if key_interval_s is None
+                        else key_interval_s + SMOOTHING * (interval - key_interval_s)
+                    )
+                last_key_monotonic, skipping = now, False
+            elif packet.size and (skipping or self._far_behind(key_interval_s)):
+                skipping = True  # undecoded until the next keyframe: later frames depend on it
+                self._index += 1
+                self.counters.dropped += 1
+                continue
             capture_ts, captured_monotonic = time.time(), time.monotonic()
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.thread_time()
             try:
                 decoded_frames = packet.decode()
             except av.error.FFmpegError as exc:
                 self.counters.errors += 1
                 self.counters.last_error = f"undecodable packet skipped: {exc}"
                 continue
+            finally:
+                self._count_cpu("decode", started_cpu)
             decode_s = (time.perf_counter() - started) / max(1, len(decoded_frames))
             for decoded in decoded_frames:
                 self._index += 1
@@ -356,17 +409,7 @@ class CameraSource:
                     self.counters.skipped += 1
                     continue
                 last_kept_s = video_s
-                started = time.perf_counter()
-                frame = Frame(
-                    camera=self.name,
-                    index=self._index,
-                    capture_ts=capture_ts,
-                    captured_monotonic=captured_monotonic,
-                    image=decoded.to_ndarray(format="bgr24"),
-                )
-                frame.timings.add("decode", decode_s + time.perf_counter() - started)
-                if self._prepare is not None:
-                    self._prepare(frame)
+                frame = self._frame(decoded, capture_ts, captured_monotonic, decode_s)
                 if backpressure:  # a packet may carry several frames (the decoder's flush)
                     self._slot.wait_until_free(self._stop)
                 self._slot.put(frame)
@@ -374,3 +417,66 @@ class CameraSource:
         # In real time the last frame lasts its duration too: a short looping file keeps its rate.
         wait = end_s - (time.monotonic() - wall_start)
         return not (realtime and wait > 0 and self._stop.wait(wait))
+
+    def _far_behind(self, key_interval_s: float | None) -> bool:
+        """The slot is full and keyframes come far more often than the pipeline takes frames."""
+        assert self._slot is not None
+        take_interval_s = self._slot.take_interval_s
+        return (
+            self._slot.full
+            and key_interval_s is not None
+            and take_interval_s is not None
+            and key_interval_s * KEYFRAMES_PER_TAKE < take_interval_s
+        )
+
+    def _frame(self, decoded: Any, capture_ts: float, captured_monotonic: float, decode_s: float) -> Frame:
+        """The pipeline's frame for a decoded picture, with the detector's input prepared here.
+
+        The full-size BGR image is converted here only when a stage will want it
+        (`convert_in_thread`); otherwise it is made on first use (the dashboard's occasional
+        snapshot), and the detector's input is made from the YUV planes directly.
+        """
+        started, started_cpu = time.perf_counter(), time.thread_time()
+        frame = Frame(
+            self.name,
+            self._index,
+            capture_ts,
+            captured_monotonic,
+            convert=partial(decoded.to_ndarray, format="bgr24"),
+            size=(decoded.width, decoded.height),
+            yuv420=_yuv420_planes(decoded),
+        )
+        if self._convert_in_thread:
+            frame.image  # noqa: B018 - converted here, off the event loop
+        frame.timings.add("decode", decode_s + time.perf_counter() - started)
+        self._count_cpu("decode", started_cpu)
+        if self._prepare is not None:
+            started_cpu = time.thread_time()
+            self._prepare(frame)
+            self._count_cpu("preprocess", started_cpu)
+        return frame
+
+    def _count_cpu(self, stage: str, started_cpu: float) -> None:
+        """CPU seconds of this thread spent on `stage` (decode, preprocess), for the bench."""
+        spent = self.counters.cpu_s
+        spent[stage] = spent.get(stage, 0.0) + time.thread_time() - started_cpu
+
+    @property
+    def thread_id(self) -> int | None:
+        """The decoding thread's native id (per-thread CPU in /proc), None when not running."""
+        thread = self._thread
+        return thread.native_id if thread is not None else None
+
+
+def _yuv420_planes(decoded: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Views (no copy) of a yuv420p picture's Y, U, V planes; None for other pixel formats.
+
+    Full-range (`yuvj420p`) and other layouts go through FFmpeg's conversion instead.
+    """
+    if decoded.format.name != "yuv420p":
+        return None
+    y_plane, u_plane, v_plane = (
+        np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+        for plane in decoded.planes
+    )
+    return y_plane, u_plane, v_plane

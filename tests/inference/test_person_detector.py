@@ -11,8 +11,9 @@ import pytest
 import tritonclient.grpc.aio as grpcclient
 
 from streamer.config import DetectorConfig
+from streamer.core.detections import Detections
 from streamer.core.frames import Frame
-from streamer.core.imaging import letterbox
+from streamer.core.imaging import Letterboxed, letterbox, letterbox_yuv420
 from streamer.inference.client import TritonModel
 from streamer.inference.detector import PersonDetector
 from streamer.inference.model_prep import InputSpec, prepare_model
@@ -103,3 +104,70 @@ async def test_real_detector_through_triton_finds_the_pedestrians(
         widths = confident.xyxy[:, 2] - confident.xyxy[:, 0]
         assert (heights > widths).mean() > 0.8  # people are taller than wide
     assert model.counters.requests == 8 and model.counters.failures == 0
+
+
+def yuv_planes(clip: Path, count: int) -> list[tuple[np.ndarray, tuple[np.ndarray, ...]]]:
+    """The BGR image and the Y, U, V planes of the clip's first frames, as the camera gets them."""
+    found = []
+    with av.open(str(clip)) as container:
+        for frame in container.decode(video=0):
+            planes = tuple(
+                np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width].copy()
+                for p in frame.planes
+            )
+            found.append((frame.to_ndarray(format="bgr24"), planes))
+            if len(found) == count:
+                break
+    return found
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    left, top = max(a[0], b[0]), max(a[1], b[1])
+    right, bottom = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, right - left) * max(0.0, bottom - top)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def test_letterbox_from_yuv_planes_matches_the_bgr_letterbox() -> None:
+    image = np.zeros((576, 768, 3), np.uint8)
+    planes = (np.full((576, 768), 120, np.uint8), np.full((288, 384), 128, np.uint8),
+              np.full((288, 384), 128, np.uint8))
+    boxed = letterbox_yuv420(planes, INPUT, INPUT, YOLOX_PAD_VALUE)
+    reference = letterbox(image, INPUT, INPUT, YOLOX_PAD_VALUE)
+    assert boxed is not None
+    assert boxed.ratio == reference.ratio and boxed.image.shape == reference.image.shape
+    assert (boxed.image[312:] == YOLOX_PAD_VALUE).all()
+    grey = boxed.image[:312]
+    assert abs(int(grey.mean()) - round((120 - 16) * 255 / 219)) <= 1  # limited-range luma
+    assert letterbox_yuv420(planes, 415, 415, YOLOX_PAD_VALUE) is None  # odd size: the caller falls back
+
+
+def test_detections_from_yuv_planes_equal_those_from_the_bgr_image(tmp_path: Path) -> None:
+    """The camera's fast path (resize in YUV, convert the small picture) finds the same people,
+    with boxes in the same frame pixels, as the full-size BGR letterbox."""
+    prepared = prepare_model(
+        require_asset("models/yolox_nano.onnx"), tmp_path / "model.onnx", InputSpec(INPUT, INPUT, "bgr")
+    )
+    session = ort.InferenceSession(str(prepared), providers=["CPUExecutionProvider"])
+    decoder, settings = YoloxDecoder(INPUT, INPUT), DetectorConfig()
+
+    def detect(boxed: Letterboxed) -> Detections:
+        output = session.run(None, {"frames": boxed.image[None]})[0][0]
+        found = decoder.decode(
+            output, boxed.ratio, class_ids=settings.class_ids,
+            score_threshold=settings.score_threshold,
+            nms_iou_threshold=settings.nms_iou_threshold, max_detections=settings.max_detections,
+        )
+        return found[found.confidence > 0.5]
+
+    matched = total = 0
+    for image, planes in yuv_planes(require_asset("videos/vtest_first10s_h264.mp4"), 20):
+        fast = letterbox_yuv420(planes, INPUT, INPUT, YOLOX_PAD_VALUE)  # type: ignore[arg-type]
+        assert fast is not None
+        reference, found = detect(letterbox(image, INPUT, INPUT, YOLOX_PAD_VALUE)), detect(fast)
+        assert abs(len(found) - len(reference)) <= 1
+        for box in reference.xyxy:
+            total += 1
+            matched += any(iou(box, other) >= 0.8 for other in found.xyxy)
+    assert total >= 60 and matched / total >= 0.95

@@ -1,0 +1,77 @@
+"""The inference queue shares the model fairly: cameras in turn, weights honoured, order kept."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from streamer.inference.client import FairQueue, _Job
+
+
+async def served_order(queued: list[tuple[str, float]], capacity: int = 64) -> list[str]:
+    """Queue jobs in the given (camera, weight) order, then serve them all; the cameras in order."""
+    queue = FairQueue(capacity)
+    loop = asyncio.get_running_loop()
+    for index, (key, weight) in enumerate(queued):
+        await queue.put(_Job({"index": np.array(index)}, loop.create_future()), key, weight)
+    names = {index: key for index, (key, _weight) in enumerate(queued)}
+    return [names[int((await queue.get()).inputs["index"])] for _ in queued]
+
+
+async def test_a_camera_with_many_queued_requests_is_served_in_turn_with_the_others() -> None:
+    order = await served_order([("flood", 1.0)] * 8 + [("a", 1.0), ("b", 1.0)])
+    # FIFO would serve all 8 flood requests first; fair queuing serves a and b within 3 requests
+    assert set(order[:3]) == {"flood", "a", "b"}
+
+
+async def test_weights_set_the_shares_of_backlogged_cameras() -> None:
+    order = await served_order([("heavy", 2.0)] * 20 + [("light", 1.0)] * 20)
+    first = order[:15]
+    assert first.count("heavy") == 10 and first.count("light") == 5
+
+
+async def test_one_cameras_requests_keep_their_order() -> None:
+    queue = FairQueue(16)
+    loop = asyncio.get_running_loop()
+    for index in range(6):
+        key = "a" if index % 3 else "b"
+        await queue.put(_Job({"index": np.array(index)}, loop.create_future()), key, 1.0)
+    served = [int((await queue.get()).inputs["index"]) for _ in range(6)]
+    assert [i for i in served if i % 3] == [1, 2, 4, 5]
+    assert [i for i in served if not i % 3] == [0, 3]
+
+
+async def test_an_idle_camera_gets_no_credit_for_its_idle_time() -> None:
+    queue = FairQueue(64)
+    loop = asyncio.get_running_loop()
+
+    def job(index: int) -> _Job:
+        return _Job({"index": np.array(index)}, loop.create_future())
+
+    await queue.put(job(-1), "late", 1.0)
+    await queue.get()
+    for index in range(10):  # "busy" is served alone for a while
+        await queue.put(job(index), "busy", 1.0)
+        await queue.get()
+    for index in range(10, 20):
+        await queue.put(job(index), "busy", 1.0)
+    for index in range(100, 110):
+        await queue.put(job(index), "late", 1.0)
+    first = [int((await queue.get()).inputs["index"]) for _ in range(10)]
+    assert 3 <= sum(i >= 100 for i in first) <= 7  # in turn, not "late" ten times over
+
+
+async def test_a_full_queue_makes_the_caller_wait_and_a_stop_drains_it() -> None:
+    queue = FairQueue(2)
+    loop = asyncio.get_running_loop()
+    for index in range(2):
+        await queue.put(_Job({"index": np.array(index)}, loop.create_future()), "a", 1.0)
+    third = asyncio.create_task(
+        queue.put(_Job({"index": np.array(2)}, loop.create_future()), "a", 1.0)
+    )
+    await asyncio.sleep(0.05)
+    assert not third.done()
+    await queue.get()
+    await asyncio.wait_for(third, timeout=10)
+    assert len(queue.drain()) == 2
