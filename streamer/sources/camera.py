@@ -113,10 +113,10 @@ class LatestFrameSlot:
         if was_empty:
             self._loop.call_soon_threadsafe(self._ready.set)
 
-    @property
-    def full(self) -> bool:
-        """A frame waits that the pipeline has not taken yet."""
-        return self._frame is not None
+    def waited_s(self) -> float | None:
+        """How long the frame in the slot has waited for the pipeline; None when the slot is empty."""
+        frame = self._frame
+        return None if frame is None else time.monotonic() - frame.captured_monotonic
 
     @property
     def take_interval_s(self) -> float | None:
@@ -210,6 +210,7 @@ class CameraSource:
         self.status = CameraState.CONNECTING
         self._prepare = prepare
         self._convert_in_thread = convert_in_thread
+        self._key_interval_s: float | None = None  # moving average, kept across reconnects and loops
         self._on_status = on_status
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -343,7 +344,6 @@ class CameraSource:
         last_kept_s = -float("inf")
         window_start, window_frames = time.monotonic(), 0
         last_key_monotonic: float | None = None
-        key_interval_s: float | None = None
         skipping = False
         assert self._slot is not None
         for packet in container.demux(stream):
@@ -367,16 +367,17 @@ class CameraSource:
                 now = time.monotonic()
                 if last_key_monotonic is not None:
                     interval = now - last_key_monotonic
-                    key_interval_s = (
-                        interval if key_interval_s is None
-                        else key_interval_s + SMOOTHING * (interval - key_interval_s)
+                    previous = self._key_interval_s
+                    self._key_interval_s = (
+                        interval if previous is None else previous + SMOOTHING * (interval - previous)
                     )
-                last_key_monotonic, skipping = now, False
-            elif packet.size and (skipping or self._far_behind(key_interval_s)):
-                skipping = True  # undecoded until the next keyframe: later frames depend on it
+                last_key_monotonic = now
+            if packet.size and self._skip(packet.is_keyframe, skipping):
+                skipping = True  # undecoded up to a keyframe: the frames between depend on it
                 self._index += 1
                 self.counters.dropped += 1
                 continue
+            skipping = skipping and not packet.is_keyframe
             capture_ts, captured_monotonic = time.time(), time.monotonic()
             started, started_cpu = time.perf_counter(), time.thread_time()
             try:
@@ -418,15 +419,27 @@ class CameraSource:
         wait = end_s - (time.monotonic() - wall_start)
         return not (realtime and wait > 0 and self._stop.wait(wait))
 
-    def _far_behind(self, key_interval_s: float | None) -> bool:
-        """The slot is full and keyframes come far more often than the pipeline takes frames."""
+    def _skip(self, keyframe: bool, skipping: bool) -> bool:
+        """Whether to leave a packet undecoded (see KEYFRAMES_PER_TAKE).
+
+        Far behind (the slot is full and keyframes come far more often than the pipeline takes
+        frames), frames up to the next keyframe are skipped, and a keyframe is skipped too while
+        the waiting frame is younger than half a take interval: about one or two frames decoded
+        per frame taken, and the frame taken stays recent. Once skipping, only a keyframe ends it.
+        """
         assert self._slot is not None
         take_interval_s = self._slot.take_interval_s
-        return (
-            self._slot.full
-            and key_interval_s is not None
+        waited_s = self._slot.waited_s()
+        behind = (
+            waited_s is not None
+            and self._key_interval_s is not None
             and take_interval_s is not None
-            and key_interval_s * KEYFRAMES_PER_TAKE < take_interval_s
+            and self._key_interval_s * KEYFRAMES_PER_TAKE < take_interval_s
+        )
+        if not keyframe:
+            return skipping or behind
+        return behind and waited_s is not None and take_interval_s is not None and (
+            waited_s < take_interval_s / 2
         )
 
     def _frame(self, decoded: Any, capture_ts: float, captured_monotonic: float, decode_s: float) -> Frame:
