@@ -498,6 +498,14 @@ async def _detector_section(
             f"{stage} {Span.of(r.cpu_ms.get(stage, 0.0) for r in label_runs).text(2)}"
             for stage in CPU_STAGES
         ))
+    peer_cpu = Span.of(p.cpu_ms_per_frame for p in peers)
+    for label, label_runs in runs.items():
+        total = Span.of(r.service_cpu_ms_per_frame + r.server_cpu_ms_per_frame for r in label_runs)
+        print(
+            f"  {label:>7}  CPU per frame, service + server {total.text(2)} ms against the peer's "
+            f"{peer_cpu.text(2)} ms: where the CPU is the limit, pipeline / peer = "
+            f"{Span(peer_cpu.low / total.high, peer_cpu.high / total.low).text(2) if total.low else '-'}"
+        )
     if soak is not None:
         print(
             f"  soak {cameras} cameras {soak.seconds:.0f}s: {soak.fps:.1f} FPS "
