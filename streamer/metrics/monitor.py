@@ -440,7 +440,9 @@ class _PipelineCollector(Collector):
         processed = counter("processed_frames", "Frames that went through detection and tracking.")
         skipped = counter("skipped_frames", "Frames left out by the camera's max_fps cap.")
         dropped = counter(
-            "dropped_frames", "Frames replaced by a newer one before the pipeline took them."
+            "dropped_frames",
+            "Frames replaced by a newer one before the pipeline took them, or left undecoded "
+            "by a camera far behind.",
         )
         reconnects = counter("reconnects", "Reconnections after a stream ended, stalled or failed.")
         stream_errors = counter("stream_errors", "Errors opening or reading the stream.")

@@ -64,7 +64,9 @@ async def window(
 async def test_flooding_cameras_do_not_starve_normal_ones(
     embedded_triton: EmbeddedTritonServer, sample_clip: Path, tmp_path: Path
 ) -> None:
-    flood = flooding_clip(sample_clip, tmp_path / "flooding.mp4")
+    # Timestamps 1,000 times too close (10,000 FPS, a keyframe every millisecond or so): far
+    # behind on any machine this runs on, so the flooders' skipping shows in their counts.
+    flood = flooding_clip(sample_clip, tmp_path / "flooding.mp4", speedup=1000)
     normal = [f"cam{i}" for i in range(3)]
     cameras = [
         {"name": name, "url": str(sample_clip), "loop": True, "pacing": "realtime"} for name in normal
@@ -74,10 +76,10 @@ async def test_flooding_cameras_do_not_starve_normal_ones(
     pipeline = Pipeline(config_for(embedded_triton.grpc_url, cameras))
     await pipeline.start()
     try:
-        # 8 s of the normal cameras' video (10 FPS)
+        # 10 s of the normal cameras' video (10 FPS)
         counts = await window(
             pipeline, lambda stats, start: all(
-                stats[n].decoded - start[n][1] >= 80 for n in normal
+                stats[n].decoded - start[n][1] >= 100 for n in normal
             ),
         )
     finally:
@@ -87,8 +89,8 @@ async def test_flooding_cameras_do_not_starve_normal_ones(
     # max-min fairness: a normal camera gets all it asks for, or at least a flooding camera's share
     for name in normal:
         got, asked = counts[name]
-        assert got >= 0.8 * min(asked, flooded), f"{name} starved: {counts}"
-    assert min(processed) >= 0.8 * max(processed), f"normal cameras unequal: {counts}"
+        assert got >= 0.75 * min(asked, flooded), f"{name} starved: {counts}"
+    assert min(processed) >= 0.75 * max(processed), f"normal cameras unequal: {counts}"
     # the flooders skip frames undecoded instead of decoding (then dropping) all of them
     for i in range(2):
         got, decoded = counts[f"flood{i}"]
