@@ -318,8 +318,8 @@ class TritonModel:
                         job.future.set_exception(InferenceError(f"{self.name}: {message}"))
                 continue
             finished = time.monotonic()
-            self.counters.requests += 1
-            self.counters.request_seconds += finished - started
+            self.counters.requests += len(jobs)  # callers' requests, however they were sent
+            self.counters.request_seconds += (finished - started) * len(jobs)
             for job, output in zip(jobs, outputs):
                 if not job.future.done():
                     job.future.set_result(

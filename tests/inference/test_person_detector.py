@@ -171,3 +171,31 @@ def test_detections_from_yuv_planes_equal_those_from_the_bgr_image(tmp_path: Pat
             total += 1
             matched += any(iou(box, other) >= 0.8 for other in found.xyxy)
     assert total >= 60 and matched / total >= 0.95
+
+
+async def test_requests_sent_together_get_their_own_outputs(
+    embedded_triton: EmbeddedTritonServer, sample_clip: Path
+) -> None:
+    """Queued requests go to the server as one batch; each caller still gets its own frame's output."""
+    client = grpcclient.InferenceServerClient(embedded_triton.grpc_url)
+    model = TritonModel(
+        client, "person_detector", requests_in_flight=1, queue_size=16,
+        use_shared_memory=True, request_timeout_s=30,
+    )
+    await model.start()
+    import asyncio
+
+    try:
+        inputs = [
+            letterbox(image, INPUT, INPUT, YOLOX_PAD_VALUE).image
+            for image in first_frames(sample_clip, 60)[::6]
+        ]
+        alone = [(await model.infer({"frames": image}))[0]["output"] for image in inputs]
+        together = await asyncio.gather(*(model.infer({"frames": image}) for image in inputs))
+    finally:
+        await model.stop()
+        await client.close()
+    for single, (outputs, _timing) in zip(alone, together):
+        np.testing.assert_allclose(outputs["output"], single, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(alone[0], alone[-1]), "different frames, different outputs"
+    assert model.counters.requests == 2 * len(inputs)
