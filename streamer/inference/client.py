@@ -207,6 +207,7 @@ class TritonModel:
         self._workers: list[asyncio.Task[None]] = []
         self._slots: list[_SharedMemorySlot] = []
         self._client_batch = 1
+        self._budget = asyncio.Semaphore(requests_in_flight)  # items at the server at once
 
     async def start(self) -> ModelSpec:
         self.spec = await fetch_model_spec(self.client, self.name)
@@ -290,16 +291,25 @@ class TritonModel:
             slot.destroy()
 
     async def _work(self, index: int) -> None:
+        """Send queued items, at most `requests_in_flight` items at the server in all: the rest
+        wait in the fair queue, which decides who goes next. Items already queued when a worker
+        is free and budget is left go along in the same request (up to `CLIENT_BATCH`)."""
         while True:
             first = await self._queue.get()
             if first.future.done():
                 continue
             jobs = [first]
-            while len(jobs) < self._client_batch:  # what is queued already goes along, no waiting
-                more = self._queue.get_nowait()
+            try:
+                await self._budget.acquire()
+            except BaseException:
+                first.future.set_exception(InferenceError(f"{self.name}: stopped"))
+                raise
+            while len(jobs) < self._client_batch and not self._budget.locked():
+                more = self._queue.get_nowait()  # already queued: no waiting
                 if more is None:
                     break
                 if not more.future.done():
+                    await self._budget.acquire()  # not locked: returns at once
                     jobs.append(more)
             slot = self._slots[index] if index < len(self._slots) else None
             started = time.monotonic()
@@ -317,6 +327,9 @@ class TritonModel:
                     if not job.future.done():
                         job.future.set_exception(InferenceError(f"{self.name}: {message}"))
                 continue
+            finally:
+                for _ in jobs:
+                    self._budget.release()
             finished = time.monotonic()
             self.counters.requests += len(jobs)  # callers' requests, however they were sent
             self.counters.request_seconds += (finished - started) * len(jobs)

@@ -176,10 +176,11 @@ def test_detections_from_yuv_planes_equal_those_from_the_bgr_image(tmp_path: Pat
 async def test_requests_sent_together_get_their_own_outputs(
     embedded_triton: EmbeddedTritonServer, sample_clip: Path
 ) -> None:
-    """Queued requests go to the server as one batch; each caller still gets its own frame's output."""
+    """Requests queued together go to the server several in one request (up to 4 here, the
+    budget of items in flight); each caller still gets its own frame's output."""
     client = grpcclient.InferenceServerClient(embedded_triton.grpc_url)
     model = TritonModel(
-        client, "person_detector", requests_in_flight=1, queue_size=16,
+        client, "person_detector", requests_in_flight=4, queue_size=16,
         use_shared_memory=True, request_timeout_s=30,
     )
     await model.start()
