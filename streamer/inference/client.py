@@ -27,9 +27,6 @@ from streamer.core.stats import ModelStats
 
 log = logging.getLogger(__name__)
 
-# At most this many queued requests go to the server as one request of a batching model.
-CLIENT_BATCH = 4
-
 
 class InferenceError(RuntimeError):
     """One request failed; the caller skips that frame and carries on."""
@@ -105,15 +102,6 @@ class FairQueue:
         async with self._ready:
             await self._ready.wait_for(lambda: bool(self._heap))
             start, _order, job = heapq.heappop(self._heap)
-        self._virtual = max(self._virtual, start)
-        self._space.release()
-        return job
-
-    def get_nowait(self) -> _Job | None:
-        """The next request if one is queued, else None."""
-        if not self._heap:
-            return None
-        start, _order, job = heapq.heappop(self._heap)
         self._virtual = max(self._virtual, start)
         self._space.release()
         return job
@@ -206,8 +194,6 @@ class TritonModel:
         self.weights: dict[str, float] = {}  # share of each key (camera) under overload; default 1
         self._workers: list[asyncio.Task[None]] = []
         self._slots: list[_SharedMemorySlot] = []
-        self._client_batch = 1
-        self._budget = asyncio.Semaphore(requests_in_flight)  # items at the server at once
 
     async def start(self) -> ModelSpec:
         self.spec = await fetch_model_spec(self.client, self.name)
@@ -216,16 +202,10 @@ class TritonModel:
         if variable and self.use_shared_memory:
             log.info("%s: variable tensor shapes, sending tensors over gRPC", self.name)
             self.use_shared_memory = False
-        # Requests already queued when a worker is free go in one request (fewer gRPC calls and
-        # fewer requests for the server to take apart); only with fixed shapes, so they stack.
-        if self.spec.max_batch_size > 1 and not variable:
-            self._client_batch = min(CLIENT_BATCH, self.spec.max_batch_size)
         if self.use_shared_memory:
             prefix = f"streamer_{os.getpid()}_{self.name}_{id(self):x}"
             for index in range(self.requests_in_flight):
-                self._slots.append(
-                    _SharedMemorySlot(f"{prefix}_{index}", self.spec, batch=self._client_batch)
-                )
+                self._slots.append(_SharedMemorySlot(f"{prefix}_{index}", self.spec, batch=1))
             await self.reattach(self.client)
         self.counters.shared_memory = self.use_shared_memory
         self._workers = [
@@ -291,74 +271,46 @@ class TritonModel:
             slot.destroy()
 
     async def _work(self, index: int) -> None:
-        """Send queued items, at most `requests_in_flight` items at the server in all: the rest
-        wait in the fair queue, which decides who goes next. Items already queued when a worker
-        is free and budget is left go along in the same request (up to `CLIENT_BATCH`)."""
         while True:
-            first = await self._queue.get()
-            if first.future.done():
+            job = await self._queue.get()
+            if job.future.done():
                 continue
-            jobs = [first]
-            try:
-                await self._budget.acquire()
-            except BaseException:
-                first.future.set_exception(InferenceError(f"{self.name}: stopped"))
-                raise
-            while len(jobs) < self._client_batch and not self._budget.locked():
-                more = self._queue.get_nowait()  # already queued: no waiting
-                if more is None:
-                    break
-                if not more.future.done():
-                    await self._budget.acquire()  # not locked: returns at once
-                    jobs.append(more)
             slot = self._slots[index] if index < len(self._slots) else None
             started = time.monotonic()
             try:
-                outputs = await self._request([job.inputs for job in jobs], slot)
+                outputs = await self._request(job.inputs, slot)
             except asyncio.CancelledError:
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(InferenceError(f"{self.name}: stopped"))
+                job.future.set_exception(InferenceError(f"{self.name}: stopped"))
                 raise
             except Exception as exc:
                 self.counters.failures += 1
                 message = exc.message() if isinstance(exc, InferenceServerException) else str(exc)
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(InferenceError(f"{self.name}: {message}"))
-                continue
-            finally:
-                for _ in jobs:
-                    self._budget.release()
-            finished = time.monotonic()
-            self.counters.requests += len(jobs)  # callers' requests, however they were sent
-            self.counters.request_seconds += (finished - started) * len(jobs)
-            for job, output in zip(jobs, outputs):
                 if not job.future.done():
-                    job.future.set_result(
-                        (output, InferTiming(started - job.queued_at, finished - started))
-                    )
+                    job.future.set_exception(InferenceError(f"{self.name}: {message}"))
+                continue
+            finished = time.monotonic()
+            self.counters.requests += 1
+            self.counters.request_seconds += finished - started
+            if not job.future.done():
+                job.future.set_result(
+                    (outputs, InferTiming(started - job.queued_at, finished - started))
+                )
 
     async def _request(
-        self, items: list[dict[str, np.ndarray]], slot: _SharedMemorySlot | None
-    ) -> list[dict[str, np.ndarray]]:
-        """One request for `items` (several only when the model batches and shapes are fixed)."""
+        self, inputs: dict[str, np.ndarray], slot: _SharedMemorySlot | None
+    ) -> dict[str, np.ndarray]:
         assert self.spec is not None
         batched = self.spec.max_batch_size > 0
-        count = len(items)
         request_inputs = []
-        for name in items[0]:
-            arrays = [np.ascontiguousarray(item[name]) for item in items]
-            first = arrays[0]
-            dims = [count, *first.shape] if batched else list(first.shape)
-            tensor = grpcclient.InferInput(name, dims, np_to_triton_dtype(first.dtype))
+        for name, array in inputs.items():
+            array = np.ascontiguousarray(array[None] if batched else array)
+            tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
             if slot is not None:
                 region, handle, _size = slot.regions[name]
-                for position, array in enumerate(arrays):  # each item straight into its place
-                    shm.set_shared_memory_region(handle, [array], offset=position * first.nbytes)
-                tensor.set_shared_memory(region, count * first.nbytes)
+                shm.set_shared_memory_region(handle, [array])
+                tensor.set_shared_memory(region, array.nbytes)
             else:
-                tensor.set_data_from_numpy(np.stack(arrays) if batched else first)
+                tensor.set_data_from_numpy(array)
             request_inputs.append(tensor)
         requested = []
         for output in self.spec.outputs:
@@ -373,15 +325,14 @@ class TritonModel:
             outputs=requested,
             client_timeout=self.request_timeout_s,
         )
-        outputs: list[dict[str, np.ndarray]] = [{} for _ in items]
+        outputs: dict[str, np.ndarray] = {}
         for output in self.spec.outputs:
             if slot is not None:
                 _region, handle, _size = slot.regions[output.name]
-                shape = (count, *output.shape) if batched else output.shape
+                shape = (1, *output.shape) if batched else output.shape
                 view = shm.get_contents_as_numpy(handle, output.dtype, shape)
                 array = np.array(view, copy=True)  # the region is reused by the next request
             else:
                 array = result.as_numpy(output.name)
-            for position, found in enumerate(outputs):
-                found[output.name] = array[position] if batched else array
+            outputs[output.name] = array[0] if batched else array
         return outputs

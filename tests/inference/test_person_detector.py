@@ -173,11 +173,10 @@ def test_detections_from_yuv_planes_equal_those_from_the_bgr_image(tmp_path: Pat
     assert total >= 60 and matched / total >= 0.95
 
 
-async def test_requests_sent_together_get_their_own_outputs(
+async def test_concurrent_requests_get_their_own_outputs(
     embedded_triton: EmbeddedTritonServer, sample_clip: Path
 ) -> None:
-    """Requests queued together go to the server several in one request (up to 4 here, the
-    budget of items in flight); each caller still gets its own frame's output."""
+    """Concurrent requests (queued, batched by Triton) each get their own frame's output."""
     client = grpcclient.InferenceServerClient(embedded_triton.grpc_url)
     model = TritonModel(
         client, "person_detector", requests_in_flight=4, queue_size=16,
