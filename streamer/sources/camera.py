@@ -331,6 +331,7 @@ class CameraSource:
         if not container.streams.video:
             raise NoVideo("no video stream")
         stream = container.streams.video[0]
+        stream.codec_context.thread_count = self.config.decode_threads  # before the first decode
         if stream.average_rate:
             self.counters.source_fps = float(stream.average_rate)
         frame_s = 1.0 / float(stream.average_rate) if stream.average_rate else 0.0
