@@ -72,7 +72,7 @@ class Attempt:
     """What one connection delivered, so the next step (loop, finish, back off) can be chosen."""
 
     ended: bool = False  # the stream or file came to its end (not stopped, not an error)
-    frames: int = 0
+    frames: int = 0  # delivered by the stream: decoded, or skipped undecoded by a camera far behind
     first_frame_monotonic: float | None = None
     last_frame_monotonic: float | None = None
     error: str | None = None
@@ -377,6 +377,7 @@ class CameraSource:
                 skipping = True  # undecoded up to a keyframe: the frames between depend on it
                 self._index += 1
                 self.counters.dropped += 1
+                attempt.frames += 1  # the stream delivered it: a file of skipped frames is not empty
                 continue
             skipping = skipping and not packet.is_keyframe
             capture_ts, captured_monotonic = time.time(), time.monotonic()

@@ -91,10 +91,13 @@ async def test_flooding_cameras_do_not_starve_normal_ones(
         got, asked = counts[name]
         assert got >= 0.75 * min(asked, flooded), f"{name} starved: {counts}"
     assert min(processed) >= 0.75 * max(processed), f"normal cameras unequal: {counts}"
-    # the flooders skip frames undecoded instead of decoding (then dropping) all of them
+    # the flooders skip frames undecoded instead of decoding (then dropping) all of them, and a
+    # loop of the file that was all skipped is no "file without video": nobody reconnected
     for i in range(2):
         got, decoded = counts[f"flood{i}"]
         assert decoded <= 4 * got, f"flood{i} decoded {decoded} frames for {got} processed"
+    for name, stats in pipeline.registry.cameras().items():
+        assert stats.reconnects == 0 and stats.errors == 0, f"{name}: {stats.last_error}"
 
 
 async def test_a_camera_of_weight_two_gets_twice_the_frames(
