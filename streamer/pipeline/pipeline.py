@@ -120,8 +120,9 @@ class Pipeline:
             source = CameraSource(
                 camera,
                 prepare=self.detector.prepare,
-                # The extra stages (faces, ReID) read every frame's full-size picture.
-                convert_in_thread=bool(self.stages),
+                # The extra stages (faces, ReID) read every frame's full-size picture; a stage
+                # that never does can say so with `needs_image = False`.
+                convert_in_thread=any(getattr(s, "needs_image", True) for s in self.stages),
                 on_status=self._source_changed,
                 stats=stats,
             )
