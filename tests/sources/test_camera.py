@@ -121,3 +121,30 @@ async def test_missing_file_is_retried_not_fatal(tmp_path: Path) -> None:
     await source.stop()
     assert source.counters.reconnects >= 1
     assert source.counters.last_error and "later.mp4" in source.counters.last_error
+
+
+async def test_the_full_size_picture_is_made_on_first_use_and_equals_the_decoders(
+    sample_clip: Path,
+) -> None:
+    """Without stages that read it, the camera hands over YUV planes and makes the BGR picture
+    only when asked; it is the picture FFmpeg's own conversion gives, made once."""
+    import av
+    import numpy as np
+
+    with av.open(str(sample_clip)) as container:
+        expected = [f.to_ndarray(format="bgr24") for _, f in zip(range(3), container.decode(video=0))]
+    source = CameraSource(camera(sample_clip, pacing="fast"), convert_in_thread=False)
+    source.start()
+    frames = [await source.next_frame() for _ in range(3)]
+    await source.stop()
+    for frame, picture in zip(frames, expected):
+        assert frame is not None and not frame.has_image
+        assert (frame.width, frame.height) == (768, 576)
+        assert frame.yuv420 is not None and frame.yuv420[0].shape == (576, 768)
+        assert np.array_equal(frame.image, picture)
+        assert frame.has_image and frame.image is frame.image  # converted once
+    eager = CameraSource(camera(sample_clip, pacing="fast"))
+    eager.start()
+    first = await eager.next_frame()
+    await eager.stop()
+    assert first is not None and first.has_image and np.array_equal(first.image, expected[0])
