@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from streamer.analytics.stage import ZoneLineStage
 from streamer.config import StreamerConfig
 from streamer.core.interfaces import FrameStage
 from streamer.core.stats import StatsRegistry
@@ -27,6 +28,8 @@ def build_stages(config: StreamerConfig) -> list[FrameStage]:
     stages: list[FrameStage] = []
     if config.faces.enabled or config.reid.enabled:
         stages.append(IdentityStage(config))
+    if any(camera.zones or camera.lines for camera in config.enabled_cameras):
+        stages.append(ZoneLineStage(config))
     return stages
 
 

@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "inference": 2,
     "tracking": 2,
     "identities": 2,
+    "analytics": 2,
     "publishing": 2,
     "pipeline": 3,
     "metrics": 4,
@@ -79,7 +80,9 @@ def test_no_module_imports_a_higher_layer() -> None:
     assert not uphill, "imports running uphill:\n" + "\n".join(sorted(uphill))
 
 
-@pytest.mark.parametrize("stage", ["sources", "inference", "tracking", "identities", "publishing"])
+@pytest.mark.parametrize(
+    "stage", ["sources", "inference", "tracking", "identities", "analytics", "publishing"]
+)
 def test_stages_never_import_the_pipeline_metrics_app_or_cli(stage: str) -> None:
     forbidden = ("pipeline", "metrics", "app", "check", "benchmarks", "cli")
     bad = [

@@ -5,6 +5,7 @@ with file/line/key-path errors, `reference` writes the generated documentation. 
 import their section from here; nothing here imports a stage.
 """
 
+from streamer.config.analytics import AnalyticsConfig, LineConfig, ZoneConfig
 from streamer.config.base import BackoffConfig, Section
 from streamer.config.cameras import CAMERA_NAME_PATTERN, STREAM_SCHEMES, CameraConfig, ReconnectConfig
 from streamer.config.detector import DetectorConfig
@@ -33,6 +34,7 @@ from streamer.config.tracker import TrackerConfig
 __all__ = [
     "CAMERA_NAME_PATTERN",
     "STREAM_SCHEMES",
+    "AnalyticsConfig",
     "BackoffConfig",
     "BrokerSinkConfig",
     "CameraConfig",
@@ -46,6 +48,7 @@ __all__ = [
     "IdentitiesConfig",
     "InferenceConfig",
     "JsonlSinkConfig",
+    "LineConfig",
     "MetricsConfig",
     "MqttSinkConfig",
     "PublishingConfig",
@@ -57,6 +60,7 @@ __all__ = [
     "TlsConfig",
     "TrackerConfig",
     "TritonConfig",
+    "ZoneConfig",
     "format_loc",
     "load_config",
     "parse_config",

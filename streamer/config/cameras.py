@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from streamer.config.analytics import LineConfig, ZoneConfig, duplicate_name
 from streamer.config.base import BackoffConfig, Section
 
 CAMERA_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
@@ -57,6 +58,21 @@ class CameraConfig(Section):
     reconnect: ReconnectConfig = Field(
         default_factory=ReconnectConfig, description="Backoff between reconnect attempts."
     )
+    zones: list[ZoneConfig] = Field(
+        default_factory=list,
+        description="Polygons where entering, leaving and loitering are reported, and occupancy kept.",
+    )
+    lines: list[LineConfig] = Field(
+        default_factory=list, description="Lines whose crossings are reported and counted by direction."
+    )
+
+    @model_validator(mode="after")
+    def _unique_zone_and_line_names(self) -> CameraConfig:
+        for kind, names in (("zone", [z.name for z in self.zones]), ("line", [x.name for x in self.lines])):
+            duplicate = duplicate_name(names)
+            if duplicate is not None:
+                raise ValueError(f"duplicate {kind} name '{duplicate}' in camera '{self.name}'")
+        return self
 
     @field_validator("url")
     @classmethod

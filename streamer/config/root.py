@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
+from streamer.config.analytics import AnalyticsConfig
 from streamer.config.base import Section
 from streamer.config.cameras import CameraConfig
 from streamer.config.detector import DetectorConfig
@@ -38,6 +39,9 @@ class StreamerConfig(Section):
     reid: ReidConfig = Field(default_factory=ReidConfig, description="Person ReID per track.")
     identities: IdentitiesConfig = Field(
         default_factory=IdentitiesConfig, description="Enrolled faces, cross-camera identities."
+    )
+    analytics: AnalyticsConfig = Field(
+        default_factory=AnalyticsConfig, description="Zones and lines (drawn per camera)."
     )
     cameras: Annotated[list[CameraConfig], Field(min_length=1)] = Field(
         description="The cameras to process."

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 from streamer.core.detections import Detections
-from streamer.core.events import TrackEvent
+from streamer.core.events import Event, TrackEvent
 from streamer.core.frames import Frame, FrameResult
 
 
@@ -40,6 +40,15 @@ class FrameStage(Protocol):
     async def process(self, frame: Frame, result: FrameResult, tracks: TrackBook) -> None: ...
 
     def forget_camera(self, camera: str) -> None: ...
+
+
+@runtime_checkable
+class CameraFinisher(Protocol):
+    """A stage with state to close when a camera stops (zones: the tracks inside leave)."""
+
+    def finish_camera(self, camera: str, frame_index: int, capture_ts: float) -> list[Event]:
+        """Closing events, as of the camera's last frame; called before `forget_camera`."""
+        ...
 
 
 class FrameSource(Protocol):

@@ -118,3 +118,16 @@ class StatsRegistry:
 
     def server(self) -> ServerStats | None:
         return next(iter(self.read("server").values()), None)
+
+
+@dataclass
+class AnalyticsStats:
+    """Zones and lines of every camera: occupancy now, events and crossings counted since start.
+
+    Keys are (camera, zone), (camera, zone, event type) and (camera, line, direction); the stage
+    fills every configured key with 0 at start, so a quiet zone shows 0 rather than nothing.
+    """
+
+    occupancy: dict[tuple[str, str], int] = field(default_factory=dict)
+    zone_events: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    line_crossings: dict[tuple[str, str, str], int] = field(default_factory=dict)

@@ -104,6 +104,9 @@ class Pipeline:
                 counters = getattr(stage, "counters", None)
                 if counters is not None:
                     self.registry.register("stage", stage.name, counters)
+                # Stats of other kinds a stage reports (zones: occupancy and crossings).
+                for kind, stats in getattr(stage, "registered_stats", {}).items():
+                    self.registry.register(kind, stage.name, stats)
             names: dict[str, int] = {}
             for sink in self.sinks:
                 await sink.start()
