@@ -30,6 +30,10 @@ TRACK_EVENT_TYPES = ("new", "update", "end")
 IDENTITY_TYPE = "identity"
 CAMERA_STATUS_TYPE = "camera_status"
 STATS_TYPE = "stats"
+ZONE_EVENT_TYPES = ("zone_enter", "zone_exit", "loitering")
+LINE_CROSS_TYPE = "line_cross"
+ZONE_STATE_TYPE = "zone_state"
+LINE_STATE_TYPE = "line_state"
 AVAILABLE_ONLINE = "online"
 AVAILABLE_DEGRADED = "degraded"  # running, but frames are not processed (inference down)
 AVAILABLE_OFFLINE = "offline"
@@ -39,6 +43,10 @@ SCHEMA_FILES = {
     FRAME_TYPE: "frame.json",
     **{kind: "track_event.json" for kind in TRACK_EVENT_TYPES},
     IDENTITY_TYPE: "identity.json",
+    **{kind: "zone_event.json" for kind in ZONE_EVENT_TYPES},
+    LINE_CROSS_TYPE: "line_cross.json",
+    ZONE_STATE_TYPE: "zone_state.json",
+    LINE_STATE_TYPE: "line_state.json",
     CAMERA_STATUS_TYPE: "camera_status.json",
     STATS_TYPE: "stats.json",
     "availability": "availability.json",
@@ -147,6 +155,36 @@ def event_message(event: Event, embedding_dtype: str = "float16") -> dict[str, A
     if isinstance(event, IdentityEvent):
         message["embedding"] = encode_embedding(event.embedding, embedding_dtype)
     return message
+
+
+def zone_state_message(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The zone's occupancy as a zone event's message leaves it (retained / stored as state)."""
+    if event.get("type") not in ZONE_EVENT_TYPES or event.get("occupancy") is None:
+        return None
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "type": ZONE_STATE_TYPE,
+        "camera": event["camera"],
+        "zone": event["zone"],
+        "occupancy": event["occupancy"],
+        "ts": event["capture_ts"],
+        "event_id": event["id"],
+    }
+
+
+def line_state_message(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The line's crossings per direction as a line_cross message leaves them."""
+    if event.get("type") != LINE_CROSS_TYPE or event.get("counts") is None:
+        return None
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "type": LINE_STATE_TYPE,
+        "camera": event["camera"],
+        "line": event["line"],
+        "counts": event["counts"],
+        "ts": event["capture_ts"],
+        "event_id": event["id"],
+    }
 
 
 def camera_status_message(status: CameraStatusEvent) -> dict[str, Any]:

@@ -7,6 +7,10 @@
     {prefix}/{camera}/tracks       QoS 0, one message per processed frame (schemas/frame.json)
     {prefix}/{camera}/events       QoS 1, track new/update/end with before/after (schemas/track_event.json)
     {prefix}/{camera}/identities   QoS 1, face / ReID embeddings (schemas/identity.json)
+    {prefix}/{camera}/zones/{zone} retained, QoS 1, occupancy, sent with each zone_enter/zone_exit
+                                   (schemas/zone_state.json); zone and line events go to .../events
+    {prefix}/{camera}/lines/{line} retained, QoS 1, crossings per direction since the camera
+                                   started, sent with each line_cross (schemas/line_state.json)
 
 QoS 1 events leave the buffer only after the broker's PUBACK, so an outage or broker restart loses
 none of them (within the buffer's bounds); they can arrive twice, hence the `id`.
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import ssl
 import time
@@ -49,7 +54,14 @@ from streamer.publishing.broker import (
     spill_file_name,
 )
 from streamer.publishing.buffer import PendingEvent, PendingFrame
-from streamer.publishing.messages import AVAILABLE_OFFLINE, to_json
+from streamer.publishing.messages import (
+    AVAILABLE_OFFLINE,
+    LINE_CROSS_TYPE,
+    ZONE_EVENT_TYPES,
+    line_state_message,
+    to_json,
+    zone_state_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +78,8 @@ PROTOCOL_NAMES = {ProtocolVersion.V5: "MQTT 5", ProtocolVersion.V311: "MQTT 3.1.
 PROBE_READ_BACK_S = 3.0
 SUBACK_FAILURE = 0x80  # and above: the broker refused the subscription
 REFUSED_TOPICS_LOGGED = 5
+
+STATE_EVENT_TYPES = frozenset({*ZONE_EVENT_TYPES, LINE_CROSS_TYPE})
 
 Refusal = tuple[str, ReasonCode]  # topic, the broker's PUBACK reason code
 
@@ -152,6 +166,25 @@ class MqttTopics:
 
     def status(self, camera: str) -> str:
         return self.camera(camera, "status")
+
+    def zone(self, camera: str, zone: str) -> str:
+        return self.camera(camera, f"zones/{zone}")
+
+    def line(self, camera: str, line: str) -> str:
+        return self.camera(camera, f"lines/{line}")
+
+    def state_of(self, event: PendingEvent) -> tuple[str, str] | None:
+        """The retained (topic, payload) a zone or line event updates, if any."""
+        if event.message_type not in STATE_EVENT_TYPES:
+            return None
+        message = json.loads(event.payload)
+        zone = zone_state_message(message)
+        if zone is not None:
+            return self.zone(event.camera, zone["zone"]), to_json(zone)
+        line = line_state_message(message)
+        if line is not None:
+            return self.line(event.camera, line["line"]), to_json(line)
+        return None
 
 
 class MqttSink(BrokerSink):
@@ -327,15 +360,21 @@ class MqttSink(BrokerSink):
 
     async def _send(self, events: list[PendingEvent], frames: list[PendingFrame]) -> int:
         topics = self.topics
-        refusals = await self._publish_all([
-            *(
-                (topics.identities(e.camera) if is_identity(e) else topics.events(e.camera),
-                 e.payload, QOS_AT_LEAST_ONCE, False)
-                for e in events
-            ),
-            *((topics.tracks(f.camera), to_json(f.message), QOS_AT_MOST_ONCE, False) for f in frames),
-        ])
-        # Only QoS 1 publishes are answered, so every refusal here is an event's.
+        messages: list[tuple[str, str, int, bool]] = []
+        states: set[str] = set()
+        for e in events:
+            topic = topics.identities(e.camera) if is_identity(e) else topics.events(e.camera)
+            messages.append((topic, e.payload, QOS_AT_LEAST_ONCE, False))
+            state = topics.state_of(e)
+            if state is not None:  # right after its event, so the retained value is never older
+                states.add(state[0])
+                messages.append((state[0], state[1], QOS_AT_LEAST_ONCE, True))
+        messages.extend(
+            (topics.tracks(f.camera), to_json(f.message), QOS_AT_MOST_ONCE, False) for f in frames
+        )
+        refusals = await self._publish_all(messages)
+        # Only QoS 1 publishes are answered: every refusal is an event's or a zone/line state's.
+        refusals = [(topic, reason) for topic, reason in refusals if topic not in states]
         reasons: dict[str, int] = {}
         for _topic, reason in refusals:
             key = f"events (refused by the broker: {str(reason).lower()})"
