@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector
 from streamer.config import MetricsConfig, StreamerConfig
 from streamer.core.frames import FrameResult
 from streamer.core.redaction import redact_url, scrub, url_secrets
-from streamer.core.stats import CameraState, StatsRegistry
+from streamer.core.stats import AnalyticsStats, CameraState, StatsRegistry
 from streamer.inference.statistics import TritonStatistics
 
 log = logging.getLogger(__name__)
@@ -386,6 +386,7 @@ class _PipelineCollector(Collector):
         yield from self._server()
         yield from self._models()
         yield from self._stages()
+        yield from self._analytics()
         yield from self._sinks()
 
     def _server(self) -> Iterator[Metric]:
@@ -424,6 +425,32 @@ class _PipelineCollector(Collector):
                     )
                 family.add_metric([stage], value)
         yield from families.values()
+
+    def _analytics(self) -> Iterator[Metric]:
+        """Zones and lines: occupancy now, zone events and line crossings since start."""
+        occupancy = GaugeMetricFamily(
+            "streamer_zone_occupancy", "Confirmed tracks in the zone now.", labels=["camera", "zone"]
+        )
+        zone_events = CounterMetricFamily(
+            "streamer_zone_events", "Zone events (zone_enter, zone_exit, loitering) reported.",
+            labels=["camera", "zone", "event"],
+        )
+        crossings = CounterMetricFamily(
+            "streamer_line_crossings", "Line crossings reported, per direction name.",
+            labels=["camera", "line", "direction"],
+        )
+        entries = self.monitor.stats.read("analytics").values()
+        for stats in entries:
+            if not isinstance(stats, AnalyticsStats):
+                continue
+            for (camera, zone), value in sorted(stats.occupancy.items()):
+                occupancy.add_metric([camera, zone], value)
+            for (camera, zone, kind), count in sorted(stats.zone_events.items()):
+                zone_events.add_metric([camera, zone, kind], count)
+            for (camera, line, direction), count in sorted(stats.line_crossings.items()):
+                crossings.add_metric([camera, line, direction], count)
+        if entries:
+            yield from (occupancy, zone_events, crossings)
 
     def _cameras(self) -> Iterator[Metric]:
         monitor = self.monitor
