@@ -6,6 +6,7 @@ fractions follows a change of resolution; pixel coordinates are used as they are
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,7 @@ BoolArray = npt.NDArray[np.bool_]
 DEFAULT_HYSTERESIS = 0.02  # of the frame's shorter side
 
 
-def to_pixels(points: list[list[float]], units: Units, width: int, height: int) -> FloatArray:
+def to_pixels(points: Sequence[tuple[float, float]], units: Units, width: int, height: int) -> FloatArray:
     array = np.asarray(points, dtype=np.float64)
     if units == "fraction":
         array = array * np.array([width, height], dtype=np.float64)

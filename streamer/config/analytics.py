@@ -15,6 +15,7 @@ camera looking down a street) and `out` walking up.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
@@ -24,10 +25,10 @@ from streamer.config.base import Section
 ANALYTICS_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 Anchor = Literal["bottom_center", "center", "top_center"]
 Units = Literal["pixels", "fraction"]
-Point = Annotated[list[float], Field(min_length=2, max_length=2)]
+Point = tuple[float, float]
 
 
-def _check_units(points: list[list[float]], units: Units) -> None:
+def _check_units(points: Sequence[Point], units: Units) -> None:
     values = [v for point in points for v in point]
     if units == "fraction":
         outside = [v for v in values if not 0.0 <= v <= 1.0]
@@ -45,18 +46,18 @@ def _check_units(points: list[list[float]], units: Units) -> None:
         raise ValueError(f"pixel coordinates must be >= 0, got {min(values):g}")
 
 
-def _cross(o: list[float], a: list[float], b: list[float]) -> float:
+def _cross(o: Point, a: Point, b: Point) -> float:
     return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
 
 
-def _segments_intersect(p1: list[float], p2: list[float], q1: list[float], q2: list[float]) -> bool:
+def _segments_intersect(p1: Point, p2: Point, q1: Point, q2: Point) -> bool:
     """Proper or touching intersection of two closed segments."""
     d1, d2 = _cross(q1, q2, p1), _cross(q1, q2, p2)
     d3, d4 = _cross(p1, p2, q1), _cross(p1, p2, q2)
     if ((d1 > 0) != (d2 > 0)) and ((d3 > 0) != (d4 > 0)) and 0 not in (d1, d2, d3, d4):
         return True
 
-    def on(p: list[float], q: list[float], r: list[float]) -> bool:
+    def on(p: Point, q: Point, r: Point) -> bool:
         return (min(p[0], q[0]) <= r[0] <= max(p[0], q[0])
                 and min(p[1], q[1]) <= r[1] <= max(p[1], q[1]))
 
@@ -64,7 +65,7 @@ def _segments_intersect(p1: list[float], p2: list[float], q1: list[float], q2: l
             or (d3 == 0 and on(p1, p2, q1)) or (d4 == 0 and on(p1, p2, q2)))
 
 
-def polygon_problem(points: list[list[float]]) -> str | None:
+def polygon_problem(points: Sequence[Point]) -> str | None:
     """Why these points are not a simple polygon (repeated point, no area, edges crossing)."""
     n = len(points)
     for i in range(n):
@@ -79,7 +80,7 @@ def polygon_problem(points: list[list[float]]) -> str | None:
                     f"the polygon intersects itself: edge {i}-{(i + 1) % n} crosses edge "
                     f"{j}-{(j + 1) % n}; list the points in order around the zone"
                 )
-    area = sum(_cross([0.0, 0.0], points[i], points[(i + 1) % n]) for i in range(n)) / 2
+    area = sum(_cross((0.0, 0.0), points[i], points[(i + 1) % n]) for i in range(n)) / 2
     if area == 0:
         return "the points lie on one line: the zone has no area"
     return None
@@ -137,7 +138,7 @@ class LineConfig(Section):
         description="Line name, unique per camera; used in events, topics and metric labels.",
         pattern=ANALYTICS_NAME_PATTERN,
     )
-    points: Annotated[list[Point], Field(min_length=2, max_length=2)] = Field(
+    points: tuple[Point, Point] = Field(
         description="[A, B]: the two ends [x, y] of the line."
     )
     units: Units = Field(
@@ -195,11 +196,3 @@ class AnalyticsConfig(Section):
         "(besides the tracker's own confirmation): a one-off false detection never counts.",
     )
 
-
-def duplicate_name(names: list[str]) -> str | None:
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            return name
-        seen.add(name)
-    return None

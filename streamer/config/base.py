@@ -21,6 +21,15 @@ class BackoffConfig(Section):
     multiplier: float = Field(2.0, ge=1, description="Growth of the delay after each failed attempt.")
 
 
+class LocatedError(ValueError):
+    """A validation error about one key below the model that raised it: `loc` is relative to it,
+    so the loader names the exact key (the second of two duplicate names, say)."""
+
+    def __init__(self, message: str, loc: tuple[str | int, ...]) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
 def on_off(value: Any) -> Any:
     """YAML reads an unquoted `off`/`on` as a boolean; take it as meant."""
     if isinstance(value, bool):

@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from streamer.config.analytics import LineConfig, ZoneConfig, duplicate_name
-from streamer.config.base import BackoffConfig, Section
+from streamer.config.analytics import LineConfig, ZoneConfig
+from streamer.config.base import BackoffConfig, LocatedError, Section
 
 CAMERA_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "srt")
@@ -68,10 +68,15 @@ class CameraConfig(Section):
 
     @model_validator(mode="after")
     def _unique_zone_and_line_names(self) -> CameraConfig:
-        for kind, names in (("zone", [z.name for z in self.zones]), ("line", [x.name for x in self.lines])):
-            duplicate = duplicate_name(names)
-            if duplicate is not None:
-                raise ValueError(f"duplicate {kind} name '{duplicate}' in camera '{self.name}'")
+        for kind, names in (("zones", [z.name for z in self.zones]), ("lines", [x.name for x in self.lines])):
+            first: dict[str, int] = {}
+            for index, name in enumerate(names):
+                if name in first:
+                    raise LocatedError(
+                        f"duplicate {kind[:-1]} name '{name}' in camera '{self.name}' (first used "
+                        f"at {kind}[{first[name]}])", (kind, index, "name"),
+                    )
+                first[name] = index
         return self
 
     @field_validator("url")

@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from streamer.config.root import DuplicateCameraName, StreamerConfig
+from streamer.config.base import LocatedError
+from streamer.config.root import StreamerConfig
 from streamer.core.redaction import scrub
 
 
@@ -220,8 +221,8 @@ def parse_config(
             inner = context.get("error")
             hidden = interpolation.hidden(tuple(error["loc"]))
             loc, message = _describe(error, show_input=not hidden)
-            if isinstance(inner, DuplicateCameraName):
-                loc = inner.loc
+            if isinstance(inner, LocatedError):
+                loc = (*tuple(error["loc"]), *inner.loc)
                 hidden += interpolation.hidden(loc)
             if message == "unknown key":
                 message += _suggest(loc)

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field, model_validator
 
 from streamer.config.analytics import AnalyticsConfig
-from streamer.config.base import Section
+from streamer.config.base import LocatedError, Section
 from streamer.config.cameras import CameraConfig
 from streamer.config.detector import DetectorConfig
 from streamer.config.identities import FacesConfig, IdentitiesConfig, ReidConfig
@@ -61,9 +61,10 @@ class StreamerConfig(Section):
         return [camera for camera in self.cameras if camera.enabled]
 
 
-class DuplicateCameraName(ValueError):
+class DuplicateCameraName(LocatedError):
     """Raised inside validation; `loc` points the error at the second use of the name."""
 
     def __init__(self, name: str, index: int, first: int) -> None:
-        super().__init__(f"duplicate camera name '{name}' (first used at cameras[{first}])")
-        self.loc: tuple[str | int, ...] = ("cameras", index, "name")
+        super().__init__(
+            f"duplicate camera name '{name}' (first used at cameras[{first}])", ("cameras", index, "name")
+        )
