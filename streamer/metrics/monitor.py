@@ -449,8 +449,7 @@ class _PipelineCollector(Collector):
                 zone_events.add_metric([camera, zone, kind], count)
             for (camera, line, direction), count in sorted(stats.line_crossings.items()):
                 crossings.add_metric([camera, line, direction], count)
-        if entries:
-            yield from (occupancy, zone_events, crossings)
+        yield from (occupancy, zone_events, crossings)
 
     def _cameras(self) -> Iterator[Metric]:
         monitor = self.monitor

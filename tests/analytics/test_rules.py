@@ -198,3 +198,30 @@ async def test_zone_classes_count_only_those_classes() -> None:
     s = script(zones=[{"name": "bay", "points": SQUARE, "classes": [2]}])
     await s.walk(1, [(300, 300)] * 3)  # class 0 (person)
     assert s.events == []
+
+
+async def test_prometheus_shows_occupancy_zone_events_and_crossings_from_the_stats_registry() -> None:
+    from prometheus_client import generate_latest
+
+    from streamer.core.stats import StatsRegistry
+    from streamer.metrics.monitor import PipelineMonitor
+    from tests.metrics.conftest import Scrape
+
+    s = script(zones=[{"name": "bay", "points": SQUARE}], lines=[{"name": "door", "points": ACROSS}])
+    registry = StatsRegistry()
+    for kind, stats in s.stage.registered_stats.items():  # what the pipeline does at start
+        registry.register(kind, s.stage.name, stats)
+    settings = config()
+    monitor = PipelineMonitor(settings, settings.metrics, history_points=2, stats=registry)
+    before = Scrape.parse(generate_latest(monitor.registry).decode())
+    assert before.value("streamer_zone_occupancy", camera=CAMERA, zone="bay") == 0
+    assert before.value("streamer_line_crossings_total", camera=CAMERA, line="door",
+                        direction="out") == 0  # every configured series exists from the start
+    await s.walk(1, steps((300, 250), (300, 350), 11))  # into the bay and down across the door
+    after = Scrape.parse(generate_latest(monitor.registry).decode())
+    assert after.value("streamer_zone_occupancy", camera=CAMERA, zone="bay") == 1
+    assert after.value("streamer_zone_events_total", camera=CAMERA, zone="bay",
+                       event="zone_enter") == 1
+    assert after.value("streamer_line_crossings_total", camera=CAMERA, line="door",
+                       direction="in") == 1
+
