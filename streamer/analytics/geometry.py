@@ -42,22 +42,41 @@ def anchor_points(xyxy: npt.NDArray[np.floating], anchor: Anchor) -> FloatArray:
 
 def inside_polygon(points: FloatArray, polygon: FloatArray) -> BoolArray:
     """Even-odd rule for (N, 2) points against a (K, 2) polygon, all at once."""
-    if len(points) == 0:
-        return np.zeros(0, dtype=bool)
-    x, y = points[:, 0:1], points[:, 1:2]
-    x1, y1 = polygon[:, 0], polygon[:, 1]
-    x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
-    straddles = (y1 > y) != (y2 > y)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        crossing_x = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
-    crossings = straddles & (x < crossing_x)
-    return np.asarray(np.count_nonzero(crossings, axis=1) % 2 == 1)
+    return Edges.of(polygon).contain(points)
 
 
-def segments_cross(p1: FloatArray, p2: FloatArray, a: FloatArray, b: FloatArray) -> bool:
+@dataclass(frozen=True)
+class Edges:
+    """A polygon's edges, prepared once for the even-odd test of many points."""
+
+    x1: FloatArray
+    y1: FloatArray
+    y2: FloatArray
+    dx_dy: FloatArray  # x change per unit of y along each edge (0 for horizontal edges)
+
+    @classmethod
+    def of(cls, polygon: FloatArray) -> Edges:
+        x1, y1 = polygon[:, 0], polygon[:, 1]
+        x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
+        dy = y2 - y1
+        dx_dy = np.divide(x2 - x1, dy, out=np.zeros_like(dy), where=dy != 0)
+        return cls(x1, y1, y2, dx_dy)
+
+    def contain(self, points: FloatArray) -> BoolArray:
+        if len(points) == 0:
+            return np.zeros(0, dtype=bool)
+        x, y = points[:, 0:1], points[:, 1:2]
+        straddles = (self.y1 > y) != (self.y2 > y)  # never true for a horizontal edge
+        crossings = straddles & (x < self.x1 + (y - self.y1) * self.dx_dy)
+        return np.asarray(np.count_nonzero(crossings, axis=1) % 2 == 1)
+
+
+def segments_cross(
+    p1: Sequence[float], p2: Sequence[float], a: Sequence[float], b: Sequence[float]
+) -> bool:
     """Whether the path p1 -> p2 meets the segment a -> b (touching counts)."""
 
-    def cross(o: FloatArray, u: FloatArray, v: FloatArray) -> float:
+    def cross(o: Sequence[float], u: Sequence[float], v: Sequence[float]) -> float:
         return float((u[0] - o[0]) * (v[1] - o[1]) - (u[1] - o[1]) * (v[0] - o[0]))
 
     d1, d2 = cross(a, b, p1), cross(a, b, p2)
@@ -69,6 +88,7 @@ def segments_cross(p1: FloatArray, p2: FloatArray, a: FloatArray, b: FloatArray)
 class Zone:
     config: ZoneConfig
     polygon: FloatArray  # (K, 2) pixels
+    edges: Edges
 
     @property
     def name(self) -> str:
@@ -82,6 +102,7 @@ class Line:
     b: FloatArray
     normal: FloatArray  # unit vector to the right of A -> B (screen, y down)
     hysteresis_px: float
+    ends: tuple[tuple[float, float], tuple[float, float]]  # A and B as plain numbers
 
     @property
     def name(self) -> str:
@@ -101,11 +122,23 @@ class CameraGeometry:
     zones: tuple[Zone, ...]
     lines: tuple[Line, ...]
 
+    def line_distances(self, anchors: dict[Anchor, FloatArray], count: int) -> FloatArray:
+        """(N, L) signed pixels of every track's anchor from every line (> 0: right of A -> B)."""
+        distances = np.empty((count, len(self.lines)))
+        for column, line in enumerate(self.lines):
+            distances[:, column] = line.signed_distances(anchors[line.config.anchor])
+        return distances
+
+    @property
+    def line_bands(self) -> FloatArray:
+        return np.array([line.hysteresis_px for line in self.lines])
+
 
 def resolve(camera: CameraConfig, width: int, height: int) -> CameraGeometry:
-    zones = tuple(
-        Zone(zone, to_pixels(zone.points, zone.units, width, height)) for zone in camera.zones
-    )
+    zones = []
+    for zone in camera.zones:
+        polygon = to_pixels(zone.points, zone.units, width, height)
+        zones.append(Zone(zone, polygon, Edges.of(polygon)))
     lines = []
     shorter = float(min(width, height))
     for line in camera.lines:
@@ -119,5 +152,6 @@ def resolve(camera: CameraConfig, width: int, height: int) -> CameraGeometry:
             hysteresis = line.hysteresis * shorter
         else:
             hysteresis = line.hysteresis
-        lines.append(Line(line, a, b, normal, hysteresis))
-    return CameraGeometry(width, height, zones, tuple(lines))
+        ends = ((float(a[0]), float(a[1])), (float(b[0]), float(b[1])))
+        lines.append(Line(line, a, b, normal, hysteresis, ends))
+    return CameraGeometry(width, height, tuple(zones), tuple(lines))

@@ -24,14 +24,13 @@ import numpy as np
 
 from streamer.analytics.geometry import (
     CameraGeometry,
-    Line,
     Zone,
     anchor_points,
-    inside_polygon,
     resolve,
     segments_cross,
 )
 from streamer.config import CameraConfig, StreamerConfig
+from streamer.config.analytics import Anchor
 from streamer.core.detections import Detections
 from streamer.core.events import Event, LineCrossEvent, TrackEvent, ZoneEvent, ZoneEventType
 from streamer.core.frames import Frame, FrameResult
@@ -53,18 +52,31 @@ class Presence:
 
 
 @dataclass
-class Side:
-    """The side of a line a track last settled on (-1 left, +1 right) and where it was."""
+class ZoneState:
+    """The tracks in one zone, or on their way in or out."""
 
-    side: int
-    point: np.ndarray
+    presence: dict[int, Presence] = field(default_factory=dict)
+    occupancy: int = 0
 
 
 @dataclass
-class TrackPlaces:
-    zones: dict[str, Presence] = field(default_factory=dict)
-    sides: dict[str, Side] = field(default_factory=dict)
-    crossed: set[tuple[str, str]] = field(default_factory=set)
+class LineTracks:
+    """Per track and line (a column per line, in the camera's order): the side it last settled on
+    (-1 left, +1 right, 0 not yet), the last point where it was settled there, and the
+    (line, direction) pairs it has already crossed."""
+
+    sides: dict[int, np.ndarray] = field(default_factory=dict)  # (L,) int8
+    points: dict[int, np.ndarray] = field(default_factory=dict)  # (L, 2) pixels
+    crossed: dict[int, set[tuple[int, str]]] = field(default_factory=dict)
+
+    def forget(self, track_id: int) -> None:
+        self.sides.pop(track_id, None)
+        self.points.pop(track_id, None)
+        self.crossed.pop(track_id, None)
+
+    def clear_positions(self) -> None:
+        self.sides.clear()
+        self.points.clear()
 
 
 class CameraAnalytics:
@@ -76,11 +88,9 @@ class CameraAnalytics:
         self.stats = stats
         self.min_track_frames = min_track_frames
         self.geometry: CameraGeometry | None = None
-        self.tracks: dict[int, TrackPlaces] = {}
-        self.counts: dict[str, dict[str, int]] = {
-            line.name: dict.fromkeys(line.directions, 0) for line in camera.lines
-        }
-        self.occupancy: dict[str, int] = {zone.name: 0 for zone in camera.zones}
+        self.zones = {zone.name: ZoneState() for zone in camera.zones}
+        self.line_tracks = LineTracks()
+        self.counts = {line.name: dict.fromkeys(line.directions, 0) for line in camera.lines}
         for zone in camera.zones:
             stats.occupancy[(self.name, zone.name)] = 0
             for kind in ("zone_enter", "zone_exit", "loitering"):
@@ -89,12 +99,15 @@ class CameraAnalytics:
             for direction in line.directions:
                 stats.line_crossings.setdefault((self.name, line.name, direction), 0)
 
+    @property
+    def occupancy(self) -> dict[str, int]:
+        return {name: state.occupancy for name, state in self.zones.items()}
+
     def _geometry(self, width: int, height: int) -> CameraGeometry:
         geometry = self.geometry
         if geometry is None or (geometry.width, geometry.height) != (width, height):
             if geometry is not None:  # old pixel positions say nothing about the new frame
-                for places in self.tracks.values():
-                    places.sides.clear()
+                self.line_tracks.clear_positions()
             geometry = self.geometry = resolve(self.camera, width, height)
         return geometry
 
@@ -105,85 +118,93 @@ class CameraAnalytics:
         for track_id in ended:
             events.extend(self._leave_all(track_id, frame.index, frame.capture_ts))
         tracks = result.tracks
-        ids = tracks.tracker_id.tolist() if tracks.tracker_id is not None else []
+        ids: list[int] = tracks.tracker_id.tolist() if tracks.tracker_id is not None else []
         counted = [
             row for row, track_id in enumerate(ids)
             if book.frames_seen(track_id) >= self.min_track_frames
         ]
         if counted:
             rows = np.asarray(counted)
-            boxes, classes = tracks.xyxy[rows], tracks.class_id[rows].tolist()
+            boxes, classes = tracks.xyxy[rows], tracks.class_id[rows]
             row_ids = [ids[row] for row in counted]
+            used = {z.config.anchor for z in geometry.zones} | {x.config.anchor for x in geometry.lines}
+            anchors = {anchor: anchor_points(boxes, anchor) for anchor in used}
             for zone in geometry.zones:
-                inside = self._inside(zone, boxes, classes)
-                for track_id, now_inside in zip(row_ids, inside.tolist(), strict=True):
-                    self._zone_step(zone, track_id, now_inside, frame, events)
-            for line in geometry.lines:
-                self._line_step(line, row_ids, boxes, classes, frame, events)
+                inside = zone.edges.contain(anchors[zone.config.anchor])
+                if zone.config.classes is not None:
+                    inside &= np.isin(classes, zone.config.classes)
+                self._zone_step(zone, row_ids, inside, frame, events)
+            if geometry.lines:
+                self._lines_step(geometry, row_ids, anchors, classes, frame, events)
         if geometry.zones:
-            column = np.empty(len(ids), dtype=object)
-            for row, track_id in enumerate(ids):
-                places = self.tracks.get(track_id)
-                column[row] = [] if places is None else [
-                    zone.name for zone in geometry.zones
-                    if (presence := places.zones.get(zone.name)) is not None and presence.entered
-                ]
-            result.tracks = Detections(
-                xyxy=tracks.xyxy,
-                confidence=tracks.confidence,
-                class_id=tracks.class_id,
-                tracker_id=tracks.tracker_id,
-                data={**tracks.data, ZONES_COLUMN: column},
-            )
+            result.tracks = self._with_zones_column(geometry, tracks, ids)
 
-    @staticmethod
-    def _inside(zone: Zone, boxes: np.ndarray, classes: list[int]) -> np.ndarray:
-        inside = inside_polygon(anchor_points(boxes, zone.config.anchor), zone.polygon)
-        wanted = zone.config.classes
-        if wanted is not None:
-            inside &= np.isin(np.asarray(classes), wanted)
-        return inside
+    def _with_zones_column(
+        self, geometry: CameraGeometry, tracks: Detections, ids: list[int]
+    ) -> Detections:
+        """Each track's row lists the zones it has entered, in the camera's zone order."""
+        in_zones: list[list[str]] = [[] for _ in ids]
+        row_of = {track_id: row for row, track_id in enumerate(ids)}
+        for zone in geometry.zones:
+            for track_id, presence in self.zones[zone.name].presence.items():
+                row = row_of.get(track_id)
+                if row is not None and presence.entered:
+                    in_zones[row].append(zone.name)
+        column = np.empty(len(ids), dtype=object)
+        column[:] = in_zones if ids else []
+        return Detections(
+            xyxy=tracks.xyxy,
+            confidence=tracks.confidence,
+            class_id=tracks.class_id,
+            tracker_id=tracks.tracker_id,
+            data={**tracks.data, ZONES_COLUMN: column},
+        )
 
     def _zone_step(
-        self, zone: Zone, track_id: int, inside: bool, frame: Frame, events: list[Event]
+        self, zone: Zone, track_ids: list[int], inside: np.ndarray, frame: Frame, events: list[Event]
     ) -> None:
         now = frame.capture_ts
         config = zone.config
-        places = self.tracks.get(track_id)
-        presence = places.zones.get(zone.name) if places is not None else None
-        if inside:
+        state = self.zones[zone.name]
+        presence_of = state.presence
+        inside_rows = np.flatnonzero(inside).tolist()
+        for row in inside_rows:
+            track_id = track_ids[row]
+            presence = presence_of.get(track_id)
             if presence is None:
-                if places is None:
-                    places = self.tracks[track_id] = TrackPlaces()
-                presence = places.zones[zone.name] = Presence(now, now)
+                presence = presence_of[track_id] = Presence(now, now)
             presence.last_inside_ts, presence.outside_since = now, None
             dwell = now - presence.inside_since
             if not presence.entered and dwell >= config.min_dwell_s:
                 presence.entered = True
-                self.occupancy[zone.name] += 1
+                state.occupancy += 1
                 events.append(self._zone_event("zone_enter", zone.name, track_id, frame, None))
             if (presence.entered and not presence.loitered and config.loiter_after_s is not None
                     and dwell >= config.loiter_after_s):
                 presence.loitered = True
                 events.append(self._zone_event("loitering", zone.name, track_id, frame, dwell))
-            return
-        if presence is None or places is None:
-            return
-        if presence.outside_since is None:
-            presence.outside_since = now
-        if now - presence.outside_since >= config.exit_after_s:
-            del places.zones[zone.name]
-            if presence.entered:
-                events.append(self._exit(zone.name, track_id, presence, frame.index, now))
+        if len(presence_of) == len(inside_rows):
+            return  # everyone known here is inside
+        now_inside = {track_ids[row] for row in inside_rows}
+        seen = set(track_ids)
+        for track_id in [t for t in presence_of if t in seen and t not in now_inside]:
+            presence = presence_of[track_id]
+            if presence.outside_since is None:
+                presence.outside_since = now
+            if now - presence.outside_since >= config.exit_after_s:
+                del presence_of[track_id]
+                if presence.entered:
+                    events.append(self._exit(zone.name, track_id, presence, frame.index, now))
 
     def _exit(
         self, zone: str, track_id: int, presence: Presence, frame_index: int, capture_ts: float
     ) -> ZoneEvent:
-        self.occupancy[zone] -= 1
+        state = self.zones[zone]
+        state.occupancy -= 1
         dwell = presence.last_inside_ts - presence.inside_since
         return self._record(ZoneEvent(
             "zone_exit", self.name, zone, track_id, frame_index, capture_ts,
-            dwell_s=round(dwell, 3), occupancy=self.occupancy[zone],
+            dwell_s=round(dwell, 3), occupancy=state.occupancy,
         ))
 
     def _zone_event(
@@ -191,48 +212,58 @@ class CameraAnalytics:
     ) -> ZoneEvent:
         return self._record(ZoneEvent(
             kind, self.name, zone, track_id, frame.index, frame.capture_ts,
-            dwell_s=None if dwell is None else round(dwell, 3), occupancy=self.occupancy[zone],
+            dwell_s=None if dwell is None else round(dwell, 3),
+            occupancy=self.zones[zone].occupancy,
         ))
 
     def _record(self, event: ZoneEvent) -> ZoneEvent:
         stats = self.stats
-        stats.occupancy[(self.name, event.zone)] = self.occupancy[event.zone]
+        stats.occupancy[(self.name, event.zone)] = self.zones[event.zone].occupancy
         key = (self.name, event.zone, event.type)
         stats.zone_events[key] = stats.zone_events.get(key, 0) + 1
         return event
 
-    def _line_step(
+    def _lines_step(
         self,
-        line: Line,
+        geometry: CameraGeometry,
         track_ids: list[int],
-        boxes: np.ndarray,
-        classes: list[int],
+        anchors: dict[Anchor, np.ndarray],
+        classes: np.ndarray,
         frame: Frame,
         events: list[Event],
     ) -> None:
-        config = line.config
-        points = anchor_points(boxes, config.anchor)
-        distances = line.signed_distances(points)
-        band = line.hysteresis_px
-        sides = np.where(distances >= band, 1, np.where(distances <= -band, -1, 0)).tolist()
-        for row, (track_id, side) in enumerate(zip(track_ids, sides, strict=True)):
-            if side == 0 or (config.classes is not None and classes[row] not in config.classes):
-                continue  # within the band: the side is what it was
-            places = self.tracks.get(track_id)
-            if places is None:
-                places = self.tracks[track_id] = TrackPlaces()
-            settled = places.sides.get(line.name)
-            point = points[row]
-            if settled is None:
-                places.sides[line.name] = Side(side, point)
-                continue
-            if side != settled.side:
-                direction = config.directions[0] if settled.side < 0 else config.directions[1]
-                key = (line.name, direction)
-                if key not in places.crossed and segments_cross(settled.point, point, line.a, line.b):
-                    places.crossed.add(key)
-                    events.append(self._crossing(line.name, direction, track_id, frame))
-            settled.side, settled.point = side, point
+        """Every line at once: a (track, line) matrix of sides; Python only where one changed."""
+        lines = geometry.lines
+        state = self.line_tracks
+        count = len(track_ids)
+        bands = geometry.line_bands
+        distances = geometry.line_distances(anchors, count)
+        sides = np.where(distances >= bands, 1, np.where(distances <= -bands, -1, 0)).astype(np.int8)
+        for column, line in enumerate(lines):
+            if line.config.classes is not None:
+                sides[~np.isin(classes, line.config.classes), column] = 0
+        unsettled = np.zeros(len(lines), np.int8)
+        previous = np.array([state.sides.get(t, unsettled) for t in track_ids]).reshape(count, -1)
+        settled = sides != 0  # within the band, the side is what it was
+        current = np.empty((count, len(lines), 2))
+        for column, line in enumerate(lines):
+            current[:, column] = anchors[line.config.anchor]
+        rows, columns = np.nonzero(settled & (sides != previous) & (previous != 0))
+        for row, column in zip(rows.tolist(), columns.tolist(), strict=True):
+            line = lines[column]
+            track_id = track_ids[row]
+            direction = line.config.directions[0 if previous[row, column] < 0 else 1]
+            crossed = state.crossed.setdefault(track_id, set())
+            if (column, direction) in crossed:
+                continue  # once per track, line and direction
+            a, b = line.ends
+            if segments_cross(state.points[track_id][column], current[row, column], a, b):
+                crossed.add((column, direction))
+                events.append(self._crossing(line.name, direction, track_id, frame))
+        state.sides.update(zip(track_ids, np.where(settled, sides, previous)))
+        unknown = np.full((len(lines), 2), np.nan)
+        before = np.array([state.points.get(t, unknown) for t in track_ids]).reshape(count, -1, 2)
+        state.points.update(zip(track_ids, np.where(settled[..., None], current, before)))
 
     def _crossing(self, line: str, direction: str, track_id: int, frame: Frame) -> LineCrossEvent:
         counts = self.counts[line]
@@ -245,18 +276,19 @@ class CameraAnalytics:
 
     def _leave_all(self, track_id: int, frame_index: int, capture_ts: float) -> list[Event]:
         """A track ended: it leaves every zone it had entered, as of when it was last inside."""
-        places = self.tracks.pop(track_id, None)
-        if places is None:
-            return []
-        return [
-            self._exit(zone, track_id, presence, frame_index, capture_ts)
-            for zone, presence in places.zones.items() if presence.entered
-        ]
+        events: list[Event] = []
+        for zone, state in self.zones.items():
+            presence = state.presence.pop(track_id, None)
+            if presence is not None and presence.entered:
+                events.append(self._exit(zone, track_id, presence, frame_index, capture_ts))
+        self.line_tracks.forget(track_id)
+        return events
 
     def finish(self, frame_index: int, capture_ts: float) -> list[Event]:
         """The camera stopped: every track leaves its zones."""
         events: list[Event] = []
-        for track_id in list(self.tracks):
+        tracks = {t for state in self.zones.values() for t in state.presence}
+        for track_id in sorted(tracks):
             events.extend(self._leave_all(track_id, frame_index, capture_ts))
         return events
 
