@@ -1,6 +1,6 @@
 """The layers read bottom-up, checked from the source so they stay that way.
 
-core -> config -> stages (sources, inference, tracking, identities, publishing) -> pipeline ->
+core -> config -> stages (sources, inference, tracking, identities, analytics, publishing) -> pipeline ->
 metrics -> app (app, check, benchmarks) -> cli. A module may import its own layer or lower ones;
 there are no import cycles, lazy imports inside functions included.
 """

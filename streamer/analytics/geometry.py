@@ -40,14 +40,9 @@ def anchor_points(xyxy: npt.NDArray[np.floating], anchor: Anchor) -> FloatArray:
     return np.stack([x, y], axis=1)
 
 
-def inside_polygon(points: FloatArray, polygon: FloatArray) -> BoolArray:
-    """Even-odd rule for (N, 2) points against a (K, 2) polygon, all at once."""
-    return Edges.of(polygon).contain(points)
-
-
 @dataclass(frozen=True)
 class Edges:
-    """A polygon's edges, prepared once for the even-odd test of many points."""
+    """A polygon's edges, prepared once for the even-odd test of many points (`ZoneGroup`)."""
 
     x1: FloatArray
     y1: FloatArray
@@ -61,14 +56,6 @@ class Edges:
         dy = y2 - y1
         dx_dy = np.divide(x2 - x1, dy, out=np.zeros_like(dy), where=dy != 0)
         return cls(x1, y1, y2, dx_dy)
-
-    def contain(self, points: FloatArray) -> BoolArray:
-        if len(points) == 0:
-            return np.zeros(0, dtype=bool)
-        x, y = points[:, 0:1], points[:, 1:2]
-        straddles = (self.y1 > y) != (self.y2 > y)  # never true for a horizontal edge
-        crossings = straddles & (x < self.x1 + (y - self.y1) * self.dx_dy)
-        return np.asarray(np.count_nonzero(crossings, axis=1) % 2 == 1)
 
 
 def segments_cross(
@@ -108,30 +95,65 @@ class Line:
     def name(self) -> str:
         return self.config.name
 
-    def signed_distances(self, points: FloatArray) -> FloatArray:
-        """Pixels from the (infinite) line; > 0 on its right side, seen from A towards B."""
-        return np.asarray((points - self.a) @ self.normal)
+
+@dataclass(frozen=True)
+class ZoneGroup:
+    """The zones sharing one anchor, their edges end to end: one even-odd test for all of them."""
+
+    anchor: Anchor
+    columns: npt.NDArray[np.intp]  # which of the camera's zones, in order
+    edges: Edges
+    starts: npt.NDArray[np.intp]  # first edge of each zone in `edges`
+
+    def contain(self, points: FloatArray) -> BoolArray:
+        """(N, zones of the group): whether each point is inside each zone."""
+        e = self.edges
+        x, y = points[:, 0:1], points[:, 1:2]
+        crossings = ((e.y1 > y) != (e.y2 > y)) & (x < e.x1 + (y - e.y1) * e.dx_dy)
+        return np.asarray(np.add.reduceat(crossings, self.starts, axis=1, dtype=np.int32) % 2 == 1)
 
 
 @dataclass(frozen=True)
 class CameraGeometry:
-    """One camera's zones and lines in pixels of a `width` x `height` frame."""
+    """One camera's zones and lines in pixels of a `width` x `height` frame, prepared so that a
+    frame costs a few array operations whatever the number of zones and lines."""
 
     width: int
     height: int
     zones: tuple[Zone, ...]
     lines: tuple[Line, ...]
+    zone_groups: tuple[ZoneGroup, ...]
+    line_normals: FloatArray  # (L, 2)
+    line_offsets: FloatArray  # (L,) A . normal
+    line_bands: FloatArray  # (L,) hysteresis in pixels
 
-    def line_distances(self, anchors: dict[Anchor, FloatArray], count: int) -> FloatArray:
-        """(N, L) signed pixels of every track's anchor from every line (> 0: right of A -> B)."""
-        distances = np.empty((count, len(self.lines)))
-        for column, line in enumerate(self.lines):
-            distances[:, column] = line.signed_distances(anchors[line.config.anchor])
-        return distances
+    def zones_inside(self, anchors: dict[Anchor, FloatArray], count: int) -> BoolArray:
+        """(N, Z): whether each track's anchor is inside each zone."""
+        inside = np.zeros((count, len(self.zones)), dtype=bool)
+        if count:
+            for group in self.zone_groups:
+                inside[:, group.columns] = group.contain(anchors[group.anchor])
+        return inside
 
-    @property
-    def line_bands(self) -> FloatArray:
-        return np.array([line.hysteresis_px for line in self.lines])
+    def line_distances(self, points: FloatArray) -> FloatArray:
+        """(N, L) signed pixels from each line of each track's (N, L, 2) anchor point for it;
+        > 0 on the line's right side, seen from A towards B."""
+        normals = self.line_normals
+        return np.asarray(
+            points[..., 0] * normals[:, 0] + points[..., 1] * normals[:, 1] - self.line_offsets
+        )
+
+
+def _zone_groups(zones: list[Zone]) -> tuple[ZoneGroup, ...]:
+    groups = []
+    for anchor in dict.fromkeys(zone.config.anchor for zone in zones):
+        columns = [i for i, zone in enumerate(zones) if zone.config.anchor == anchor]
+        parts = [zones[i].edges for i in columns]
+        edges = Edges(*(np.concatenate([getattr(p, name) for p in parts])
+                        for name in ("x1", "y1", "y2", "dx_dy")))
+        starts = np.cumsum([0] + [len(p.x1) for p in parts[:-1]])
+        groups.append(ZoneGroup(anchor, np.asarray(columns, np.intp), edges, starts.astype(np.intp)))
+    return tuple(groups)
 
 
 def resolve(camera: CameraConfig, width: int, height: int) -> CameraGeometry:
@@ -154,4 +176,13 @@ def resolve(camera: CameraConfig, width: int, height: int) -> CameraGeometry:
             hysteresis = line.hysteresis
         ends = ((float(a[0]), float(a[1])), (float(b[0]), float(b[1])))
         lines.append(Line(line, a, b, normal, hysteresis, ends))
-    return CameraGeometry(width, height, tuple(zones), tuple(lines))
+    return CameraGeometry(
+        width,
+        height,
+        tuple(zones),
+        tuple(lines),
+        _zone_groups(zones),
+        np.array([line.normal for line in lines]).reshape(-1, 2),
+        np.array([float(line.a @ line.normal) for line in lines]),
+        np.array([line.hysteresis_px for line in lines]),
+    )

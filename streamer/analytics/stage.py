@@ -129,8 +129,9 @@ class CameraAnalytics:
             row_ids = [ids[row] for row in counted]
             used = {z.config.anchor for z in geometry.zones} | {x.config.anchor for x in geometry.lines}
             anchors = {anchor: anchor_points(boxes, anchor) for anchor in used}
-            for zone in geometry.zones:
-                inside = zone.edges.contain(anchors[zone.config.anchor])
+            inside_zones = geometry.zones_inside(anchors, len(row_ids))
+            for column, zone in enumerate(geometry.zones):
+                inside = inside_zones[:, column]
                 if zone.config.classes is not None:
                     inside &= np.isin(classes, zone.config.classes)
                 self._zone_step(zone, row_ids, inside, frame, events)
@@ -236,18 +237,18 @@ class CameraAnalytics:
         lines = geometry.lines
         state = self.line_tracks
         count = len(track_ids)
+        current = np.empty((count, len(lines), 2))  # each track's anchor point for each line
+        for column, line in enumerate(lines):
+            current[:, column] = anchors[line.config.anchor]
         bands = geometry.line_bands
-        distances = geometry.line_distances(anchors, count)
-        sides = np.where(distances >= bands, 1, np.where(distances <= -bands, -1, 0)).astype(np.int8)
+        distances = geometry.line_distances(current)
+        sides = (distances >= bands).astype(np.int8) - (distances <= -bands)
         for column, line in enumerate(lines):
             if line.config.classes is not None:
                 sides[~np.isin(classes, line.config.classes), column] = 0
         unsettled = np.zeros(len(lines), np.int8)
         previous = np.array([state.sides.get(t, unsettled) for t in track_ids]).reshape(count, -1)
         settled = sides != 0  # within the band, the side is what it was
-        current = np.empty((count, len(lines), 2))
-        for column, line in enumerate(lines):
-            current[:, column] = anchors[line.config.anchor]
         rows, columns = np.nonzero(settled & (sides != previous) & (previous != 0))
         for row, column in zip(rows.tolist(), columns.tolist(), strict=True):
             line = lines[column]
