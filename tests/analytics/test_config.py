@@ -67,3 +67,13 @@ def test_each_mistake_is_one_line_naming_the_key(extra: str, expected: str) -> N
     lines = problems(extra)
     assert len(lines) == 1, lines
     assert lines[0].startswith(expected), lines[0]
+
+
+def test_the_shipped_zones_example_loads() -> None:
+    from streamer.config import load_config
+    from streamer.core.assets import PROJECT_ROOT
+
+    config = load_config(PROJECT_ROOT / "configs" / "zones.yaml")
+    (camera,) = config.cameras
+    assert camera.file_path.is_file()
+    assert [z.name for z in camera.zones] == ["road"] and [x.name for x in camera.lines] == ["crossing"]
