@@ -152,7 +152,8 @@ class CameraAnalytics:
                 if row is not None and presence.entered:
                     in_zones[row].append(zone.name)
         column = np.empty(len(ids), dtype=object)
-        column[:] = in_zones if ids else []
+        for row, names in enumerate(in_zones):  # one list per row, never a 2-D array
+            column[row] = names
         return Detections(
             xyxy=tracks.xyxy,
             confidence=tracks.confidence,
