@@ -17,6 +17,7 @@ from streamer.metrics.service import MetricsService
 from streamer.pipeline import Pipeline
 from streamer.publishing.base import Sink
 from streamer.publishing.jsonl import JsonlSink
+from streamer.publishing.messages import AnalyticsLayout
 from streamer.publishing.mqtt import MqttSink
 from streamer.publishing.redis_sink import RedisSink
 
@@ -41,14 +42,24 @@ def required_models(config: StreamerConfig) -> list[str]:
     return list(dict.fromkeys(models))
 
 
+def analytics_layout(config: StreamerConfig) -> AnalyticsLayout:
+    """The enabled cameras' zones and lines, as the broker sinks announce them at start."""
+    cameras = config.enabled_cameras
+    return AnalyticsLayout(
+        zones={c.name: [z.name for z in c.zones] for c in cameras if c.zones},
+        lines={c.name: {x.name: list(x.directions) for x in c.lines} for c in cameras if c.lines},
+    )
+
+
 def build_sinks(config: StreamerConfig) -> list[Sink]:
     sinks: list[Sink] = []
+    layout = analytics_layout(config)
     if config.publishing.jsonl.enabled:
         sinks.append(JsonlSink(config.publishing.jsonl))
     if config.publishing.mqtt.enabled:
-        sinks.append(MqttSink(config.publishing.mqtt))
+        sinks.append(MqttSink(config.publishing.mqtt, layout))
     if config.publishing.redis.enabled:
-        sinks.append(RedisSink(config.publishing.redis))
+        sinks.append(RedisSink(config.publishing.redis, layout))
     return sinks
 
 

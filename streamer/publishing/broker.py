@@ -143,6 +143,7 @@ class BrokerSink(Sink):
         self._stop_nudge = asyncio.Event()
         self._stopping = False
         self._supervisor: asyncio.Task[None] | None = None
+        self._layout_announced = False
         self._last_stats_monotonic = time.monotonic()
 
     # -- what subclasses provide ------------------------------------------------------------
@@ -158,6 +159,9 @@ class BrokerSink(Sink):
     @abc.abstractmethod
     async def _announce_online(self) -> None:
         """Mark the service available (MQTT retained topic, Redis key)."""
+
+    async def _announce_layout(self) -> None:
+        """Once per run, on the first connection: the initial zone and line states; default none."""
 
     @abc.abstractmethod
     async def _announce_offline(self) -> None:
@@ -351,6 +355,9 @@ class BrokerSink(Sink):
             self.connected = True
             try:
                 await self._announce_online()
+                if not self._layout_announced:  # before any buffered event, so never newer
+                    await self._announce_layout()
+                    self._layout_announced = True
                 self._dirty_statuses.update(self._statuses)
                 finished = await self._run_session()
                 if finished:

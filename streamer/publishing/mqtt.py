@@ -58,6 +58,7 @@ from streamer.publishing.messages import (
     AVAILABLE_OFFLINE,
     LINE_CROSS_TYPE,
     ZONE_EVENT_TYPES,
+    AnalyticsLayout,
     line_state_message,
     to_json,
     zone_state_message,
@@ -190,7 +191,7 @@ class MqttTopics:
 class MqttSink(BrokerSink):
     name = "mqtt"
 
-    def __init__(self, settings: MqttSinkConfig) -> None:
+    def __init__(self, settings: MqttSinkConfig, layout: AnalyticsLayout | None = None) -> None:
         password = settings.password.get_secret_value() if settings.password else None
         super().__init__(
             endpoint=f"{settings.host}:{settings.port}",
@@ -203,6 +204,7 @@ class MqttSink(BrokerSink):
         )
         self.settings = settings
         self.topics = MqttTopics(settings.topic_prefix)
+        self.layout = layout or AnalyticsLayout()
         self._password = password
         self._client: AckingClient | None = None
         self._tls: ssl.SSLContext | None = None
@@ -354,6 +356,17 @@ class MqttSink(BrokerSink):
 
     async def _announce_online(self) -> None:
         await self._publish_all([(self.topics.available, self.availability, QOS_AT_LEAST_ONCE, True)])
+
+    async def _announce_layout(self) -> None:
+        """Retained occupancy 0 and no crossings yet, replacing what a crashed run left behind."""
+        messages = []
+        for state in self.layout.initial_states(time.time()):
+            camera = state["camera"]
+            topic = (self.topics.zone(camera, state["zone"]) if "zone" in state
+                     else self.topics.line(camera, state["line"]))
+            messages.append((topic, to_json(state), QOS_AT_LEAST_ONCE, True))
+        if messages:
+            await self._publish_all(messages)
 
     async def _announce_offline(self) -> None:
         await self._publish_all([(self.topics.available, AVAILABLE_OFFLINE, QOS_AT_LEAST_ONCE, True)])

@@ -49,6 +49,7 @@ from streamer.publishing.messages import (
     AVAILABLE_OFFLINE,
     LINE_CROSS_TYPE,
     ZONE_EVENT_TYPES,
+    AnalyticsLayout,
     embedding_bytes,
     to_json,
 )
@@ -116,7 +117,7 @@ def identity_record(message: dict[str, Any]) -> dict[EncodableT, EncodableT]:
 class RedisSink(BrokerSink):
     name = "redis"
 
-    def __init__(self, settings: RedisSinkConfig) -> None:
+    def __init__(self, settings: RedisSinkConfig, layout: AnalyticsLayout | None = None) -> None:
         password = settings.password.get_secret_value() if settings.password else None
         super().__init__(
             endpoint=f"{settings.host}:{settings.port}/{settings.db}",
@@ -129,6 +130,7 @@ class RedisSink(BrokerSink):
         )
         self.settings = settings
         self.keys = RedisKeys(settings.key_prefix)
+        self.layout = layout or AnalyticsLayout()
         self._password = password
         self._client: redis.Redis | None = None
 
@@ -183,6 +185,15 @@ class RedisSink(BrokerSink):
     async def _announce_online(self) -> None:
         expiry = max(1, round(self.stats_interval_s * AVAILABLE_EXPIRY_INTERVALS))
         await self._connected_client().set(self.keys.available, self.availability, ex=expiry)
+
+    async def _announce_layout(self) -> None:
+        """Occupancy 0 in every zone; the crossing counters are running totals and stay."""
+        if not self.layout.zones:
+            return
+        async with self._connected_client().pipeline(transaction=True) as pipe:
+            for camera, zones in self.layout.zones.items():
+                pipe.hset(self.keys.zones(camera), mapping=dict.fromkeys(zones, 0))
+            await pipe.execute()
 
     async def _announce_offline(self) -> None:
         await self._connected_client().set(self.keys.available, AVAILABLE_OFFLINE)

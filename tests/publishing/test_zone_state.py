@@ -135,3 +135,56 @@ def frame_message_stub() -> dict[str, object]:
     return {"schema_version": 2, "type": "frame", "id": "x", "camera": "cam", "frame_index": 0,
             "capture_ts": 1.0, "width": 2, "height": 2, "latency_ms": 0.0, "timings_ms": {},
             "tracks": []}
+
+
+async def test_a_start_replaces_what_a_crashed_run_left(
+    mosquitto_broker: BrokerProcess, redis_broker: BrokerProcess
+) -> None:
+    from streamer.app import analytics_layout, build_sinks
+    from streamer.config import StreamerConfig
+
+    config = StreamerConfig.model_validate({
+        "publishing": {
+            "jsonl": {"enabled": False},
+            "mqtt": {"enabled": True, "port": mosquitto_broker.port, "topic_prefix": "test"},
+            "redis": {"enabled": True, "port": redis_broker.port, "key_prefix": "test"},
+        },
+        "cameras": [{"name": "cam", "url": "x.mp4",
+                     "zones": [{"name": "bay", "points": SQUARE}],
+                     "lines": [{"name": "door", "points": [[100, 450], [700, 450]]}]}],
+    })
+    assert analytics_layout(config).zones == {"cam": ["bay"]}
+    # What a run killed with people inside left behind:
+    stale = MqttSink(mqtt_settings(mosquitto_broker.port))
+    await stale.start()
+    stale.publish_events([ZoneEvent("zone_enter", "cam", "bay", 1, 5, 1.0, occupancy=3)])
+    await drain(stale)
+    await stale._connected_client().publish("test/cam/lines/door", b"{}", qos=1, retain=True)
+    await stale.stop()
+    async with redis.Redis(port=redis_broker.port) as client:
+        await client.hset("test:cam:zones", "bay", 3)
+        await client.hset("test:cam:lines", "door:in", 41)
+
+    sinks = build_sinks(config)
+    for sink in sinks:
+        await sink.start()
+    for sink in sinks:
+        assert isinstance(sink, MqttSink | RedisSink)
+        await drain(sink)
+    late = MqttCollector(mosquitto_broker.port, ["test/cam/zones/#", "test/cam/lines/#"],
+                         client_id="after-restart")
+    await late.start()
+    await wait_until(lambda: late.last_on("test/cam/lines/door") is not None
+                     and late.last_on("test/cam/zones/bay") is not None, 10, "retained state")
+    await late.stop()
+    zone = json.loads((late.last_on("test/cam/zones/bay") or (b"", False))[0])
+    line = json.loads((late.last_on("test/cam/lines/door") or (b"", False))[0])
+    validate(zone)
+    validate(line)
+    assert zone["occupancy"] == 0 and zone["event_id"] is None
+    assert line["counts"] == {"in": 0, "out": 0}
+    async with redis.Redis(port=redis_broker.port) as client:
+        assert await client.hget("test:cam:zones", "bay") == b"0"
+        assert await client.hget("test:cam:lines", "door:in") == b"41"  # running totals stay
+    for sink in sinks:
+        await sink.stop()
