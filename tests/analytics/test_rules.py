@@ -194,9 +194,10 @@ async def test_zones_and_lines_in_fractions_follow_a_change_of_resolution() -> N
     assert crossings(s.events) == [("half", "in", 2)]
 
 
-async def test_zone_classes_count_only_those_classes() -> None:
-    s = script(zones=[{"name": "bay", "points": SQUARE, "classes": [2]}])
-    await s.walk(1, [(300, 300)] * 3)  # class 0 (person)
+async def test_zone_and_line_classes_count_only_those_classes() -> None:
+    s = script(zones=[{"name": "bay", "points": SQUARE, "classes": [2]}],
+               lines=[{"name": "door", "points": ACROSS, "classes": [2]}])
+    await s.walk(1, steps((300, 250), (300, 350), 11))  # class 0 (person): in the bay, across
     assert s.events == []
 
 

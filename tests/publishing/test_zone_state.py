@@ -3,6 +3,7 @@ counts on a real mosquitto, the occupancy hash and crossing counters on a real r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -122,6 +123,11 @@ def test_zone_and_line_messages_validate_and_schemas_reject_nonsense() -> None:
     crossing = LineCrossEvent("cam", "door", "in", 3, 10, 1.0, counts={"in": 1, "out": 0})
     for event in (exit_event, crossing):
         validate(json.loads(to_json(event_message(event))))
+        # the snapshots stage attaches a picture later, keeping the event's id
+        pictured = dataclasses.replace(event, snapshot_id="a1b2")
+        message = json.loads(to_json(event_message(pictured)))
+        validate(message)
+        assert (message["id"], message["snapshot_id"]) == (event.id, "a1b2")
     with pytest.raises(jsonschema.ValidationError):  # an exit always says how long
         validate(json.loads(to_json(event_message(
             ZoneEvent("zone_exit", "cam", "bay", 3, 10, 1.0, occupancy=0)))))
