@@ -1,8 +1,8 @@
 """The layers read bottom-up, checked from the source so they stay that way.
 
-core -> config -> stages (sources, inference, tracking, identities, publishing) -> pipeline ->
-metrics -> app (app, check, benchmarks) -> cli. A module may import its own layer or lower ones;
-there are no import cycles, lazy imports inside functions included.
+core -> config -> stages (sources, inference, tracking, identities, publishing, recording) ->
+pipeline -> metrics -> app (app, check, benchmarks) -> cli. A module may import its own layer or
+lower ones; there are no import cycles, lazy imports inside functions included.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "tracking": 2,
     "identities": 2,
     "publishing": 2,
+    "recording": 2,
     "pipeline": 3,
     "metrics": 4,
     "app": 5,

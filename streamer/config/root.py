@@ -14,6 +14,7 @@ from streamer.config.identities import FacesConfig, IdentitiesConfig, ReidConfig
 from streamer.config.metrics import DashboardConfig, MetricsConfig
 from streamer.config.publishing import PublishingConfig
 from streamer.config.serving import InferenceConfig, TritonConfig
+from streamer.config.snapshots import SnapshotsConfig
 from streamer.config.tracker import TrackerConfig
 
 
@@ -38,6 +39,10 @@ class StreamerConfig(Section):
     reid: ReidConfig = Field(default_factory=ReidConfig, description="Person ReID per track.")
     identities: IdentitiesConfig = Field(
         default_factory=IdentitiesConfig, description="Enrolled faces, cross-camera identities."
+    )
+    snapshots: SnapshotsConfig = Field(
+        default_factory=SnapshotsConfig,
+        description="Event pictures (best view, annotated frame) and the events index.",
     )
     cameras: Annotated[list[CameraConfig], Field(min_length=1)] = Field(
         description="The cameras to process."
