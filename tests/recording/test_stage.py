@@ -72,7 +72,8 @@ async def test_zone_line_and_end_events_get_pictures(tmp_path: Path) -> None:
     end = next(e for e in ended if isinstance(e, TrackEvent) and e.type == "end")
     assert end.snapshot_id is not None, "the stopping camera's `end` event has its picture"
     for event in pictured.values():
-        snapshot_id = event.snapshot_id  # type: ignore[union-attr]
+        snapshot_id = getattr(event, "snapshot_id", None)
+        assert isinstance(snapshot_id, str)
         frame = cv2.imread(str(picture_path(tmp_path, snapshot_id, frame=True)))
         crop = cv2.imread(str(picture_path(tmp_path, snapshot_id)))
         assert frame.shape == (HEIGHT, WIDTH, 3) and 240 <= crop.shape[0] < HEIGHT
