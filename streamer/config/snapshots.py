@@ -40,6 +40,10 @@ class SnapshotsConfig(Section):
     max_total_mb: float = Field(
         1024.0, gt=0, description="Pictures beyond this total size are deleted, oldest first (MB)."
     )
+    max_events: int = Field(
+        1_000_000, ge=1, description="The events index keeps at most this many events, dropping "
+        "the oldest (checked every `prune_interval_s`)."
+    )
     min_free_mb: float = Field(
         1024.0,
         ge=0,

@@ -107,7 +107,16 @@ class SnapshotArchive:
         self._db = db
         self.total_bytes = int(db.execute("SELECT COALESCE(SUM(bytes), 0) FROM snapshots").fetchone()[0])
         self.counters.disk_bytes = self.total_bytes
+        self._remove_orphans()
         self.check_floor()
+
+    def _remove_orphans(self) -> None:
+        """Pictures without a row (a crash between writing and indexing) would escape retention."""
+        known = {row[0] for row in self.db.execute("SELECT id FROM snapshots")}
+        for path in (self.directory / IMAGES_DIR).glob("*.jpg"):
+            snapshot_id = path.stem.removesuffix(FRAME_SUFFIX)
+            if snapshot_id not in known:
+                path.unlink(missing_ok=True)
 
     def close(self) -> None:
         if self._db is not None:
@@ -192,6 +201,12 @@ class SnapshotArchive:
             self.counters.deleted_age += len(old)
         with self.db:
             self.db.execute("DELETE FROM events WHERE capture_ts < ?", (cutoff,))
+            excess = self.db.execute("SELECT COUNT(*) FROM events").fetchone()[0] - self.settings.max_events
+            if excess > 0:
+                self.db.execute(
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY capture_ts LIMIT ?)",
+                    (excess,),
+                )
         self.enforce_size()
         self.check_floor()
 

@@ -140,3 +140,19 @@ def test_the_floor_decision_follows_the_free_space_probe(tmp_path: Path) -> None
     archive.index([{"id": new_id(), "type": "end", "camera": "door", "capture_ts": time.time()}])
     assert archive.counters.index_dropped == 1
     archive.close()
+
+
+def test_the_index_is_capped_and_orphan_pictures_go_at_start(tmp_path: Path) -> None:
+    now = time.time()
+    archive = archive_in(tmp_path, max_events=3, min_free_mb=0)
+    kept = [picture(now - 10 + i, seed=i) for i in range(5)]
+    for stored in kept:
+        store_with_event(archive, stored)
+    archive.prune(now)
+    assert len(EventsIndex(tmp_path).events(EventQuery())) == 3
+    archive.close()
+    orphan = picture_path(tmp_path, new_id())  # written, then the process died before indexing
+    orphan.write_bytes(noise_jpeg(1000, seed=9))
+    reopened = archive_in(tmp_path, min_free_mb=0)
+    assert not orphan.exists() and all(on_disk(reopened, p) for p in kept)
+    reopened.close()
