@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -30,6 +31,10 @@ from streamer.recording.writer import PictureJob, SnapshotWriter
 log = logging.getLogger(__name__)
 
 PicturedEvent = TrackEvent | ZoneEvent | LineCrossEvent
+
+
+class SnapshotsUnavailable(RuntimeError):
+    """The snapshot directory or its index cannot be opened (the message names the setting)."""
 
 
 @dataclass(slots=True)
@@ -82,7 +87,12 @@ class SnapshotStage:
         self._views: dict[str, dict[int, TrackViews]] = {}
 
     async def start(self, models: dict[str, Any]) -> None:
-        await asyncio.to_thread(self.writer.start)
+        try:
+            await asyncio.to_thread(self.writer.start)
+        except (OSError, sqlite3.Error) as exc:
+            raise SnapshotsUnavailable(
+                f"snapshots.directory {self.settings.directory}: cannot be used: {exc}"
+            ) from exc
         log.info("snapshots: writing to %s", self.settings.directory.resolve())
 
     async def stop(self) -> None:

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from streamer.config import StreamerConfig
 from streamer.core.detections import Detections
 from streamer.core.events import Event, LineCrossEvent, TrackEvent, ZoneEvent
 from streamer.core.frames import Frame, FrameResult
 from streamer.recording.archive import EventQuery, EventsIndex, picture_path
-from streamer.recording.stage import SnapshotStage
+from streamer.recording.stage import SnapshotStage, SnapshotsUnavailable
 from streamer.tracking.camera_tracker import CameraTracker
 
 WIDTH, HEIGHT = 640, 480
@@ -95,3 +96,11 @@ async def test_short_tracks_get_no_picture_and_memory_is_bounded(tmp_path: Path)
     assert [e.snapshot_id for e in ended if isinstance(e, TrackEvent)] == [None]
     assert stage.counters.dropped_memory >= 1 and stage.counters.held_bytes == 0
     assert stage.counters.written == 0
+
+
+async def test_an_unusable_directory_is_a_one_line_error_naming_the_setting(tmp_path: Path) -> None:
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file where the folder should be")
+    stage = SnapshotStage(config_for(blocker / "snapshots"))
+    with pytest.raises(SnapshotsUnavailable, match=r"^snapshots.directory .*taken/snapshots: cannot be used"):
+        await stage.start({})
