@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 INDEX_BACKLOG = 16  # events waiting to be indexed, per picture slot
 SUBJECT_BGR = (0, 0, 255)
-OTHER_BGR = (200, 200, 200)
+OTHER_BGR = (0, 210, 255)  # amber: visible on grey pavement and green grass
 TEXT_BGR = (255, 255, 255)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
