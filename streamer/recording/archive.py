@@ -138,7 +138,7 @@ class SnapshotArchive:
     def store(self, picture: Picture) -> bool:
         """Write the pictures; False (counted) when it would take free space below the floor."""
         if not self.check_floor(picture.size):
-            self.counters.dropped_disk_floor += 1
+            self.counters.add("dropped_disk_floor")
             return False
         crop = picture_path(self.directory, picture.snapshot_id)
         frame = picture_path(self.directory, picture.snapshot_id, frame=True)
@@ -167,7 +167,7 @@ class SnapshotArchive:
         if not payloads:
             return
         if self.below_floor:
-            self.counters.index_dropped += len(payloads)
+            self.counters.add("index_dropped", len(payloads))
             return
         rows = [
             (

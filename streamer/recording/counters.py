@@ -1,10 +1,12 @@
 """What the snapshot stage and its writer have done, exported as `streamer_stage_*{stage}`.
 
-Fields marked `GAUGE` are levels (exported as gauges), the others only grow (counters).
+Fields marked `GAUGE` are levels (exported as gauges), the others only grow (counters). Each field
+has one writer (the event loop or the writer thread), except those added to through `add`.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 GAUGE = {"gauge": True}
@@ -24,3 +26,9 @@ class SnapshotCounters:
     held_bytes: int = field(default=0, metadata=GAUGE)  # best views held in memory
     queue_depth: int = field(default=0, metadata=GAUGE)  # pictures waiting for the writer
     disk_bytes: int = field(default=0, metadata=GAUGE)  # pictures on disk
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, name: str, count: int = 1) -> None:
+        """For the counters both the event loop and the writer thread add to (no lost update)."""
+        with self._lock:
+            setattr(self, name, getattr(self, name) + count)

@@ -182,7 +182,7 @@ class SnapshotStage:
         else:
             job = self._place_job(event, state, frame, tracks)
         if self.writer.below_floor:
-            self.counters.dropped_disk_floor += 1
+            self.counters.add("dropped_disk_floor")
             job = None
         if job is None:
             self.writer.submit(event_payload(event), None)

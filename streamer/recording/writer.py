@@ -120,7 +120,7 @@ class SnapshotWriter:
         try:
             self._jobs.put_nowait(Job(payload, picture))
         except queue.Full:
-            self.counters.index_dropped += 1
+            self.counters.add("index_dropped")
             if pictured:
                 self._pictures.release()
                 self.counters.dropped_queue_full += 1
