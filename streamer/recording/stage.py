@@ -23,7 +23,7 @@ from streamer.core.detections import Detections
 from streamer.core.events import Event, LineCrossEvent, TrackEvent, ZoneEvent, new_id
 from streamer.core.frames import Frame, FrameResult
 from streamer.core.interfaces import TrackBook
-from streamer.identities.quality import person_quality, sharpness
+from streamer.identities.quality import person_qualities, sharpness
 from streamer.recording.archive import MB, SnapshotArchive, disk_free_bytes
 from streamer.recording.counters import SnapshotCounters
 from streamer.recording.writer import PictureJob, SnapshotWriter
@@ -116,13 +116,14 @@ class SnapshotStage:
         if tracks.tracker_id is None or len(tracks) == 0:
             return
         context: tuple[np.ndarray, float] | None = None  # the frame to hold, made once per frame
+        qualities = person_qualities(tracks, frame.width, frame.height, self.reid).tolist()
         for row, track_id in enumerate(tracks.tracker_id.tolist()):
             state = views.get(track_id)
             if state is None:
                 state = views[track_id] = TrackViews()
             state.frames += 1
             best = state.best
-            rough = person_quality(tracks, row, frame.width, frame.height, self.reid)
+            rough = qualities[row]
             if best is not None and rough <= best.quality * (1 + self.settings.better_by):
                 continue  # sharpness only lowers it: it cannot win
             crop = crop_box(frame.image, tracks.xyxy[row], self.settings.crop_margin)
