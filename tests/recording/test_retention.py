@@ -156,3 +156,13 @@ def test_the_index_is_capped_and_orphan_pictures_go_at_start(tmp_path: Path) -> 
     reopened = archive_in(tmp_path, min_free_mb=0)
     assert not orphan.exists() and all(on_disk(reopened, p) for p in kept)
     reopened.close()
+
+
+def test_the_index_filters_by_time_type_and_limit(tmp_path: Path) -> None:
+    archive = archive_in(tmp_path, min_free_mb=0)
+    for second, kind in enumerate(["end", "zone_enter", "line_cross", "end", "zone_exit"]):
+        archive.index([{"id": f"e{second}", "type": kind, "camera": "door", "capture_ts": 1000.0 + second}])
+    archive.close()
+    index = EventsIndex(tmp_path)
+    assert [e["id"] for e in index.events(EventQuery(since=1002.0))] == ["e4", "e3", "e2"]
+    assert [e["id"] for e in index.events(EventQuery(types=("end", "zone_exit"), limit=2))] == ["e4", "e3"]
