@@ -99,8 +99,8 @@ async def main() -> None:
     for with_snapshots in (False, True):
         fps = [r["fps"] for r in runs if r["snapshots"] == with_snapshots]
         cpu = [r["cpu_ms_per_frame"] for r in runs if r["snapshots"] == with_snapshots]
-        print(f"snapshots {'on ' if with_snapshots else 'off'}: FPS median {statistics.median(fps)} "
-              f"(min {min(fps)}, max {max(fps)}), CPU ms/frame median {statistics.median(cpu)} "
+        print(f"snapshots {'on ' if with_snapshots else 'off'}: FPS median {statistics.median(fps):.1f} "
+              f"(min {min(fps)}, max {max(fps)}), CPU ms/frame median {statistics.median(cpu):.2f} "
               f"over {len(fps)} runs of {args.cameras} cameras")
 
 
