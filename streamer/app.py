@@ -20,6 +20,7 @@ from streamer.publishing.jsonl import JsonlSink
 from streamer.publishing.messages import AnalyticsLayout
 from streamer.publishing.mqtt import MqttSink
 from streamer.publishing.redis_sink import RedisSink
+from streamer.recording import SnapshotStage, snapshot_routes
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ def build_stages(config: StreamerConfig) -> list[FrameStage]:
         stages.append(IdentityStage(config))
     if any(camera.zones or camera.lines for camera in config.enabled_cameras):
         stages.append(ZoneLineStage(config))
+    if config.snapshots.enabled:
+        stages.append(SnapshotStage(config))  # last: it pictures the events of every stage before
     return stages
 
 
@@ -69,7 +72,8 @@ class Service:
     def __init__(self, config: StreamerConfig) -> None:
         self.config = config
         self.stats = StatsRegistry()
-        self.metrics = MetricsService(config, self.stats)
+        routes = snapshot_routes(config.snapshots) if config.snapshots.enabled else []
+        self.metrics = MetricsService(config, self.stats, routes=routes)
         self.pipeline = Pipeline(
             config,
             registry=self.stats,

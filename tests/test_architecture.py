@@ -1,8 +1,8 @@
 """The layers read bottom-up, checked from the source so they stay that way.
 
-core -> config -> stages (sources, inference, tracking, identities, analytics, publishing) -> pipeline ->
-metrics -> app (app, check, benchmarks) -> cli. A module may import its own layer or lower ones;
-there are no import cycles, lazy imports inside functions included.
+core -> config -> stages (sources, inference, tracking, identities, analytics, publishing,
+recording) -> pipeline -> metrics -> app (app, check, benchmarks) -> cli. A module may import its
+own layer or lower ones; there are no import cycles, lazy imports inside functions included.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "identities": 2,
     "analytics": 2,
     "publishing": 2,
+    "recording": 2,
     "pipeline": 3,
     "metrics": 4,
     "app": 5,
@@ -81,7 +82,7 @@ def test_no_module_imports_a_higher_layer() -> None:
 
 
 @pytest.mark.parametrize(
-    "stage", ["sources", "inference", "tracking", "identities", "analytics", "publishing"]
+    "stage", ["sources", "inference", "tracking", "identities", "analytics", "publishing", "recording"]
 )
 def test_stages_never_import_the_pipeline_metrics_app_or_cli(stage: str) -> None:
     forbidden = ("pipeline", "metrics", "app", "check", "benchmarks", "cli")

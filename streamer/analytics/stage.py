@@ -328,9 +328,17 @@ class ZoneLineStage:
         if state is not None:
             state.update(frame, result, tracks)
 
-    def finish_camera(self, camera: str, frame_index: int, capture_ts: float) -> list[Event]:
+    def finish_events(self, camera: str, events: list[Event]) -> list[Event]:
+        """The camera stopped (its tracks' `end` events, no frame): everyone inside leaves, as of
+        the last frame; the exits go out with the `end` events (and later stages picture them)."""
         state = self._state.get(camera)
-        return [] if state is None else state.finish(frame_index, capture_ts)
+        ends = [e for e in events if isinstance(e, TrackEvent) and e.type == "end"]
+        if state is None or not ends:
+            return events
+        return [*events, *state.finish(ends[-1].frame_index, ends[-1].capture_ts)]
+
+    async def stop(self) -> None:
+        """Nothing runs in the background."""
 
     def forget_camera(self, camera: str) -> None:
         state = self._state.pop(camera, None)

@@ -29,9 +29,11 @@ from streamer.config.publishing import (
 )
 from streamer.config.root import StreamerConfig
 from streamer.config.serving import InferenceConfig, TritonConfig
+from streamer.config.snapshots import ALL_SNAPSHOT_EVENTS, SnapshotEventType, SnapshotsConfig
 from streamer.config.tracker import TrackerConfig
 
 __all__ = [
+    "ALL_SNAPSHOT_EVENTS",
     "CAMERA_NAME_PATTERN",
     "STREAM_SCHEMES",
     "AnalyticsConfig",
@@ -56,6 +58,8 @@ __all__ = [
     "RedisSinkConfig",
     "ReidConfig",
     "Section",
+    "SnapshotEventType",
+    "SnapshotsConfig",
     "StreamerConfig",
     "TlsConfig",
     "TrackerConfig",

@@ -15,6 +15,7 @@ from streamer.config.identities import FacesConfig, IdentitiesConfig, ReidConfig
 from streamer.config.metrics import DashboardConfig, MetricsConfig
 from streamer.config.publishing import PublishingConfig
 from streamer.config.serving import InferenceConfig, TritonConfig
+from streamer.config.snapshots import SnapshotsConfig
 from streamer.config.tracker import TrackerConfig
 
 
@@ -42,6 +43,10 @@ class StreamerConfig(Section):
     )
     analytics: AnalyticsConfig = Field(
         default_factory=AnalyticsConfig, description="Zones and lines (drawn per camera)."
+    )
+    snapshots: SnapshotsConfig = Field(
+        default_factory=SnapshotsConfig,
+        description="Event pictures (best view, annotated frame) and the events index.",
     )
     cameras: Annotated[list[CameraConfig], Field(min_length=1)] = Field(
         description="The cameras to process."

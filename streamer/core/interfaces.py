@@ -43,12 +43,15 @@ class FrameStage(Protocol):
 
 
 @runtime_checkable
-class CameraFinisher(Protocol):
-    """A stage with state to close when a camera stops (zones: the tracks inside leave)."""
+class FinishingStage(Protocol):
+    """A stage that also sees the `end` events of a stopping camera (no frame), and must stop.
 
-    def finish_camera(self, camera: str, frame_index: int, capture_ts: float) -> list[Event]:
-        """Closing events, as of the camera's last frame; called before `forget_camera`."""
-        ...
+    `finish_events` may return them changed (a snapshot id); `stop` runs after every camera ended.
+    """
+
+    def finish_events(self, camera: str, events: list[Event]) -> list[Event]: ...
+
+    async def stop(self) -> None: ...
 
 
 class FrameSource(Protocol):

@@ -407,8 +407,9 @@ class _PipelineCollector(Collector):
         yield from (up, restarts)
 
     def _stages(self) -> Iterator[Metric]:
-        """Every counter a stage registers (e.g. identities: face detections, embeddings, events)."""
-        families: dict[str, CounterMetricFamily] = {}
+        """Every counter a stage registers (e.g. identities: face detections, embeddings, events);
+        fields with `metadata={"gauge": True}` are levels, exported as gauges."""
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
         for stage, counters in self.monitor.stats.read("stage").items():
             if not dataclasses.is_dataclass(counters):
                 continue
@@ -418,9 +419,11 @@ class _PipelineCollector(Collector):
                     continue
                 family = families.get(item.name)
                 if family is None:
-                    family = families[item.name] = CounterMetricFamily(
+                    kind = GaugeMetricFamily if item.metadata.get("gauge") else CounterMetricFamily
+                    family = families[item.name] = kind(
                         f"streamer_stage_{item.name}",
-                        f"Stage counter '{item.name.replace('_', ' ')}', per stage.",
+                        f"Stage {'gauge' if item.metadata.get('gauge') else 'counter'} "
+                        f"'{item.name.replace('_', ' ')}', per stage.",
                         labels=["stage"],
                     )
                 family.add_metric([stage], value)

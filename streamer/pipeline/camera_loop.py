@@ -18,7 +18,7 @@ from streamer.config import CameraConfig, TrackerConfig
 from streamer.core.detections import Detections
 from streamer.core.events import Event
 from streamer.core.frames import Frame, FrameResult
-from streamer.core.interfaces import CameraFinisher, Detector, FrameSource, FrameStage
+from streamer.core.interfaces import Detector, FinishingStage, FrameSource, FrameStage
 from streamer.core.stats import CameraStats
 from streamer.inference.client import InferenceError
 from streamer.tracking.camera_tracker import CameraTracker
@@ -95,16 +95,15 @@ class CameraLoop:
             self._end_tracks(*last_frame)
 
     def _end_tracks(self, frame_index: int, capture_ts: float) -> None:
-        events: list[Event] = []
         if self.tracker is not None and self.tracker.states:
-            events.extend(self.tracker.finish(frame_index, capture_ts))
-        for stage in self.stages:
-            if isinstance(stage, CameraFinisher):
-                try:
-                    events.extend(stage.finish_camera(self.name, frame_index, capture_ts))
-                except Exception:
-                    log.exception("camera %s: stage %s could not finish", self.name, stage.name)
-        if events:
+            events: list[Event] = [*self.tracker.finish(frame_index, capture_ts)]
+            for stage in self.stages:
+                if isinstance(stage, FinishingStage):
+                    try:
+                        events = stage.finish_events(self.name, events)
+                    except Exception:
+                        log.exception("camera %s: stage %s failed on the final events",
+                                      self.name, stage.name)
             self.deliver_events(events)
         self.tracker = None
         for stage in self.stages:

@@ -18,7 +18,7 @@ from streamer.config import BackoffConfig, CameraConfig, StreamerConfig
 from streamer.core.backoff import Backoff
 from streamer.core.events import CameraStatusEvent, Event
 from streamer.core.frames import FrameResult
-from streamer.core.interfaces import FrameStage
+from streamer.core.interfaces import FinishingStage, FrameStage
 from streamer.core.redaction import redact_url, url_secrets
 from streamer.core.stats import CameraState, CameraStats, StatsRegistry
 from streamer.inference.detector import PersonDetector
@@ -183,6 +183,12 @@ class Pipeline:
         )
         for runtime in self.cameras.values():
             self.watchdog.evaluate(runtime.stats)  # publish `stopped` before the sinks flush
+        for stage in self.stages:
+            if isinstance(stage, FinishingStage):
+                try:
+                    await stage.stop()
+                except Exception:
+                    log.exception("stage %s failed to stop cleanly", stage.name)
         for sink in self.sinks:
             try:
                 await sink.stop()

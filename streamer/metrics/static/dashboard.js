@@ -1,4 +1,4 @@
-// Live dashboard: one tile per camera, fed by server-sent events (/api/events); snapshots are
+// Live dashboard: one tile per camera, fed by server-sent events (/api/live); snapshots are
 // fetched per camera while the page is visible. Plain DOM and canvas: the machines are offline.
 "use strict";
 
@@ -327,7 +327,7 @@ function setConnection(state, text) {
 }
 
 function connect() {
-  const source = new EventSource(withToken("api/events"));
+  const source = new EventSource(withToken("api/live"));
   source.onopen = () => setConnection("live", "live");
   source.onmessage = (event) => {
     setConnection("live", "live");
