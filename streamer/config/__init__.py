@@ -17,6 +17,7 @@ from streamer.config.identities import (
 )
 from streamer.config.loader import ConfigError, format_loc, load_config, parse_config
 from streamer.config.metrics import DashboardConfig, MetricsConfig
+from streamer.config.motion import MotionConfig
 from streamer.config.publishing import (
     BrokerSinkConfig,
     DeliveryConfig,
@@ -47,6 +48,7 @@ __all__ = [
     "InferenceConfig",
     "JsonlSinkConfig",
     "MetricsConfig",
+    "MotionConfig",
     "MqttSinkConfig",
     "PublishingConfig",
     "ReconnectConfig",

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 
 from streamer.config.base import BackoffConfig, Section
+from streamer.config.motion import MotionConfig
 
 CAMERA_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "srt")
@@ -57,6 +58,10 @@ class CameraConfig(Section):
     reconnect: ReconnectConfig = Field(
         default_factory=ReconnectConfig, description="Backoff between reconnect attempts."
     )
+    motion: MotionConfig = Field(
+        default_factory=MotionConfig,
+        description="Motion-gated detection: frames without motion skip the detector.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -79,6 +84,11 @@ class CameraConfig(Section):
                 "file:// or a file path)"
             )
         return url
+
+    @property
+    def motion_gated(self) -> bool:
+        """Whether frames without motion skip detection (default: live streams yes, files no)."""
+        return self.motion.enabled if self.motion.enabled is not None else not self.is_file
 
     @property
     def is_file(self) -> bool:

@@ -2,6 +2,10 @@
 
 Up to `depth` frames of a camera are in inference at once, so one frame's round trip overlaps the
 next; results still reach the tracker strictly in frame order (the ordered in-flight window).
+
+A frame the motion gate left out (`sources/motion.py`) takes its place in that order without a
+request: it is published with the tracks of the last detected frame carried over unchanged
+(`detected` false), and the later stages skip it, since nothing they could see has changed.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from streamer.core.frames import Frame, FrameResult
 from streamer.core.interfaces import Detector, FrameSource, FrameStage
 from streamer.core.stats import CameraStats
 from streamer.inference.client import InferenceError
+from streamer.sources.motion import needs_detection
 from streamer.tracking.camera_tracker import CameraTracker
 
 log = logging.getLogger(__name__)
@@ -57,12 +62,14 @@ class CameraLoop:
         self.deliver_events = deliver_events
         self.keep_images = keep_images
         self.tracker: CameraTracker | None = None
+        self._last_tracks: Detections | None = None  # the last published tracks, to carry over
         self._last_error_logged = -float("inf")
 
     async def run(self) -> None:
         """Process frames in order; on any exit the camera's open tracks end (`end` events)."""
         last_frame: tuple[int, float] = (0, time.time())  # index and capture time, for `end` events
-        in_flight: deque[tuple[Frame, asyncio.Task[Detections | None]]] = deque()
+        # A gated frame waits in order with no request (None).
+        in_flight: deque[tuple[Frame, asyncio.Task[Detections | None] | None]] = deque()
         next_frame: asyncio.Task[Frame | None] | None = None
         source_ended = False
         try:
@@ -70,7 +77,7 @@ class CameraLoop:
                 if next_frame is None and not source_ended and len(in_flight) < self.depth:
                     next_frame = asyncio.create_task(self.source.next_frame())
                 waiting: set[asyncio.Task[Any]] = {next_frame} if next_frame is not None else set()
-                if in_flight:
+                if in_flight and in_flight[0][1] is not None:
                     waiting.add(in_flight[0][1])
                 if not waiting:
                     break
@@ -82,14 +89,22 @@ class CameraLoop:
                         source_ended = True
                     else:
                         last_frame = (frame.index, frame.capture_ts)
-                        in_flight.append((frame, asyncio.create_task(self._detect(frame))))
-                while in_flight and in_flight[0][1].done():
+                        task = (
+                            asyncio.create_task(self._detect(frame))
+                            if needs_detection(frame) else None
+                        )
+                        in_flight.append((frame, task))
+                while in_flight and (in_flight[0][1] is None or in_flight[0][1].done()):
                     frame, detection = in_flight.popleft()
+                    if detection is None:
+                        self.deliver(self._carry(frame))
+                        continue
                     detections = detection.result()
                     if detections is not None:
                         self.deliver(await self._conclude(frame, detections))
         finally:
-            for task in [next_frame, *(task for _frame, task in in_flight)]:
+            pending: list[asyncio.Task[Any] | None] = [next_frame, *(t for _f, t in in_flight)]
+            for task in pending:
                 if task is not None:
                     task.cancel()
             self._end_tracks(*last_frame)
@@ -98,6 +113,7 @@ class CameraLoop:
         if self.tracker is not None and self.tracker.states:
             self.deliver_events(self.tracker.finish(frame_index, capture_ts))
         self.tracker = None
+        self._last_tracks = None
         for stage in self.stages:
             with contextlib.suppress(Exception):
                 stage.forget_camera(self.name)
@@ -123,7 +139,10 @@ class CameraLoop:
         """Tracking and the later stages, in frame order."""
         if self.tracker is None:
             self.tracker = CameraTracker(
-                self.name, self.tracker_settings, self.config.max_fps or self.stats.source_fps
+                self.name,
+                self.tracker_settings,
+                self.config.max_fps or self.stats.source_fps,
+                source_fps=self.stats.source_fps,
             )
         started = time.perf_counter()
         tracks, events = self.tracker.update(frame, detections)
@@ -149,6 +168,29 @@ class CameraLoop:
             frame.timings.add(stage.name, time.perf_counter() - started)
         if self.keep_images is not None and self.keep_images(frame.camera):
             result.image = frame.image
+        self._last_tracks = result.tracks
+        return self._finish(frame, result)
+
+    def _carry(self, frame: Frame) -> FrameResult:
+        """A gated frame: the last published tracks as they were, no events, no stages."""
+        tracks = self._last_tracks if self._last_tracks is not None else Detections.empty()
+        result = FrameResult(
+            camera=frame.camera,
+            frame_index=frame.index,
+            capture_ts=frame.capture_ts,
+            width=frame.width,
+            height=frame.height,
+            tracks=tracks,
+            latency_s=0.0,
+            timings=frame.timings.seconds,
+            detected=False,
+        )
+        if self.keep_images is not None and self.keep_images(frame.camera):
+            result.image = frame.image
+        self.stats.gated += 1
+        return self._finish(frame, result)
+
+    def _finish(self, frame: Frame, result: FrameResult) -> FrameResult:
         result.latency_s = frame.age_s()
         self.stats.processed += 1
         self.stats.last_latency_s = result.latency_s

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from streamer.config import BackoffConfig, CameraConfig, StreamerConfig
 from streamer.core.backoff import Backoff
 from streamer.core.events import CameraStatusEvent, Event
-from streamer.core.frames import FrameResult
+from streamer.core.frames import Frame, FrameResult
 from streamer.core.interfaces import FrameStage
 from streamer.core.redaction import redact_url, url_secrets
 from streamer.core.stats import CameraState, CameraStats, StatsRegistry
@@ -29,6 +29,7 @@ from streamer.pipeline.health import CameraWatchdog
 from streamer.publishing.base import Sink
 from streamer.publishing.messages import AVAILABLE_DEGRADED, AVAILABLE_ONLINE
 from streamer.sources.camera import CameraSource
+from streamer.sources.motion import MotionGate, gated_prepare
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +117,13 @@ class Pipeline:
         for camera in self.config.enabled_cameras:
             stats = CameraStats(camera.name, redact_url(camera.url))
             self.registry.register("camera", camera.name, stats)
+            prepare: Callable[[Frame], None] = self.detector.prepare
+            if camera.motion_gated:  # motion is measured in the camera's thread, before prepare
+                stats.motion_gated = True
+                prepare = gated_prepare(MotionGate(camera.motion, stats), prepare)
             source = CameraSource(
                 camera,
-                prepare=self.detector.prepare,
+                prepare=prepare,
                 on_status=self._source_changed,
                 stats=stats,
             )
