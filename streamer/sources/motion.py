@@ -71,6 +71,12 @@ class MotionDetector:
         self._pixels = max(1, int(np.count_nonzero(keep)))
         self._background = None
 
+    def background_image(self) -> np.ndarray:
+        """The background as a grey image (for inspection and tests)."""
+        if self._background is None:
+            raise RuntimeError("no frame measured yet")
+        return cv2.convertScaleAbs(self._background)
+
     def grey(self, image: np.ndarray) -> np.ndarray:
         """The small, blurred grey frame motion is measured on."""
         height, width = image.shape[:2]
