@@ -183,6 +183,39 @@ def build_idle_footage(
     return footage
 
 
+def rotated(footage: IdleFootage, shift: int) -> IdleFootage:
+    """The same clip starting `shift` frames later (wrapping around), by copying packets: cameras
+    playing different rotations are busy at different times, as real cameras are. `shift` must
+    fall on a keyframe (a multiple of the recipe's GOP)."""
+    shift %= footage.frames
+    if shift == 0:
+        return footage
+    path = footage.path.with_name(f"{footage.path.stem}_from{shift + 1}.mp4")
+    busy = tuple(
+        ((first - 1 - shift) % footage.frames + 1, (last - 1 - shift) % footage.frames + 1)
+        for first, last in footage.busy
+    )
+    result = IdleFootage(path, footage.fps, footage.frames, footage.width, footage.height, busy)
+    if path.is_file():
+        return result
+    fd, temporary = tempfile.mkstemp(suffix=".mp4", dir=path.parent)
+    os.close(fd)
+    with av.open(str(footage.path)) as source, av.open(temporary, mode="w") as target:
+        in_stream = source.streams.video[0]
+        out_stream = target.add_stream_from_template(in_stream)
+        packets = [packet for packet in source.demux(in_stream) if packet.dts is not None]
+        if not packets[shift].is_keyframe:
+            raise ValueError(f"frame {shift + 1} of {footage.path} is not a keyframe")
+        stamps = [int(packet.dts or 0) for packet in packets]
+        base, step = stamps[0], stamps[1] - stamps[0]
+        for number, packet in enumerate(packets[shift:] + packets[:shift]):
+            packet.dts = packet.pts = base + number * step
+            packet.stream = out_stream
+            target.mux(packet)
+    os.replace(temporary, path)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", type=Path, help=f"default ${CACHE_ENV_VAR} or {DEFAULT_CACHE}")
