@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from streamer.benchmarks.cpu import process_cpu_s, tree_cpu_s
 from streamer.benchmarks.footage import IdleFootage, build_idle_footage, rotated
 from streamer.benchmarks.report import Span
 from streamer.config import StreamerConfig
@@ -65,6 +66,14 @@ class CapacityProbe:
     latency_p95_all_ms: float  # every published frame, carried-over ones included
     detected_share: float  # published frames that were detected
     passed: bool
+    # CPU ms per camera per second, the service process and the inference server's tree: the
+    # figure the load of other programs on the machine disturbs least
+    service_cpu_ms_per_camera_s: float = 0.0
+    server_cpu_ms_per_camera_s: float = 0.0
+
+    @property
+    def cpu_ms_per_camera_s(self) -> float:
+        return self.service_cpu_ms_per_camera_s + self.server_cpu_ms_per_camera_s
 
 
 @dataclass
@@ -126,11 +135,12 @@ async def detector_server(ort_threads: int) -> Any:
 
 
 async def probe(
-    server_url: str, footages: list[IdleFootage], cameras: int, gated: bool, seconds: float
+    server: EmbeddedTritonServer, footages: list[IdleFootage], cameras: int, gated: bool,
+    seconds: float,
 ) -> CapacityProbe:
     """`cameras` live-like cameras (10 FPS, real time, looping) for `seconds` after a warm-up."""
     config = _config(
-        server_url,
+        server.grpc_url,
         [
             {
                 "name": f"cam{i}", "url": str(footages[i % len(footages)].path), "loop": True,
@@ -146,11 +156,14 @@ async def probe(
         await pipeline.start()
         await asyncio.sleep(WARMUP_S)
         before = {name: stats.processed for name, stats in pipeline.registry.cameras().items()}
+        service_cpu, server_cpu = process_cpu_s(), tree_cpu_s(server.pid)
         recorder.recording = True
         started = time.monotonic()
         await asyncio.sleep(seconds)
         elapsed = time.monotonic() - started
         recorder.recording = False
+        service_cpu = process_cpu_s() - service_cpu
+        server_cpu = tree_cpu_s(server.pid) - server_cpu
         after = {name: stats.processed for name, stats in pipeline.registry.cameras().items()}
     finally:
         await pipeline.stop()
@@ -167,11 +180,15 @@ async def probe(
         latency_p95_all_ms=round(float(np.percentile(everything, 95)), 1) if everything else 0.0,
         detected_share=round(len(detected) / len(everything), 3) if everything else 0.0,
         passed=min(fps) >= MIN_CAMERA_FPS and p95 < MAX_LATENCY_P95_MS,
+        service_cpu_ms_per_camera_s=round(MS * service_cpu / elapsed / cameras, 1),
+        server_cpu_ms_per_camera_s=round(MS * server_cpu / elapsed / cameras, 1),
     )
     print(
         f"    {'gated' if gated else 'ungated':>8} {cameras:3d} cameras: FPS min {result.fps_min:5.2f} "
         f"mean {result.fps_mean:5.2f}, p95 {result.latency_p95_ms:6.1f} ms detected "
-        f"({result.latency_p95_all_ms:.1f} all), detected {result.detected_share:.0%} -> "
+        f"({result.latency_p95_all_ms:.1f} all), detected {result.detected_share:.0%}, CPU "
+        f"{result.service_cpu_ms_per_camera_s:.0f}+{result.server_cpu_ms_per_camera_s:.0f} "
+        f"ms/camera/s -> "
         f"{'pass' if result.passed else 'FAIL'}",
         flush=True,
     )
@@ -179,13 +196,14 @@ async def probe(
 
 
 async def capacity(
-    server_url: str, footages: list[IdleFootage], gated: bool, seconds: float, limit: int = MAX_CAMERAS
+    server: EmbeddedTritonServer, footages: list[IdleFootage], gated: bool, seconds: float,
+    limit: int = MAX_CAMERAS,
 ) -> tuple[int, list[CapacityProbe]]:
     """The largest camera count that passes: doubling, then bisection."""
     probes: list[CapacityProbe] = []
     best, failed, count = 0, None, 1
     while count <= limit:
-        run = await probe(server_url, footages, count, gated, seconds)
+        run = await probe(server, footages, count, gated, seconds)
         probes.append(run)
         if not run.passed:
             failed = count
@@ -195,13 +213,27 @@ async def capacity(
         return best, probes
     while failed - best > 1:
         middle = (best + failed) // 2
-        run = await probe(server_url, footages, middle, gated, seconds)
+        run = await probe(server, footages, middle, gated, seconds)
         probes.append(run)
         if run.passed:
             best = middle
         else:
             failed = middle
     return best, probes
+
+
+def _cpu_per_camera(probes: list[CapacityProbe]) -> float:
+    """Median CPU ms per camera-second over the runs that kept up (all runs if none did),
+    preferring runs with a camera per rotation or more: their windows hold idle and busy alike."""
+    mixed = [p for p in probes if p.cameras >= PHASES] or probes
+    kept_up = [p.cpu_ms_per_camera_s for p in mixed if p.passed] or [
+        p.cpu_ms_per_camera_s for p in mixed
+    ]
+    return round(float(np.median(kept_up)), 1) if kept_up else 0.0
+
+
+def _cores_hold(cpu_ms_per_camera_s: float) -> int:
+    return int((os.cpu_count() or 1) * MS // cpu_ms_per_camera_s) if cpu_ms_per_camera_s else 0
 
 
 async def played_once(server_url: str, footage: IdleFootage, gated: bool) -> list[FrameResult]:
@@ -323,8 +355,8 @@ async def run_benchmark(args: argparse.Namespace, clip: Path) -> dict[str, Any]:
     async with detector_server(args.ort_threads) as server:
         url = server.grpc_url
         print("  capacity at 10 FPS per camera (pass: every camera >= 9.5 FPS, p95 < 500 ms):")
-        ungated_best, ungated_probes = await capacity(url, footages, False, seconds)
-        gated_best, gated_probes = await capacity(url, footages, True, seconds)
+        ungated_best, ungated_probes = await capacity(server, footages, False, seconds)
+        gated_best, gated_probes = await capacity(server, footages, True, seconds)
         print("  recall of the gated run against the ungated one (one camera, every frame):")
         ungated_results = await played_once(url, footage, gated=False)
         gated_results = await played_once(url, footage, gated=True)
@@ -337,11 +369,20 @@ async def run_benchmark(args: argparse.Namespace, clip: Path) -> dict[str, Any]:
             with_gate.append(await busy_fps(url, clip, cost_cameras, True, seconds))
             print(f"    ungated {plain[-1]:.1f} FPS, gated {with_gate[-1]:.1f} FPS", flush=True)
     ratio = max(gated_best, 1) / max(ungated_best, 1)
+    cpu_ungated = _cpu_per_camera(ungated_probes)
+    cpu_gated = _cpu_per_camera(gated_probes)
     costs = [1 - g / p for g, p in zip(with_gate, plain, strict=True) if p > 0]
     delays = recall.delay_frames
     print(
         f"  cameras sustained at 10 FPS: ungated {ungated_best}, gated {gated_best} "
         f"({ratio:.1f}x; target >= 3x)"
+    )
+    print(
+        f"  CPU per camera at 10 FPS (service + server, ms per second, median over the runs): "
+        f"ungated {cpu_ungated:.0f}, gated {cpu_gated:.0f}: "
+        f"{cpu_ungated / cpu_gated if cpu_gated else 0:.1f}x fewer cores per camera with gating; "
+        f"{os.cpu_count()} cores would hold about {_cores_hold(cpu_ungated)} ungated, "
+        f"{_cores_hold(cpu_gated)} gated (CPU only; other load on the machine shifts this least)"
     )
     print(
         f"  track recall (gated vs ungated, IoU >= {MATCH_IOU}, tracks >= {MIN_TRACK_FRAMES} frames): "
@@ -366,6 +407,7 @@ async def run_benchmark(args: argparse.Namespace, clip: Path) -> dict[str, Any]:
             "ungated": ungated_best,
             "gated": gated_best,
             "ratio": round(ratio, 2),
+            "cpu_ms_per_camera_s": {"ungated": cpu_ungated, "gated": cpu_gated},
             "probes": [asdict(p) for p in ungated_probes + gated_probes],
         },
         "recall": asdict(recall),
