@@ -33,7 +33,7 @@ class MotionConfig(Section):
         description="Smallest moving region that counts, as a fraction of the frame's area.",
     )
     background_alpha: float = Field(
-        0.1, gt=0, le=1,
+        0.2, gt=0, le=1,
         description="Weight of each new frame in the running-average background (per frame): "
         "higher forgets a departed person's ghost sooner, and absorbs someone standing still "
         "sooner (keep-alive detection keeps their track).",
