@@ -38,7 +38,8 @@ async def test_gating_skips_idle_frames_and_still_tracks_the_people(
     assert stats.gated == len(gated) > 0
     idle = [r for r in results if not idle_footage.has_people(r.frame_index)]
     idle_gated = [r for r in idle if not r.detected]
-    assert len(idle_gated) >= 0.6 * len(idle), f"only {len(idle_gated)} of {len(idle)} idle frames gated"
+    # idle frames: detected only for the ghosts people leave, and keep-alive while tracks are open
+    assert len(idle_gated) >= 0.75 * len(idle), f"only {len(idle_gated)} of {len(idle)} idle frames gated"
     busy = [r for r in results if idle_footage.has_people(r.frame_index)]
     assert all(r.detected for r in busy), "frames with people walking are all detected"
 

@@ -45,8 +45,13 @@ class MotionConfig(Section):
     )
     keepalive_s: float = Field(
         1.0, gt=0,
-        description="Without motion, one frame per this many seconds is still detected, so "
-        "people standing still keep their tracks.",
+        description="Without motion, while the camera has tracks open, one frame per this many "
+        "seconds is still detected, so people standing still keep their tracks.",
+    )
+    idle_keepalive_s: float = Field(
+        10.0, gt=0,
+        description="Without motion and with no track open (an empty scene), one frame per "
+        "this many seconds is detected: anyone entering moves, which is detected at once.",
     )
     masks: list[list[Point]] = Field(
         default_factory=list,

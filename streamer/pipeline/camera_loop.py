@@ -49,6 +49,7 @@ class CameraLoop:
         deliver: Callable[[FrameResult], None],
         deliver_events: Callable[[Sequence[Event]], None],
         keep_images: Callable[[str], bool] | None = None,
+        on_tracks: Callable[[bool], None] | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -61,6 +62,7 @@ class CameraLoop:
         self.deliver = deliver
         self.deliver_events = deliver_events
         self.keep_images = keep_images
+        self.on_tracks = on_tracks  # told after each detected frame whether tracks are open
         self.tracker: CameraTracker | None = None
         self._last_tracks: Detections | None = None  # the last published tracks, to carry over
         self._last_error_logged = -float("inf")
@@ -169,6 +171,8 @@ class CameraLoop:
         if self.keep_images is not None and self.keep_images(frame.camera):
             result.image = frame.image
         self._last_tracks = result.tracks
+        if self.on_tracks is not None:
+            self.on_tracks(bool(self.tracker.states))
         return self._finish(frame, result)
 
     def _carry(self, frame: Frame) -> FrameResult:

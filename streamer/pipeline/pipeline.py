@@ -118,9 +118,11 @@ class Pipeline:
             stats = CameraStats(camera.name, redact_url(camera.url))
             self.registry.register("camera", camera.name, stats)
             prepare: Callable[[Frame], None] = self.detector.prepare
+            gate: MotionGate | None = None
             if camera.motion_gated:  # motion is measured in the camera's thread, before prepare
                 stats.motion_gated = True
-                prepare = gated_prepare(MotionGate(camera.motion, stats), prepare)
+                gate = MotionGate(camera.motion, stats)
+                prepare = gated_prepare(gate, prepare)
             source = CameraSource(
                 camera,
                 prepare=prepare,
@@ -138,6 +140,7 @@ class Pipeline:
                 deliver=self._deliver,
                 deliver_events=self._deliver_events,
                 keep_images=self.keep_images,
+                on_tracks=gate.set_tracking if gate is not None else None,
             )
             runtime = CameraRuntime(config=camera, source=source, stats=stats, loop=loop)
             self.cameras[camera.name] = runtime

@@ -10,8 +10,11 @@ lighting change (lights switched, the camera's day/night switch): the background
 that frame. The ideas follow Frigate's motion detector (resized grey frame, running average,
 contour area, a lightning threshold); the code is this project's own.
 
-`MotionGate` adds the keep-alive: without motion one frame per `keepalive_s` is still detected,
-so people standing still keep their tracks. Its verdict travels with the frame
+`MotionGate` adds the keep-alive: without motion one frame per `keepalive_s` is still detected
+while the camera has tracks open, so people standing still keep them; an empty scene is looked at
+once per `idle_keepalive_s` only (whoever enters moves). The camera loop tells the gate whether
+tracks are open (`set_tracking`, a plain attribute: written on the event loop, read in the
+camera's thread). Its verdict travels with the frame
 (`frame.prepared[MOTION_KEY]`); the camera loop publishes a gated frame with the last tracks
 carried over, and the tracker counts the time that passed from frame indices.
 """
@@ -129,6 +132,10 @@ class MotionGate:
         self.stats = stats
         self.detector = MotionDetector(config)
         self._last_detected: tuple[int, float] | None = None  # frame index, monotonic time
+        self.tracking = True  # tracks open on the camera; until told, assume so (the safe side)
+
+    def set_tracking(self, open_tracks: bool) -> None:
+        self.tracking = open_tracks
 
     def _since_detected_s(self, frame: Frame) -> float:
         if self._last_detected is None:
@@ -143,7 +150,8 @@ class MotionGate:
         started = time.perf_counter()
         area = self.detector.measure(frame.image)
         motion = area > 0.0
-        detect = motion or self._since_detected_s(frame) >= self.config.keepalive_s - 1e-6
+        keepalive_s = self.config.keepalive_s if self.tracking else self.config.idle_keepalive_s
+        detect = motion or self._since_detected_s(frame) >= keepalive_s - 1e-6
         if detect:
             self._last_detected = (frame.index, frame.captured_monotonic)
         verdict = MotionVerdict(detect=detect, motion=motion, area=area)

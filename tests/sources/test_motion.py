@@ -125,6 +125,23 @@ def test_the_gate_detects_motion_and_once_a_second_without(idle_footage: IdleFoo
     assert len(detected) < 0.45 * idle_footage.frames
 
 
+def test_an_empty_scene_is_looked_at_once_in_ten_seconds(idle_footage: IdleFootage) -> None:
+    """With no track open, the keep-alive slows to `idle_keepalive_s`; motion is still detected."""
+    stats = CameraStats("street", str(idle_footage.path), source_fps=idle_footage.fps)
+    gate = MotionGate(MotionConfig(keepalive_s=1.0, idle_keepalive_s=10.0), stats)
+    gate.set_tracking(False)
+    detected = []
+    for index, image in frames_of(idle_footage):
+        if gate.inspect(Frame("street", index, time.time(), time.monotonic(), image)).detect:
+            detected.append(index)
+    busy = {i for i in range(1, idle_footage.frames + 1) if idle_footage.has_people(i)}
+    assert busy <= set(detected)
+    quiet = quiet_frames(idle_footage)
+    quiet_detected = [i for i in detected if i in quiet]
+    assert 1 <= len(quiet_detected) <= len(quiet) // 100 + 4, quiet_detected
+    assert max(np.diff(detected)) <= 100
+
+
 @pytest.mark.parametrize(
     ("url", "enabled", "gated"),
     [
