@@ -4,8 +4,10 @@ Up to `depth` frames of a camera are in inference at once, so one frame's round 
 next; results still reach the tracker strictly in frame order (the ordered in-flight window).
 
 A frame the motion gate left out (`sources/motion.py`) takes its place in that order without a
-request: it is published with the tracks of the last detected frame carried over unchanged
-(`detected` false), and the later stages skip it, since nothing they could see has changed.
+request, and without counting against `depth` (a camera with detections in flight still takes its
+next frames from the source rather than letting them be replaced): it is published with the
+tracks of the last detected frame carried over unchanged (`detected` false), and the later stages
+skip it, since nothing they could see has changed.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from streamer.tracking.camera_tracker import CameraTracker
 log = logging.getLogger(__name__)
 
 ERROR_LOG_INTERVAL_S = 10.0
+# Gated frames wait in the window behind a detection without a request of their own: they do not
+# count against `depth`, but the window holds at most this many frames (bounded latency).
+MAX_WINDOW_FRAMES = 32
 
 
 class CameraLoop:
@@ -76,7 +81,9 @@ class CameraLoop:
         source_ended = False
         try:
             while True:
-                if next_frame is None and not source_ended and len(in_flight) < self.depth:
+                requests = sum(1 for _frame, task in in_flight if task is not None)
+                room = requests < self.depth and len(in_flight) < MAX_WINDOW_FRAMES
+                if next_frame is None and not source_ended and room:
                     next_frame = asyncio.create_task(self.source.next_frame())
                 waiting: set[asyncio.Task[Any]] = {next_frame} if next_frame is not None else set()
                 if in_flight and in_flight[0][1] is not None:
