@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from streamer.benchmarks.footage import IdleFootage
+from streamer.benchmarks.footage import IdleFootage, rotated
 from streamer.config import CameraConfig, MotionConfig
 from streamer.core.frames import Frame
 from streamer.core.stats import CameraStats
@@ -162,3 +162,24 @@ def test_gating_is_on_for_live_cameras_and_off_for_files_by_default(
 def test_a_mask_with_too_few_points_is_one_clear_error() -> None:
     with pytest.raises(ValueError, match="mask 0: a polygon needs at least 3 points, got 2"):
         MotionConfig.model_validate({"masks": [[[0, 0], [1, 1]]]})
+
+
+def test_a_rotation_of_the_footage_is_the_same_frames_starting_later(
+    idle_footage: IdleFootage,
+) -> None:
+    later = rotated(idle_footage, 30)
+    assert later.path != idle_footage.path and later.frames == idle_footage.frames
+    assert later.busy[0] == (91, 120)
+    def source_of(index: int) -> int:
+        return (index - 1 + 30) % idle_footage.frames + 1
+
+    sampled = {index for index in range(1, later.frames + 1) if index % 7 == 0 or index > 565}
+    originals = {source_of(i) for i in sampled}
+    original = {i: image for i, image in frames_of(idle_footage) if i in originals}
+    compared = 0
+    for index, image in frames_of(later):
+        assert later.has_people(index) == idle_footage.has_people(source_of(index))
+        if index in sampled:
+            assert np.array_equal(image, original[source_of(index)]), index
+            compared += 1
+    assert compared == len(sampled)
