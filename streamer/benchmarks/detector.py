@@ -255,7 +255,7 @@ async def main(args: argparse.Namespace) -> int:
     clip = args.clip or DEFAULT_CLIP
     camera_counts = [int(n) for n in str(args.cameras).split(",") if n]
     sections = set(str(args.sections).split(","))
-    unknown = sections - {"detector", "identities", "publishing", "zones"}
+    unknown = sections - {"detector", "identities", "publishing", "zones", "gating"}
     if unknown:
         print(f"error: --sections: unknown {', '.join(sorted(unknown))}")
         return 2
@@ -297,6 +297,10 @@ async def main(args: argparse.Namespace) -> int:
         zones = await zones_benchmark(cameras=max(camera_counts))
         print("\n".join(zones.lines()))
         results["zones"] = as_dict(zones)
+    if "gating" in sections:
+        from streamer.benchmarks.gating import run_benchmark as gating_benchmark
+
+        results["gating"] = await gating_benchmark(args, clip)
     if args.output:
         Path(args.output).write_text(json.dumps(results, indent=2, default=str))
     return 0

@@ -107,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--soak", type=float, default=0.0, help="extra soak run at max cameras, s")
     bench.add_argument("--output", type=Path, help="also write the results as JSON here")
     bench.add_argument(
-        "--sections", default="detector,publishing,identities", help="what to measure"
+        "--sections",
+        default="detector,publishing,identities",
+        help="what to measure: detector, publishing, identities, gating (motion-gated detection)",
     )
     bench.add_argument("--mqtt", default="127.0.0.1:1883", help="MQTT broker for the sink runs")
     bench.add_argument("--redis", default="127.0.0.1:6379", help="Redis for the sink runs")

@@ -18,6 +18,7 @@ from streamer.config.identities import (
 )
 from streamer.config.loader import ConfigError, format_loc, load_config, parse_config
 from streamer.config.metrics import DashboardConfig, MetricsConfig
+from streamer.config.motion import MotionConfig
 from streamer.config.publishing import (
     BrokerSinkConfig,
     DeliveryConfig,
@@ -52,6 +53,7 @@ __all__ = [
     "JsonlSinkConfig",
     "LineConfig",
     "MetricsConfig",
+    "MotionConfig",
     "MqttSinkConfig",
     "PublishingConfig",
     "ReconnectConfig",

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from streamer.config.analytics import LineConfig, ZoneConfig
 from streamer.config.base import BackoffConfig, LocatedError, Section
+from streamer.config.motion import MotionConfig
 
 CAMERA_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "srt")
@@ -58,6 +59,10 @@ class CameraConfig(Section):
     reconnect: ReconnectConfig = Field(
         default_factory=ReconnectConfig, description="Backoff between reconnect attempts."
     )
+    motion: MotionConfig = Field(
+        default_factory=MotionConfig,
+        description="Motion-gated detection: frames without motion skip the detector.",
+    )
     zones: list[ZoneConfig] = Field(
         default_factory=list,
         description="Polygons where entering, leaving and loitering are reported, and occupancy kept.",
@@ -100,6 +105,11 @@ class CameraConfig(Section):
                 "file:// or a file path)"
             )
         return url
+
+    @property
+    def motion_gated(self) -> bool:
+        """Whether frames without motion skip detection (default: live streams yes, files no)."""
+        return self.motion.enabled if self.motion.enabled is not None else not self.is_file
 
     @property
     def is_file(self) -> bool:

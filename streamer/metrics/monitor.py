@@ -299,6 +299,9 @@ class PipelineMonitor:
                     "processed": counters.processed if counters else 0,
                     "dropped": source.dropped if source else 0,
                     "skipped": source.skipped if source else 0,
+                    "motion_gated": source.motion_gated if source else False,
+                    "gated": source.gated if source else 0,
+                    "motion_area": round(source.motion_area, 4) if source else 0.0,
                     "reconnects": source.reconnects if source else 0,
                     "stream_errors": source.errors if source else 0,
                     "inference_errors": counters.inference_errors if counters else 0,
@@ -466,7 +469,18 @@ class _PipelineCollector(Collector):
             return GaugeMetricFamily(f"streamer_camera_{name}", doc, labels=labels + (extra or []))
 
         decoded = counter("decoded_frames", "Frames decoded from the stream.")
-        processed = counter("processed_frames", "Frames that went through detection and tracking.")
+        processed = counter(
+            "processed_frames",
+            "Frames published: detected and tracked, or carried over by motion gating.",
+        )
+        gated = counter(
+            "gated_frames",
+            "Frames without motion that skipped detection (published with the last tracks).",
+        )
+        motion_frames = counter("motion_frames", "Frames in which the motion detector found motion.")
+        motion_area = gauge(
+            "motion_area_ratio", "Moving share of the unmasked picture in the latest frame (0-1)."
+        )
         skipped = counter("skipped_frames", "Frames left out by the camera's max_fps cap.")
         dropped = counter(
             "dropped_frames", "Frames replaced by a newer one before the pipeline took them."
@@ -499,6 +513,10 @@ class _PipelineCollector(Collector):
                 processed.add_metric([name], source.processed)
                 skipped.add_metric([name], source.skipped)
                 dropped.add_metric([name], source.dropped)
+                if source.motion_gated:
+                    gated.add_metric([name], source.gated)
+                    motion_frames.add_metric([name], source.motion_frames)
+                    motion_area.add_metric([name], source.motion_area)
                 reconnects.add_metric([name], source.reconnects)
                 stream_errors.add_metric([name], source.errors)
                 inference_errors.add_metric([name], source.inference_errors)
@@ -512,8 +530,9 @@ class _PipelineCollector(Collector):
             tracks.add_metric([name], watch.tracks)
             info.add_metric([name, watch.source], 1.0)
         yield from (
-            decoded, processed, skipped, dropped, reconnects, stream_errors, inference_errors,
-            restarts, decoded_fps, processed_fps, quality, up, status, tracks, info,
+            decoded, processed, skipped, dropped, gated, motion_frames, motion_area, reconnects,
+            stream_errors, inference_errors, restarts, decoded_fps, processed_fps, quality, up,
+            status, tracks, info,
         )
 
     def _models(self) -> Iterator[Metric]:

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from streamer.config import BackoffConfig, CameraConfig, StreamerConfig
 from streamer.core.backoff import Backoff
 from streamer.core.events import CameraStatusEvent, Event
-from streamer.core.frames import FrameResult
+from streamer.core.frames import Frame, FrameResult
 from streamer.core.interfaces import FinishingStage, FrameStage
 from streamer.core.redaction import redact_url, url_secrets
 from streamer.core.stats import CameraState, CameraStats, StatsRegistry
@@ -29,6 +29,7 @@ from streamer.pipeline.health import CameraWatchdog
 from streamer.publishing.base import Sink
 from streamer.publishing.messages import AVAILABLE_DEGRADED, AVAILABLE_ONLINE
 from streamer.sources.camera import CameraSource
+from streamer.sources.motion import MotionGate, gated_prepare
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +120,15 @@ class Pipeline:
         for camera in self.config.enabled_cameras:
             stats = CameraStats(camera.name, redact_url(camera.url))
             self.registry.register("camera", camera.name, stats)
+            prepare: Callable[[Frame], None] = self.detector.prepare
+            gate: MotionGate | None = None
+            if camera.motion_gated:  # motion is measured in the camera's thread, before prepare
+                stats.motion_gated = True
+                gate = MotionGate(camera.motion, stats)
+                prepare = gated_prepare(gate, prepare)
             source = CameraSource(
                 camera,
-                prepare=self.detector.prepare,
+                prepare=prepare,
                 on_status=self._source_changed,
                 stats=stats,
             )
@@ -136,6 +143,7 @@ class Pipeline:
                 deliver=self._deliver,
                 deliver_events=self._deliver_events,
                 keep_images=self.keep_images,
+                on_tracks=gate.set_tracking if gate is not None else None,
             )
             runtime = CameraRuntime(config=camera, source=source, stats=stats, loop=loop)
             self.cameras[camera.name] = runtime

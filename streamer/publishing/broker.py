@@ -83,6 +83,7 @@ class CameraActivity:
     """What the stats message says about one camera, as seen by this sink."""
 
     frames: int = 0
+    gated: int = 0  # of `frames`, published without detection (motion gating)
     events: int = 0
     tracks: int = 0
     latency_ms: float = 0.0
@@ -96,6 +97,7 @@ class CameraActivity:
         return {
             "status": self.status,
             "frames": self.frames,
+            "gated": self.gated,
             "events": self.events,
             "fps": round(fps, 2),
             "tracks": self.tracks,
@@ -210,6 +212,7 @@ class BrokerSink(Sink):
     def publish_frame(self, result: FrameResult) -> None:
         activity = self._activity(result.camera)
         activity.frames += 1
+        activity.gated += not result.detected
         activity.tracks = len(result.tracks)
         activity.latency_ms = round(result.latency_s * MS_PER_S, 2)
         activity.last_capture_ts = result.capture_ts

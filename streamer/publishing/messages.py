@@ -122,6 +122,7 @@ def frame_message(result: FrameResult) -> dict[str, Any]:
         "latency_ms": round(result.latency_s * MS_PER_S, 2),
         "timings_ms": {k: round(v * MS_PER_S, 2) for k, v in result.timings.items()},
         "tracks": tracks_payload(result.tracks),
+        "detected": result.detected,
     }
     if result.faces is not None:
         message["faces"] = tracks_payload(result.faces)

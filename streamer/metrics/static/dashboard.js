@@ -134,6 +134,13 @@ function renderTile(camera) {
   setText(field(tile, "tracks"), formatNumber(camera.tracks));
   setText(field(tile, "dropped"), formatNumber(camera.dropped));
   setText(field(tile, "skipped"), formatNumber(camera.skipped));
+  // Motion gating: frames left out of detection, and the moving share of the latest frame.
+  setText(
+    field(tile, "gated"),
+    camera.motion_gated
+      ? `${formatNumber(camera.gated)} (${(camera.motion_area * 100).toFixed(1)}% moving)`
+      : "off",
+  );
   setText(field(tile, "reconnects"), formatNumber(camera.reconnects));
   const quality = field(tile, "quality");
   setText(quality, `${formatNumber(camera.quality * 100)}%`);
