@@ -15,8 +15,15 @@ from streamer.config.identities import (
     IdentitiesConfig,
     ReidConfig,
 )
-from streamer.config.loader import ConfigError, format_loc, load_config, parse_config
-from streamer.config.metrics import DashboardConfig, MetricsConfig
+from streamer.config.loader import (
+    ConfigError,
+    format_loc,
+    load_config,
+    parse_config,
+    resolve_relative_paths,
+    validate_data,
+)
+from streamer.config.metrics import CameraApiConfig, DashboardConfig, MetricsConfig
 from streamer.config.publishing import (
     BrokerSinkConfig,
     DeliveryConfig,
@@ -35,6 +42,7 @@ __all__ = [
     "STREAM_SCHEMES",
     "BackoffConfig",
     "BrokerSinkConfig",
+    "CameraApiConfig",
     "CameraConfig",
     "ConfigError",
     "DashboardConfig",
@@ -60,4 +68,6 @@ __all__ = [
     "format_loc",
     "load_config",
     "parse_config",
+    "resolve_relative_paths",
+    "validate_data",
 ]
