@@ -29,10 +29,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from streamer.app import Service
 
     config = load_config_or_exit(args.config)
-    service = Service(config)
+    service = Service(config, config_path=Path(args.config))
 
     async def serve() -> int:
-        await run_until_signal(service.start, service.wait, service.stop)
+        await run_until_signal(service.start, service.wait, service.stop, reload=service.reload)
         return EXIT_OK
 
     try:
