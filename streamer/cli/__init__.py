@@ -1,4 +1,4 @@
-"""`streamer` command line: run, check, models, bench, stats, faces; one module per command group."""
+"""`streamer` command line: run, check, models, bench, stats, faces, cameras; one module per command group."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from streamer.cli.common import (
     run_async,
     run_until_signal,
 )
+from streamer.cli.cameras import add_cameras_parser
 from streamer.cli.faces import add_faces_parser
 from streamer.cli.stats import add_arguments as add_stats_arguments
 
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_stats_arguments(stats)
     stats.set_defaults(handler=cmd_stats)
     add_faces_parser(commands)
+    add_cameras_parser(commands)
     return parser
 
 

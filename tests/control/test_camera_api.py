@@ -1,0 +1,263 @@
+"""The camera API on a real service (real Triton, a real RTSP camera), as an operator uses it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from streamer.app import Service
+from streamer.config import load_config
+from streamer.core.assets import PROJECT_ROOT
+from streamer.inference.server import EmbeddedTritonServer
+from tests.control.support import (
+    AUTH,
+    TOKEN,
+    call,
+    jsonl_messages,
+    service_yaml,
+    started,
+    until,
+)
+from tests.support.rtsp import RtspServer, RtspServerFactory
+
+
+@dataclass
+class Running:
+    service: Service
+    url: str
+    config_path: Path
+    jsonl: Path
+    rtsp: RtspServer
+
+
+@pytest.fixture(scope="module")
+def rtsp_camera(sample_clip: Path) -> Iterator[RtspServer]:
+    with RtspServerFactory() as factory:
+        yield factory({"door": sample_clip})
+
+
+@pytest.fixture(scope="module")
+async def running(
+    embedded_triton: EmbeddedTritonServer,
+    sample_clip: Path,
+    rtsp_camera: RtspServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Running]:
+    folder = tmp_path_factory.mktemp("api")
+    config_path, jsonl = folder / "service.yaml", folder / "out.jsonl"
+    config_path.write_text(service_yaml(embedded_triton.grpc_url, jsonl))
+    saved = {k: os.environ.get(k) for k in ("LOBBY_URL", "TEST_DASHBOARD_TOKEN")}
+    os.environ.update({"LOBBY_URL": str(sample_clip), "TEST_DASHBOARD_TOKEN": TOKEN})
+    service = Service(load_config(config_path), config_path)
+    try:
+        url = await started(service)
+        yield Running(service, url, config_path, jsonl, rtsp_camera)
+    finally:
+        await service.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+async def camera(running: Running, name: str) -> dict[str, Any]:
+    answer = await call(running.url, "GET", f"/api/cameras/{name}")
+    assert answer.status == 200, answer.text
+    body: dict[str, Any] = answer.body
+    return body
+
+
+async def metric_series(running: Running) -> list[dict[str, str]]:
+    answer = await call(running.url, "GET", "/metrics")
+    return [
+        dict(sample.labels)
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+    ]
+
+
+def frames_of(messages: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [m for m in messages if m.get("type") == "frame" and m.get("camera") == name]
+
+
+async def test_camera_added_changed_and_removed_while_others_run_on(running: Running) -> None:
+    url = running.url
+
+    async def lobby_busy() -> bool:
+        return (await camera(running, "lobby"))["processed"] >= 5
+
+    await until(lobby_busy, "the lobby camera processing frames")
+
+    added = await call(url, "POST", "/api/cameras", {"name": "door", "url": running.rtsp.url("door")})
+    assert added.status == 201, added.text
+    assert added.body["config"]["url"] == running.rtsp.url("door")
+
+    async def door_frames() -> list[dict[str, Any]]:
+        return frames_of(jsonl_messages(running.jsonl), "door")
+
+    await until(door_frames, "frames from the camera added over the API")
+
+    changed = await call(url, "PATCH", "/api/cameras/door", {"max_fps": 2})
+    assert changed.status == 200, changed.text
+    assert changed.body["config"]["max_fps"] == 2
+
+    async def capped() -> dict[str, Any] | None:
+        door = await camera(running, "door")
+        skipped = [
+            labels for labels in await metric_series(running)
+            if labels.get("camera") == "door"
+        ]
+        return door if door["state"] == "streaming" and 0 < door["processed_fps"] <= 3.0 and skipped else None
+
+    await until(capped, "the door camera processing at most ~2 frames a second")
+
+    text = running.config_path.read_text()
+    assert "# the camera that must never notice" in text
+    assert "# streamer under test" in text
+    assert "url: ${LOBBY_URL}" in text, "an ${ENV} reference the API did not change is kept"
+    assert [c.name for c in load_config(running.config_path).cameras] == ["lobby", "door"]
+    assert load_config(running.config_path).cameras[1].max_fps == 2
+
+    removed = await call(url, "DELETE", "/api/cameras/door")
+    assert removed.status == 204, removed.text
+
+    async def door_ended() -> bool:
+        return any(
+            m.get("type") == "end" and m.get("camera") == "door" for m in jsonl_messages(running.jsonl)
+        )
+
+    await until(door_ended, "`end` events for the removed camera's tracks", timeout_s=20)
+    listed = await call(url, "GET", "/api/cameras")
+    assert [c["name"] for c in listed.body["cameras"]] == ["lobby"]
+    assert (await call(url, "GET", "/api/cameras/door")).status == 404
+
+    async def series_gone() -> bool:
+        return not any(labels.get("camera") == "door" for labels in await metric_series(running))
+
+    await until(series_gone, "the removed camera's Prometheus series dropped", timeout_s=10)
+    assert [c.name for c in load_config(running.config_path).cameras] == ["lobby"]
+    assert "# the camera that must never notice" in running.config_path.read_text()
+
+    # The lobby never restarted: its frame indices only grew, and its tracks went on.
+    lobby = frames_of(jsonl_messages(running.jsonl), "lobby")
+    indices = [m["frame_index"] for m in lobby]
+    assert indices == sorted(indices) and len(set(indices)) == len(indices), "lobby restarted"
+    assert not any(
+        m.get("type") == "end" and m.get("camera") == "lobby" for m in jsonl_messages(running.jsonl)
+        if "frame_index" not in m
+    ), "the lobby's tracks were ended by a stop"
+
+
+async def test_refused_changes_change_nothing(running: Running) -> None:
+    url = running.url
+    before_file = running.config_path.read_bytes()
+    before = [c["config"] for c in (await call(url, "GET", "/api/cameras")).body["cameras"]]
+
+    ftp = await call(url, "POST", "/api/cameras", {"name": "bad", "url": "ftp://host/x"})
+    assert ftp.status == 422
+    assert ftp.body["error"].startswith("cameras[1].url: unsupported URL scheme 'ftp'")
+
+    negative = await call(url, "PATCH", "/api/cameras/lobby", {"max_fps": -1})
+    assert negative.status == 422
+    assert negative.body["error"].startswith("cameras[0].max_fps: Input should be greater than 0")
+
+    unknown_key = await call(url, "PATCH", "/api/cameras/lobby", {"max_fsp": 3})
+    assert unknown_key.status == 422
+    assert unknown_key.body["error"] == "cameras[0].max_fsp: unknown key (did you mean 'max_fps'?)"
+
+    secret = await call(
+        url, "POST", "/api/cameras", {"name": "cred", "url": "rtsp://admin:hunter2@10.0.0.1/s"}
+    )
+    assert secret.status == 422
+    assert "${" in secret.body["error"] and "hunter2" not in secret.text
+
+    assert (await call(url, "POST", "/api/cameras", {"name": "lobby", "url": "x.mp4"})).status == 409
+    assert (await call(url, "PATCH", "/api/cameras/nowhere", {"max_fps": 1})).status == 404
+    assert (await call(url, "DELETE", "/api/cameras/nowhere")).status == 404
+    last = await call(url, "DELETE", "/api/cameras/lobby")
+    assert last.status == 422 and "enabled: false" in last.body["error"]
+    form = await call(url, "POST", "/api/cameras", data={"name": "form", "url": "x.mp4"})
+    assert form.status == 415
+    anonymous = await call(url, "POST", "/api/cameras", {"name": "anon", "url": "x.mp4"}, headers={})
+    assert anonymous.status == 401
+
+    assert running.config_path.read_bytes() == before_file
+    after = [c["config"] for c in (await call(url, "GET", "/api/cameras")).body["cameras"]]
+    assert after == before
+
+
+async def test_cli_lists_and_toggles_cameras(running: Running) -> None:
+    async def cli(*args: str) -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "streamer.cli", "cameras", *args, "--url", running.url,
+            cwd=PROJECT_ROOT, env={**os.environ, "STREAMER_DASHBOARD_TOKEN": TOKEN},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await process.communicate()
+        return process.returncode or 0, out.decode()
+
+    code, out = await cli("list")
+    assert code == 0 and "lobby" in out, out
+    code, out = await cli("disable", "lobby")
+    assert code == 0, out
+    assert (await camera(running, "lobby"))["state"] == "disabled"
+    assert "enabled: false" in running.config_path.read_text()
+    code, out = await cli("enable", "lobby")
+    assert code == 0, out
+
+    async def streaming() -> bool:
+        return (await camera(running, "lobby"))["state"] == "streaming"
+
+    await until(streaming, "the lobby streaming again after `cameras enable`")
+    code, out = await cli("remove", "nowhere")
+    assert code != 0 and "no camera named 'nowhere'" in out, out
+
+
+async def test_openapi_document_drives_the_api_without_server_errors(running: Running) -> None:
+    """Fuzz every operation from /api/openapi.json: no 5xx, and a refusal changes nothing.
+
+    The requests are made from a thread: the service answers on this test's event loop."""
+    failures = await asyncio.to_thread(fuzz, running)
+    assert not failures, "\n".join(failures)
+
+
+def fuzz(running: Running) -> list[str]:
+    import hypothesis
+    import requests
+    import schemathesis
+
+    schema = schemathesis.openapi.from_url(f"{running.url}/api/openapi.json", headers=AUTH)
+    failures: list[str] = []
+
+    def snapshot() -> tuple[bytes, Any]:
+        cameras = requests.get(f"{running.url}/api/cameras", headers=AUTH, timeout=10).json()
+        return running.config_path.read_bytes(), [c["config"] for c in cameras["cameras"]]
+
+    for result in schema.get_all_operations():
+        operation = result.ok()
+
+        @hypothesis.settings(
+            max_examples=12, deadline=None, database=None, derandomize=True,
+            suppress_health_check=list(hypothesis.HealthCheck),
+        )
+        @hypothesis.given(case=operation.as_strategy())
+        def exercise(case: Any, operation: Any = operation) -> None:
+            before = snapshot()
+            response = case.call(base_url=running.url, headers=AUTH, timeout=30)
+            where = f"{operation.method.upper()} {case.formatted_path}"
+            if response.status_code >= 500:
+                failures.append(f"{where}: {response.status_code} {response.text[:200]}")
+            elif response.status_code >= 400 and snapshot() != before:
+                failures.append(f"{where}: refused with {response.status_code} but changed state")
+
+        exercise()
+    return failures
