@@ -13,6 +13,7 @@ from pathlib import Path
 # Kalman solves; measured at 8 cameras, that spinning was 42% of the service's CPU.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+from streamer.cli.cameras import add_cameras_parser
 from streamer.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -21,7 +22,6 @@ from streamer.cli.common import (
     run_async,
     run_until_signal,
 )
-from streamer.cli.cameras import add_cameras_parser
 from streamer.cli.faces import add_faces_parser
 from streamer.cli.stats import add_arguments as add_stats_arguments
 

@@ -77,7 +77,7 @@ def _settings(pairs: list[str]) -> dict[str, Any]:
 
 def main(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get(TOKEN_ENV_VAR)
-    url = args.url
+    url = service_url(args)
     try:
         if args.action == "list":
             print(_format(request(url, "GET", "/api/cameras", token)["cameras"]))
@@ -98,22 +98,54 @@ def main(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _connection_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """--url/--token/--config, before or after the action (`cameras --url U list` or `list --url U`)."""
+    default = None if defaults else argparse.SUPPRESS
+    parser.add_argument(
+        "--url", default=default, help=f"dashboard URL (default: from --config, else {DEFAULT_URL})"
+    )
+    parser.add_argument(
+        "--token", default=default, help=f"dashboard token (default ${TOKEN_ENV_VAR})"
+    )
+    parser.add_argument(
+        "--config", default=default, help="the service's config file, for its dashboard address"
+    )
+
+
+def service_url(args: argparse.Namespace) -> str:
+    """--url, else the dashboard address in --config (a wildcard listen address is loopback)."""
+    if args.url:
+        return str(args.url)
+    if args.config:
+        from streamer.cli.common import load_config_or_exit
+
+        dashboard = load_config_or_exit(args.config).dashboard
+        host = dashboard.host if dashboard.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{dashboard.port}"
+    return DEFAULT_URL
+
+
 def add_cameras_parser(commands: Any) -> None:
     cameras = commands.add_parser(
         "cameras", help="list, add, remove, enable or disable cameras of a running service"
     )
-    cameras.add_argument("--url", default=DEFAULT_URL, help=f"dashboard URL (default {DEFAULT_URL})")
-    cameras.add_argument("--token", help=f"dashboard token (default ${TOKEN_ENV_VAR})")
+    _connection_options(cameras, defaults=True)
     actions = cameras.add_subparsers(dest="action", required=True)
-    actions.add_parser("list", help="every camera: state, FPS, latency, URL (credentials hidden)")
+    parsers = [actions.add_parser(
+        "list", help="every camera: state, FPS, latency, URL (credentials hidden)"
+    )]
     add = actions.add_parser("add", help="add a camera; it starts at once and is saved to the file")
     add.add_argument("name")
     add.add_argument("camera_url", metavar="url")
     add.add_argument("set", nargs="*", metavar="KEY=VALUE", help="more settings, e.g. max_fps=5")
+    parsers.append(add)
     for action, text in (("remove", "remove a camera (its tracks end)"),
                          ("enable", "start a disabled camera"),
                          ("disable", "stop a camera but keep it in the config")):
         parser = actions.add_parser(action, help=text)
         parser.add_argument("name")
-    for parser in (cameras, *actions.choices.values()):
-        parser.set_defaults(handler=main)
+        parsers.append(parser)
+    for parser in parsers:
+        _connection_options(parser, defaults=False)
+    cameras.set_defaults(handler=main)

@@ -121,6 +121,7 @@ class CameraControl:
 
     async def add(self, settings: Mapping[str, Any], who: str = "internal") -> CameraConfig:
         async with self._lock:
+            runner = self._running()
             name = settings.get("name")
             document = self._document()
             if isinstance(name, str) and (self.camera(name) or name in document.names()):
@@ -131,7 +132,7 @@ class CameraControl:
             camera = config.cameras[index]
             self._save(document)
             self.config.cameras = [*self.config.cameras, camera]
-            await self._running().add_camera(camera)
+            await runner.add_camera(camera)
             log.info("camera %s added (%s) by %s", camera.name, _summary(settings), who)
             self._changed([camera.url])
             return camera
@@ -140,6 +141,7 @@ class CameraControl:
         self, name: str, changes: Mapping[str, Any], who: str = "internal"
     ) -> CameraConfig:
         async with self._lock:
+            runner = self._running()
             current = self.camera(name)
             document = self._document()
             index = document.index_of(name)
@@ -156,7 +158,6 @@ class CameraControl:
             camera = config.cameras[index]
             self._save(document)
             self.config.cameras = [camera if c.name == name else c for c in self.config.cameras]
-            runner = self._running()
             if camera.name != name:
                 await runner.remove_camera(name)
                 await runner.add_camera(camera)
@@ -171,6 +172,7 @@ class CameraControl:
 
     async def remove(self, name: str, who: str = "internal") -> None:
         async with self._lock:
+            runner = self._running()
             document = self._document()
             index = document.index_of(name)
             if self.camera(name) is None or index is None:
@@ -184,13 +186,14 @@ class CameraControl:
             self._validate(document)
             self._save(document)
             self.config.cameras = [c for c in self.config.cameras if c.name != name]
-            await self._running().remove_camera(name)
+            await runner.remove_camera(name)
             log.info("camera %s removed by %s", name, who)
             self._changed([])
 
     async def reload(self, who: str = "internal") -> ReloadReport:
         """Re-read the file and apply only the camera differences; other sections are reported."""
         async with self._lock:
+            runner = self._running()
             if self.path is None:
                 raise ChangeRefused(409, ["reload: the service was not started from a file"])
             try:
@@ -211,7 +214,6 @@ class CameraControl:
                 section for section in StreamerConfig.model_fields
                 if section != "cameras" and _dumped(getattr(old, section)) != _dumped(getattr(new, section))
             ]
-            runner = self._running()
             for name in report.removed:
                 await runner.remove_camera(name)
             for name in report.changed:
