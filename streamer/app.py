@@ -7,6 +7,7 @@ configuration serves or which sinks it publishes to.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from streamer.config import StreamerConfig
@@ -75,6 +76,26 @@ class Service:
             stay_when_empty=True,  # cameras may come back through the API or a reload
         )
         self.control.on_change(self.metrics.cameras_changed)
+        self._wire_mqtt_switches(config)
+
+    def _wire_mqtt_switches(self, config: StreamerConfig) -> None:
+        """Frigate-style `{camera}/enabled/set`: the MQTT sink calls back into the control layer."""
+        if not config.publishing.mqtt.camera_control:
+            return
+        sinks = [sink for sink in self.pipeline.sinks if isinstance(sink, MqttSink)]
+
+        async def switch(camera: str, enabled: bool) -> None:
+            await self.control.set_enabled(camera, enabled, who="MQTT")
+
+        def publish_states(_urls: Sequence[str] = ()) -> None:
+            states = {camera.name: camera.enabled for camera in self.control.config.cameras}
+            for sink in sinks:
+                sink.set_camera_states(states)
+
+        for sink in sinks:
+            sink.enable_camera_control(switch)
+        publish_states()
+        self.control.on_change(publish_states)
 
     def _rates(self, camera: str) -> tuple[float, float, float | None] | None:
         watch = self.metrics.monitor.cameras.get(camera)

@@ -18,7 +18,9 @@ TOKEN = "api-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def service_yaml(triton_url: str, jsonl: Path, lobby_env: str = "LOBBY_URL") -> str:
+def service_yaml(
+    triton_url: str, jsonl: Path, mqtt_port: int, lobby_env: str = "LOBBY_URL"
+) -> str:
     """The operator's file: comments, a blank line and `${ENV}` references that must survive."""
     return f"""\
 # streamer under test: every comment here must survive API changes
@@ -29,6 +31,12 @@ triton:
 publishing:
   jsonl:
     path: {jsonl}
+  mqtt:
+    enabled: true
+    port: {mqtt_port}
+    topic_prefix: apitest
+    publish_tracks: false
+    camera_control: true   # Frigate-style {{camera}}/enabled/set
 metrics:
   sample_interval_s: 0.5
   rate_window_s: 2.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from collections import Counter
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -27,6 +29,7 @@ from tests.control.support import (
     started,
     until,
 )
+from tests.publishing.brokers import BrokerProcess, mosquitto
 from tests.support.rtsp import RtspServer, RtspServerFactory
 
 # A camera thread that dies on a value the API accepted is a failure, not a warning.
@@ -40,6 +43,7 @@ class Running:
     config_path: Path
     jsonl: Path
     rtsp: RtspServer
+    mqtt_port: int
 
 
 @pytest.fixture(scope="module")
@@ -49,21 +53,30 @@ def rtsp_camera(sample_clip: Path) -> Iterator[RtspServer]:
 
 
 @pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    process = mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
 async def running(
     embedded_triton: EmbeddedTritonServer,
     sample_clip: Path,
     rtsp_camera: RtspServer,
+    broker: BrokerProcess,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Running]:
     folder = tmp_path_factory.mktemp("api")
     config_path, jsonl = folder / "service.yaml", folder / "out.jsonl"
-    config_path.write_text(service_yaml(embedded_triton.grpc_url, jsonl))
+    config_path.write_text(service_yaml(embedded_triton.grpc_url, jsonl, broker.port))
     saved = {k: os.environ.get(k) for k in ("LOBBY_URL", "TEST_DASHBOARD_TOKEN")}
     os.environ.update({"LOBBY_URL": str(sample_clip), "TEST_DASHBOARD_TOKEN": TOKEN})
     service = Service(load_config(config_path), config_path)
     try:
         url = await started(service)
-        yield Running(service, url, config_path, jsonl, rtsp_camera)
+        yield Running(service, url, config_path, jsonl, rtsp_camera, broker.port)
     finally:
         await service.stop()
         for key, value in saved.items():
@@ -224,6 +237,41 @@ async def test_cli_lists_and_toggles_cameras(running: Running) -> None:
     await until(streaming, "the lobby streaming again after `cameras enable`")
     code, out = await cli("remove", "nowhere")
     assert code != 0 and "no camera named 'nowhere'" in out, out
+
+
+async def test_mqtt_switches_a_camera_off_and_on(running: Running) -> None:
+    """Frigate's `{camera}/enabled/set` round trip against a real Mosquitto."""
+    states: list[str] = []
+    async with aiomqtt.Client("127.0.0.1", running.mqtt_port, timeout=10) as client:
+        await client.subscribe("apitest/lobby/enabled", qos=1)
+
+        async def collect() -> None:
+            async for message in client.messages:
+                assert isinstance(message.payload, bytes)
+                states.append(message.payload.decode())
+
+        collector = asyncio.create_task(collect())
+        try:
+            async def state_is(value: str) -> bool:
+                return bool(states) and states[-1] == value
+
+            await until(lambda: state_is("ON"), "the retained ON state of the lobby")
+            await client.publish("apitest/lobby/enabled/set", "OFF", qos=1)
+            await until(lambda: state_is("OFF"), "the lobby's state OFF after enabled/set OFF")
+            assert (await camera(running, "lobby"))["state"] == "disabled"
+            assert "enabled: false" in running.config_path.read_text()
+            await client.publish("apitest/lobby/enabled/set", "ON", qos=1)
+            await until(lambda: state_is("ON"), "the lobby's state ON after enabled/set ON")
+
+            async def streaming() -> bool:
+                return (await camera(running, "lobby"))["state"] == "streaming"
+
+            await until(streaming, "the lobby streaming again after enabled/set ON")
+            await client.publish("apitest/nowhere/enabled/set", "ON", qos=1)  # refused, logged
+        finally:
+            collector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await collector
 
 
 async def test_openapi_document_drives_the_api_without_server_errors(running: Running) -> None:
