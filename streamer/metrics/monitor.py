@@ -159,10 +159,12 @@ class PipelineMonitor:
         """A camera added at runtime: its credentials are scrubbed from details too."""
         self.secrets = sorted(set(self.secrets) | set(url_secrets(urls)), key=len, reverse=True)
 
-    def sync_cameras(self) -> None:
+    def sync_cameras(self, pipeline_running: bool = False) -> None:
         """Follow the registry: a newly registered camera gets a watch; one that registered a new
         stats object (restarted with new settings) starts its figures over; one that was
-        registered and is gone is forgotten with all its Prometheus series."""
+        registered and is gone is forgotten with all its Prometheus series. Before the pipeline
+        runs, configured cameras not registered yet show as connecting; once it runs
+        (`pipeline_running`, after a change at runtime) an unregistered camera is gone."""
         registered = self.stats.cameras()
         for name, stats in registered.items():
             watch = self.cameras.get(name)
@@ -175,8 +177,8 @@ class PipelineMonitor:
                     callback(name)
             self._seen[name] = stats
         for name in list(self.cameras):
-            if name in self._seen and name not in registered:
-                del self._seen[name]
+            if (name in self._seen or pipeline_running) and name not in registered:
+                self._seen.pop(name, None)
                 self._forget(name)
                 del self.cameras[name]
                 for callback in self.on_camera_removed:

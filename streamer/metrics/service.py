@@ -61,7 +61,7 @@ class MetricsService:
     def cameras_changed(self, urls: Sequence[str] = ()) -> None:
         """Cameras were added or removed at runtime: learn new URLs' secrets, follow the registry."""
         self.monitor.learn_secrets(urls)
-        self.monitor.sync_cameras()
+        self.monitor.sync_cameras(pipeline_running=True)
 
     def keep_images(self, camera: str) -> bool:
         return self.server is not None and self.snapshots.wants_image(camera)

@@ -64,7 +64,9 @@ def resources() -> dict[str, float]:
         "fds": len(os.listdir("/proc/self/fd")),
         "threads": threading.active_count(),
         "os_threads": len(os.listdir("/proc/self/task")),
-        "shm_entries": len(os.listdir("/dev/shm")),
+        "shm_mapped": len({line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines()
+                           if "/dev/shm/" in line}),  # regions this process holds
+        "shm_entries": len(os.listdir("/dev/shm")),  # machine-wide: other processes count too
     }
 
 
