@@ -122,6 +122,8 @@ async def test_camera_added_changed_and_removed_while_others_run_on(running: Run
         return frames_of(jsonl_messages(running.jsonl), "door")
 
     await until(door_frames, "frames from the camera added over the API")
+    dashboard = await call(url, "GET", "/api/state")
+    assert "door" in [c["name"] for c in dashboard.body["cameras"]], "the dashboard shows the new camera"
 
     changed = await call(url, "PATCH", "/api/cameras/door", {"max_fps": 2})
     assert changed.status == 200, changed.text
@@ -224,10 +226,14 @@ async def test_cli_lists_and_toggles_cameras(running: Running) -> None:
 
     code, out = await cli("list")
     assert code == 0 and "lobby" in out, out
+    waiter = asyncio.create_task(running.service.wait())
     code, out = await cli("disable", "lobby")
     assert code == 0, out
     assert (await camera(running, "lobby"))["state"] == "disabled"
     assert "enabled: false" in running.config_path.read_text()
+    await asyncio.sleep(0.5)  # wait() re-checks on every change; give it the chance to end
+    assert not waiter.done(), "the service stopped because no camera was left running"
+    waiter.cancel()
     code, out = await cli("enable", "lobby")
     assert code == 0, out
 
