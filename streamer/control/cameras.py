@@ -156,6 +156,8 @@ class CameraControl:
             self._refuse_secrets(index, changes)
             config = self._validate(document)
             camera = config.cameras[index]
+            if camera.model_dump() == current.model_dump():
+                return current  # nothing to change (e.g. ON for an enabled camera): no restart
             self._save(document)
             self.config.cameras = [camera if c.name == name else c for c in self.config.cameras]
             if camera.name != name:

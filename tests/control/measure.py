@@ -1,7 +1,8 @@
-"""Cameras at runtime, measured: `python -m tests.control.measure` (about 6 minutes).
+"""Cameras at runtime, measured: `python -m tests.control.measure` (about 8 minutes).
 
 Prints (1) the time from `POST /api/cameras` to the new camera's first processed frame, (2) the
-other cameras' processed FPS while 16 cameras are added and then 16 removed, one every 2 s, and
+other cameras' processed FPS while 16 cameras are added and then 16 removed, one every 2 s
+(cameras that cannot connect: the cost of the changes; then streaming ones: plus their load), and
 (3) RSS, open file descriptors, threads, /dev/shm entries and Prometheus camera series before and
 after 100 add/remove cycles. A real service (embedded Triton, the detector from the assets
 folder) with two looping file cameras; the added cameras read a real RTSP server.
@@ -35,6 +36,7 @@ from tests.support.rtsp import RtspServer
 CLIP = PROJECT_ROOT / "sample_videos" / "vtest_pedestrians.mp4"
 OTHER_CAMERAS = ("lobby", "yard")
 DETECTOR = "person_detector"
+UNREACHABLE_URL = "rtsp://127.0.0.1:9/none"  # refused at once: the camera waits in backoff
 
 
 class FirstFrames:
@@ -88,9 +90,9 @@ class Bench:
         self.service, self.url, self.rtsp_url, self.first = service, url, rtsp_url, first
         self.http = aiohttp.ClientSession(headers=AUTH)
 
-    async def add(self, name: str) -> None:
+    async def add(self, name: str, url: str | None = None) -> None:
         async with self.http.post(f"{self.url}/api/cameras", json={
-            "name": name, "url": self.rtsp_url, "max_fps": 5,
+            "name": name, "url": url or self.rtsp_url, "max_fps": 5,
         }) as response:
             assert response.status == 201, await response.text()
 
@@ -119,8 +121,11 @@ class Bench:
             await asyncio.sleep(1.0)
         return times
 
-    async def fps_during_churn(self, count: int, every_s: float) -> dict[str, Any]:
-        """Processed FPS of the other cameras per interval: baseline, while adding, while removing."""
+    async def fps_during_churn(self, count: int, every_s: float, url: str | None) -> dict[str, Any]:
+        """Processed FPS of the other cameras per interval: baseline, while adding, while removing.
+
+        With `url` None the added cameras stream (their decoding and detection load the machine
+        too); with an unreachable URL only the add/remove work itself is measured."""
         async def rates(intervals: int, action: Any) -> list[float]:
             found = []
             for index in range(intervals):
@@ -133,7 +138,7 @@ class Bench:
             return found
 
         baseline = await rates(5, None)
-        adding = await rates(count, lambda i: self.add(f"churn{i}"))
+        adding = await rates(count, lambda i: self.add(f"churn{i}", url))
         removing = await rates(count, lambda i: self.remove(f"churn{i}"))
         return {"baseline": baseline, "adding": adding, "removing": removing}
 
@@ -173,13 +178,16 @@ async def main(args: argparse.Namespace) -> None:
                 await asyncio.sleep(5)  # the other cameras settle
                 ttff = await bench.time_to_first_frame(args.first_frame_runs)
                 print(f"POST /api/cameras -> first processed frame, s: {summary(ttff)}")
-                churn = await bench.fps_during_churn(args.churn, args.every_s)
-                base = statistics.mean(churn["baseline"])
-                for phase in ("adding", "removing"):
-                    values = churn[phase]
-                    print(f"other cameras' FPS (slowest of {len(OTHER_CAMERAS)}, per {args.every_s:g} s) "
-                          f"while {phase} {args.churn}: {summary(values)}; baseline {base:.2f}; "
-                          f"worst dip {100 * (1 - min(values) / base):.0f}%")
+                for kind, url in (("unreachable", UNREACHABLE_URL), ("streaming", None)):
+                    churn = await bench.fps_during_churn(args.churn, args.every_s, url)
+                    base = statistics.mean(churn["baseline"])
+                    for phase in ("adding", "removing"):
+                        values = churn[phase]
+                        print(f"other cameras' FPS (slowest of {len(OTHER_CAMERAS)}, per "
+                              f"{args.every_s:g} s) while {phase} {args.churn} {kind} cameras: "
+                              f"{summary(values)}; baseline {base:.2f}; worst dip "
+                              f"{100 * (1 - min(values) / base):.0f}%; all: {values}")
+                    await asyncio.sleep(5)
                 await asyncio.sleep(5)
                 before = {**resources(), "camera_series": await bench.camera_series()}
                 await bench.cycles(args.cycles)
