@@ -213,6 +213,17 @@ async def test_refused_changes_change_nothing(running: Running) -> None:
     after = [c["config"] for c in (await call(url, "GET", "/api/cameras")).body["cameras"]]
     assert after == before
 
+    running.config_path.write_text(before_file.decode().replace("${LOBBY_URL}", "ftp://host/x"))
+    try:
+        reload = await call(url, "POST", "/api/reload", {})
+        assert reload.status == 422
+        assert reload.body["error"].startswith(f"{running.config_path}:")
+        assert "cameras[0].url: unsupported URL scheme 'ftp'" in reload.body["error"]
+    finally:
+        running.config_path.write_bytes(before_file)
+    after = [c["config"] for c in (await call(url, "GET", "/api/cameras")).body["cameras"]]
+    assert after == before
+
 
 async def test_cli_lists_and_toggles_cameras(running: Running) -> None:
     async def cli(*args: str) -> tuple[int, str]:
@@ -241,6 +252,12 @@ async def test_cli_lists_and_toggles_cameras(running: Running) -> None:
         return (await camera(running, "lobby"))["state"] == "streaming"
 
     await until(streaming, "the lobby streaming again after `cameras enable`")
+    code, out = await cli("add", "side", str(PROJECT_ROOT / "sample_videos" / "vtest_pedestrians.mp4"),
+                          "max_fps=2", "loop=true")
+    assert code == 0 and "added side" in out, out
+    assert (await camera(running, "side"))["config"]["max_fps"] == 2
+    code, out = await cli("remove", "side")
+    assert code == 0, out
     code, out = await cli("remove", "nowhere")
     assert code != 0 and "no camera named 'nowhere'" in out, out
 

@@ -20,12 +20,14 @@ CHANGE_LIMIT_S = 60.0
 EXIT_LIMIT_S = 40.0
 
 
-def config_text(triton_url: str, port: int, clip: Path, cameras: list[str]) -> str:
+def config_text(
+    triton_url: str, port: int, clip: Path, cameras: list[str], sample_interval_s: float = 0.5
+) -> str:
     lines = [
         "# reload test: comments stay",
         f"triton:\n  mode: external\n  url: {triton_url}",
         "publishing:\n  jsonl:\n    enabled: false",
-        "metrics:\n  sample_interval_s: 0.5",
+        f"metrics:\n  sample_interval_s: {sample_interval_s}",
         f"dashboard:\n  port: {port}",
         "cameras:",
     ]
@@ -71,7 +73,9 @@ def test_sighup_adds_and_removes_cameras_without_restart(
         wait_for(both_processing, "both cameras processing", START_LIMIT_S, service)
         lobby_before = cameras(url)["lobby"]["processed"]  # type: ignore[index]
 
-        path.write_text(config_text(embedded_triton.grpc_url, port, sample_clip, ["lobby", "yard"]))
+        path.write_text(config_text(
+            embedded_triton.grpc_url, port, sample_clip, ["lobby", "yard"], sample_interval_s=1.0
+        ))
         service.send_signal(signal.SIGHUP)
 
         def reloaded() -> dict[str, Any] | None:
@@ -86,6 +90,7 @@ def test_sighup_adds_and_removes_cameras_without_restart(
         _out, err = service.communicate(timeout=EXIT_LIMIT_S)
         assert service.returncode == 0, err[-3000:]
         assert "config reloaded by SIGHUP: added: yard; removed: side" in err
+        assert "changed sections that need a restart to take effect: metrics" in err
     finally:
         if service.poll() is None:
             service.kill()
