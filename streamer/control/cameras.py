@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -123,16 +123,16 @@ class CameraControl:
         async with self._lock:
             runner = self._running()
             name = settings.get("name")
-            document = self._document()
+            document = await asyncio.to_thread(self._document)  # file I/O off the loop
             if isinstance(name, str) and (self.camera(name) or name in document.names()):
                 raise ChangeRefused(409, [f"cameras: a camera named '{name}' already exists"])
             index = document.append_camera(settings)
             self._refuse_secrets(index, settings)
             config = self._validate(document)
             camera = config.cameras[index]
-            self._save(document)
+            await asyncio.to_thread(self._save, document)
             self.config.cameras = [*self.config.cameras, camera]
-            await runner.add_camera(camera)
+            await _applied(runner.add_camera(camera))
             log.info("camera %s added (%s) by %s", camera.name, _summary(settings), who)
             self._changed([camera.url])
             return camera
@@ -143,7 +143,7 @@ class CameraControl:
         async with self._lock:
             runner = self._running()
             current = self.camera(name)
-            document = self._document()
+            document = await asyncio.to_thread(self._document)  # file I/O off the loop
             index = document.index_of(name)
             if current is None or index is None:
                 raise ChangeRefused(404, [f"cameras: no camera named '{name}'"])
@@ -158,13 +158,13 @@ class CameraControl:
             camera = config.cameras[index]
             if camera.model_dump() == current.model_dump():
                 return current  # nothing to change (e.g. ON for an enabled camera): no restart
-            self._save(document)
+            await asyncio.to_thread(self._save, document)
             self.config.cameras = [camera if c.name == name else c for c in self.config.cameras]
             if camera.name != name:
-                await runner.remove_camera(name)
-                await runner.add_camera(camera)
+                await _applied(runner.remove_camera(name))
+                await _applied(runner.add_camera(camera))
             else:
-                await runner.update_camera(camera)
+                await _applied(runner.update_camera(camera))
             log.info("camera %s changed (%s) by %s", name, _summary(changes), who)
             self._changed([camera.url])
             return camera
@@ -175,7 +175,7 @@ class CameraControl:
     async def remove(self, name: str, who: str = "internal") -> None:
         async with self._lock:
             runner = self._running()
-            document = self._document()
+            document = await asyncio.to_thread(self._document)  # file I/O off the loop
             index = document.index_of(name)
             if self.camera(name) is None or index is None:
                 raise ChangeRefused(404, [f"cameras: no camera named '{name}'"])
@@ -186,9 +186,9 @@ class CameraControl:
                 ])
             document.remove_camera(index)
             self._validate(document)
-            self._save(document)
+            await asyncio.to_thread(self._save, document)
             self.config.cameras = [c for c in self.config.cameras if c.name != name]
-            await runner.remove_camera(name)
+            await _applied(runner.remove_camera(name))
             log.info("camera %s removed by %s", name, who)
             self._changed([])
 
@@ -275,6 +275,16 @@ class CameraControl:
                 listener(urls)
             except Exception:
                 log.exception("camera change listener failed")
+
+
+async def _applied(change: Awaitable[Any]) -> None:
+    """Apply a saved change to the pipeline; a pipeline that is stopping can no longer take it."""
+    try:
+        await change
+    except RuntimeError as exc:
+        raise ChangeRefused(503, [
+            f"cameras: not applied ({exc}); the change is saved and applies at the next start"
+        ]) from None
 
 
 def _dumped(section: Any) -> Any:
