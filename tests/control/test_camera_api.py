@@ -225,6 +225,24 @@ async def test_refused_changes_change_nothing(running: Running) -> None:
     assert after == before
 
 
+async def test_concurrent_changes_are_applied_one_at_a_time(running: Running) -> None:
+    names = ["spare1", "spare2", "spare3", "spare4", "spare2"]  # one name twice: one must lose
+    answers = await asyncio.gather(*(
+        call(running.url, "POST", "/api/cameras", {"name": n, "url": "spare.mp4", "enabled": False})
+        for n in names
+    ))
+    assert sorted(a.status for a in answers) == [201, 201, 201, 201, 409]
+    in_file = [c.name for c in load_config(running.config_path).cameras]
+    assert sorted(in_file) == sorted(["lobby", *set(names)]), "every accepted camera, once"
+    assert (await camera(running, "spare1"))["state"] == "disabled"
+    removed = await asyncio.gather(*(
+        call(running.url, "DELETE", f"/api/cameras/{n}") for n in sorted(set(names))
+    ))
+    assert [a.status for a in removed] == [204] * 4
+    assert [c.name for c in load_config(running.config_path).cameras] == ["lobby"]
+    assert "# the camera that must never notice" in running.config_path.read_text()
+
+
 async def test_cli_lists_and_toggles_cameras(running: Running) -> None:
     async def cli(*args: str) -> tuple[int, str]:
         process = await asyncio.create_subprocess_exec(
