@@ -32,6 +32,8 @@ from tests.control.support import (
 from tests.publishing.brokers import BrokerProcess, mosquitto
 from tests.support.rtsp import RtspServer, RtspServerFactory
 
+VAULT_PASSWORD = "sup3r-s3cret"
+
 # A camera thread that dies on a value the API accepted is a failure, not a warning.
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 
@@ -71,8 +73,10 @@ async def running(
     folder = tmp_path_factory.mktemp("api")
     config_path, jsonl = folder / "service.yaml", folder / "out.jsonl"
     config_path.write_text(service_yaml(embedded_triton.grpc_url, jsonl, broker.port))
-    saved = {k: os.environ.get(k) for k in ("LOBBY_URL", "TEST_DASHBOARD_TOKEN")}
-    os.environ.update({"LOBBY_URL": str(sample_clip), "TEST_DASHBOARD_TOKEN": TOKEN})
+    saved = {k: os.environ.get(k) for k in ("LOBBY_URL", "TEST_DASHBOARD_TOKEN", "VAULT_PASSWORD")}
+    os.environ.update({
+        "LOBBY_URL": str(sample_clip), "TEST_DASHBOARD_TOKEN": TOKEN, "VAULT_PASSWORD": VAULT_PASSWORD,
+    })
     service = Service(load_config(config_path), config_path)
     try:
         url = await started(service)
@@ -223,6 +227,22 @@ async def test_refused_changes_change_nothing(running: Running) -> None:
         running.config_path.write_bytes(before_file)
     after = [c["config"] for c in (await call(url, "GET", "/api/cameras")).body["cameras"]]
     assert after == before
+
+
+async def test_credentials_sent_as_env_references_stay_references_and_hidden(running: Running) -> None:
+    url = "rtsp://admin:${VAULT_PASSWORD}@127.0.0.1:9/vault"  # nothing listens: it fails, loudly
+    added = await call(running.url, "POST", "/api/cameras", {"name": "vault", "url": url})
+    assert added.status == 201, added.text
+
+    async def failing() -> bool:
+        return (await camera(running, "vault"))["state"] in ("backoff", "failed")
+
+    await until(failing, "the unreachable camera reporting its failure")
+    assert "url: rtsp://admin:${VAULT_PASSWORD}@127.0.0.1:9/vault" in running.config_path.read_text()
+    for path in ("/api/cameras", "/api/cameras/vault", "/api/state", "/metrics"):
+        answer = await call(running.url, "GET", path)
+        assert VAULT_PASSWORD not in answer.text, f"{path} shows the password"
+    assert (await call(running.url, "DELETE", "/api/cameras/vault")).status == 204
 
 
 async def test_concurrent_changes_are_applied_one_at_a_time(running: Running) -> None:
