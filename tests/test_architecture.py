@@ -1,8 +1,9 @@
 """The layers read bottom-up, checked from the source so they stay that way.
 
 core -> config -> stages (sources, inference, tracking, identities, analytics, publishing,
-recording) -> pipeline -> metrics -> app (app, check, benchmarks) -> cli. A module may import its
-own layer or lower ones; there are no import cycles, lazy imports inside functions included.
+recording) -> pipeline -> metrics -> control -> app (app, check, benchmarks) -> cli. A module may
+import its own layer or lower ones; there are no import cycles, lazy imports inside functions
+included.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ LAYERS: dict[str, int] = {
     "recording": 2,
     "pipeline": 3,
     "metrics": 4,
-    "app": 5,
-    "check": 5,
-    "benchmarks": 5,
-    "cli": 6,
+    "control": 5,
+    "app": 6,
+    "check": 6,
+    "benchmarks": 6,
+    "cli": 7,
 }
 
 

@@ -16,8 +16,15 @@ from streamer.config.identities import (
     IdentitiesConfig,
     ReidConfig,
 )
-from streamer.config.loader import ConfigError, format_loc, load_config, parse_config
-from streamer.config.metrics import DashboardConfig, MetricsConfig
+from streamer.config.loader import (
+    ConfigError,
+    format_loc,
+    load_config,
+    parse_config,
+    resolve_relative_paths,
+    validate_data,
+)
+from streamer.config.metrics import CameraApiConfig, DashboardConfig, MetricsConfig
 from streamer.config.motion import MotionConfig
 from streamer.config.publishing import (
     BrokerSinkConfig,
@@ -40,6 +47,7 @@ __all__ = [
     "AnalyticsConfig",
     "BackoffConfig",
     "BrokerSinkConfig",
+    "CameraApiConfig",
     "CameraConfig",
     "ConfigError",
     "DashboardConfig",
@@ -70,4 +78,6 @@ __all__ = [
     "format_loc",
     "load_config",
     "parse_config",
+    "resolve_relative_paths",
+    "validate_data",
 ]

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from streamer.config.analytics import LineConfig, ZoneConfig
-from streamer.config.base import BackoffConfig, LocatedError, Section
+from streamer.config.base import MAX_DELAY_S, BackoffConfig, LocatedError, Section
 from streamer.config.motion import MotionConfig
 
 CAMERA_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
@@ -23,9 +23,14 @@ ENCODE_HINT = (
 class ReconnectConfig(BackoffConfig):
     """A camera's reconnect backoff; a connection that delivered long enough starts it over."""
 
-    initial_delay_s: float = Field(1.0, gt=0, description="Delay before the first reconnect attempt.")
+    initial_delay_s: float = Field(
+        1.0, gt=0, le=MAX_DELAY_S, description="Delay before the first reconnect attempt."
+    )
     healthy_after_s: float = Field(
-        10.0, gt=0, description="A connection that delivered frames this long resets the backoff."
+        10.0,
+        gt=0,
+        le=MAX_DELAY_S,
+        description="A connection that delivered frames this long resets the backoff.",
     )
 
 
@@ -52,9 +57,11 @@ class CameraConfig(Section):
         "the pipeline cannot keep up with, like a live camera (demos); 'fast' decodes as fast "
         "as the pipeline consumes, without drops (benchmarks, batch processing).",
     )
-    open_timeout_s: float = Field(10.0, gt=0, description="Give up opening the stream after this.")
+    open_timeout_s: float = Field(
+        10.0, gt=0, le=MAX_DELAY_S, description="Give up opening the stream after this."
+    )
     read_timeout_s: float = Field(
-        5.0, gt=0, description="A stream that delivers nothing for this long is reconnected."
+        5.0, gt=0, le=MAX_DELAY_S, description="A stream that delivers nothing for this long is reconnected."
     )
     reconnect: ReconnectConfig = Field(
         default_factory=ReconnectConfig, description="Backoff between reconnect attempts."

@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector
 from streamer.config import MetricsConfig, StreamerConfig
 from streamer.core.frames import FrameResult
 from streamer.core.redaction import redact_url, scrub, url_secrets
-from streamer.core.stats import AnalyticsStats, CameraState, StatsRegistry
+from streamer.core.stats import AnalyticsStats, CameraState, CameraStats, StatsRegistry
 from streamer.inference.statistics import TritonStatistics
 
 log = logging.getLogger(__name__)
@@ -131,20 +131,63 @@ class PipelineMonitor:
             registry=self.registry,
         )
         self.secrets = url_secrets(camera.url for camera in config.cameras)
+        self.history_points = history_points
         self.cameras: dict[str, CameraWatch] = {
-            camera.name: CameraWatch(
-                name=camera.name,
-                source=redact_url(camera.url),
-                window=SlidingWindow(settings.rate_window_s),
-                history_points=history_points,
-            )
+            camera.name: self._watch(camera.name, redact_url(camera.url))
             for camera in config.enabled_cameras
         }
+        self._seen: dict[str, CameraStats] = {}  # the stats object each camera registered last
+        self.on_camera_removed: list[Callable[[str], None]] = []
+        self.on_camera_added: list[Callable[[str], None]] = []
         self.models: dict[str, ModelWatch] = {}
         self.registry.register(_PipelineCollector(self))
         self._task: asyncio.Task[None] | None = None
         self._updated = asyncio.Event()
         self._last_triton_poll = -math.inf
+
+    def _watch(self, name: str, source: str) -> CameraWatch:
+        return CameraWatch(
+            name=name,
+            source=source,
+            window=SlidingWindow(self.settings.rate_window_s),
+            history_points=self.history_points,
+        )
+
+    # -- cameras that come and go -------------------------------------------------------------
+
+    def learn_secrets(self, urls: Iterable[str]) -> None:
+        """A camera added at runtime: its credentials are scrubbed from details too."""
+        self.secrets = sorted(set(self.secrets) | set(url_secrets(urls)), key=len, reverse=True)
+
+    def sync_cameras(self, pipeline_running: bool = False) -> None:
+        """Follow the registry: a newly registered camera gets a watch; one that registered a new
+        stats object (restarted with new settings) starts its figures over; one that was
+        registered and is gone is forgotten with all its Prometheus series. Before the pipeline
+        runs, configured cameras not registered yet show as connecting; once it runs
+        (`pipeline_running`, after a change at runtime) an unregistered camera is gone."""
+        registered = self.stats.cameras()
+        for name, stats in registered.items():
+            watch = self.cameras.get(name)
+            restarted = name in self._seen and self._seen[name] is not stats
+            if watch is None or restarted:
+                if watch is not None:
+                    self._forget(name)
+                self.cameras[name] = self._watch(name, stats.source)
+                for callback in self.on_camera_added:
+                    callback(name)
+            self._seen[name] = stats
+        for name in list(self.cameras):
+            if (name in self._seen or pipeline_running) and name not in registered:
+                self._seen.pop(name, None)
+                self._forget(name)
+                del self.cameras[name]
+                for callback in self.on_camera_removed:
+                    callback(name)
+
+    def _forget(self, name: str) -> None:
+        """Drop the camera's histogram series (the collector's series follow `self.cameras`)."""
+        self.latency.remove_by_labels({"camera": name})
+        self.stage_latency.remove_by_labels({"camera": name})
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -167,6 +210,10 @@ class PipelineMonitor:
     # -- per result ---------------------------------------------------------------------------
 
     def observe(self, result: FrameResult) -> None:
+        if result.camera not in self.cameras:
+            self.sync_cameras()  # a camera added at runtime, seen before the next sample
+            if result.camera not in self.cameras:
+                return  # one removed a moment ago: no series that would never go away
         # capture to publish: the result's latency plus handing it to every sink
         self.latency.labels(result.camera).observe(result.latency_s + result.timings.get("publish", 0.0))
         for stage, seconds in result.timings.items():
@@ -192,6 +239,7 @@ class PipelineMonitor:
     async def sample(self) -> None:
         """Refresh rates, status, quality and history; poll Triton when due; wake listeners."""
         now = time.monotonic()
+        self.sync_cameras()
         for watch in self.cameras.values():
             self._sample_camera(watch, now)
         self._sample_models(now)

@@ -281,10 +281,22 @@ function layout(count) {
   document.getElementById("cameras").style.setProperty("--columns", String(columns));
 }
 
+function removeGoneTiles(cameras) {
+  // Cameras come and go at runtime (the camera API, a reload): a removed camera's tile goes too.
+  const present = new Set(cameras.map((camera) => camera.name));
+  for (const [name, entry] of tiles) {
+    if (present.has(name)) continue;
+    if (entry.objectUrl) URL.revokeObjectURL(entry.objectUrl);
+    entry.element.remove();
+    tiles.delete(name);
+  }
+}
+
 function render(state) {
   latestState = state;
   layout(state.cameras.length);
   renderSummary(state);
+  removeGoneTiles(state.cameras);
   state.cameras.forEach(renderTile);
   renderModels(state.models);
   renderSinks(state.sinks);
