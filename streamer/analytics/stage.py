@@ -312,6 +312,15 @@ class ZoneLineStage:
         for camera in self.cameras.values():
             self._camera(camera.name)  # every configured zone and line reports 0 from the start
 
+    def configure_camera(self, camera: CameraConfig) -> None:
+        """A camera starts (at start, or added or changed at runtime): its zones and lines now."""
+        self._state.pop(camera.name, None)
+        if camera.zones or camera.lines:
+            self.cameras[camera.name] = camera
+            self._camera(camera.name)
+        else:
+            self.cameras.pop(camera.name, None)
+
     def _camera(self, camera: str) -> CameraAnalytics | None:
         state = self._state.get(camera)
         if state is None and camera in self.cameras:

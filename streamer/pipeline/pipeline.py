@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from streamer.config import BackoffConfig, CameraConfig, StreamerConfig
 from streamer.core.backoff import Backoff
@@ -45,6 +45,14 @@ class PipelineFailed(RuntimeError):
 
 class ResultObserver(Protocol):
     def observe(self, result: FrameResult) -> None: ...
+
+
+@runtime_checkable
+class ConfiguredStage(Protocol):
+    """A stage with per-camera settings (zones, lines): told each camera's settings as it starts,
+    also when a camera is added or changed at runtime, so it never works from a stale copy."""
+
+    def configure_camera(self, camera: CameraConfig) -> None: ...
 
 
 @dataclass
@@ -160,6 +168,9 @@ class Pipeline:
 
     def _start_camera(self, camera: CameraConfig) -> CameraRuntime:
         assert self.detector is not None, "start() first"
+        for stage in self.stages:
+            if isinstance(stage, ConfiguredStage):
+                stage.configure_camera(camera)
         stats = CameraStats(camera.name, redact_url(camera.url))
         self.registry.register("camera", camera.name, stats)
         prepare: Callable[[Frame], None] = self.detector.prepare

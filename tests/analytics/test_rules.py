@@ -229,3 +229,17 @@ async def test_prometheus_shows_occupancy_zone_events_and_crossings_from_the_sta
     assert after.value("streamer_line_crossings_total", camera=CAMERA, line="door",
                        direction="in") == 1
 
+
+
+async def test_zones_and_lines_follow_a_camera_configured_at_runtime() -> None:
+    """A camera added or changed through the API brings its zones and lines; old ones go."""
+    s = script()  # started without any zone or line
+    assert await s.walk(1, [(300, 100), (300, 500)]) == []
+    with_line = config(lines=[{"name": "gate", "points": ACROSS}]).cameras[0]
+    s.stage.forget_camera(CAMERA)
+    s.stage.configure_camera(with_line)
+    crossed = await s.walk(2, [(300, 100), (300, 200), (300, 400), (300, 500)])
+    assert crossings(crossed) == [("gate", "in", 2)]
+    s.stage.forget_camera(CAMERA)
+    s.stage.configure_camera(config().cameras[0])  # changed again: no line any more
+    assert await s.walk(3, [(300, 100), (300, 200), (300, 400), (300, 500)]) == []
