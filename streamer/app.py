@@ -7,8 +7,12 @@ configuration serves or which sinks it publishes to.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from pathlib import Path
 
+from streamer.analytics.stage import ZoneLineStage
 from streamer.config import StreamerConfig
+from streamer.control import CameraApi, CameraControl, ChangeRefused, ReloadReport
 from streamer.core.interfaces import FrameStage
 from streamer.core.stats import StatsRegistry
 from streamer.identities.stage import IdentityStage
@@ -16,8 +20,10 @@ from streamer.metrics.service import MetricsService
 from streamer.pipeline import Pipeline
 from streamer.publishing.base import Sink
 from streamer.publishing.jsonl import JsonlSink
+from streamer.publishing.messages import AnalyticsLayout
 from streamer.publishing.mqtt import MqttSink
 from streamer.publishing.redis_sink import RedisSink
+from streamer.recording import SnapshotStage, snapshot_routes
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +33,11 @@ def build_stages(config: StreamerConfig) -> list[FrameStage]:
     stages: list[FrameStage] = []
     if config.faces.enabled or config.reid.enabled:
         stages.append(IdentityStage(config))
+    # Always there (a frame of a camera without zones costs one lookup): a camera added or
+    # changed at runtime may bring zones and lines.
+    stages.append(ZoneLineStage(config))
+    if config.snapshots.enabled:
+        stages.append(SnapshotStage(config))  # last: it pictures the events of every stage before
     return stages
 
 
@@ -38,24 +49,43 @@ def required_models(config: StreamerConfig) -> list[str]:
     return list(dict.fromkeys(models))
 
 
+def analytics_layout(config: StreamerConfig) -> AnalyticsLayout:
+    """The enabled cameras' zones and lines, as the broker sinks announce them at start."""
+    cameras = config.enabled_cameras
+    return AnalyticsLayout(
+        zones={c.name: [z.name for z in c.zones] for c in cameras if c.zones},
+        lines={c.name: {x.name: list(x.directions) for x in c.lines} for c in cameras if c.lines},
+    )
+
+
 def build_sinks(config: StreamerConfig) -> list[Sink]:
     sinks: list[Sink] = []
+    layout = analytics_layout(config)
     if config.publishing.jsonl.enabled:
         sinks.append(JsonlSink(config.publishing.jsonl))
     if config.publishing.mqtt.enabled:
-        sinks.append(MqttSink(config.publishing.mqtt))
+        sinks.append(MqttSink(config.publishing.mqtt, layout))
     if config.publishing.redis.enabled:
-        sinks.append(RedisSink(config.publishing.redis))
+        sinks.append(RedisSink(config.publishing.redis, layout))
     return sinks
 
 
 class Service:
-    """Owns the pipeline and everything around it; start/wait/stop."""
+    """Owns the pipeline and everything around it; start/wait/stop, and reload (SIGHUP).
 
-    def __init__(self, config: StreamerConfig) -> None:
+    With `config_path`, camera changes (API, reload) are written to that file; without one they
+    last until the service stops.
+    """
+
+    def __init__(self, config: StreamerConfig, config_path: Path | None = None) -> None:
         self.config = config
         self.stats = StatsRegistry()
-        self.metrics = MetricsService(config, self.stats)
+        self.control = CameraControl(config, config_path)
+        api = CameraApi(self.control, config.dashboard, self.stats, rates=self._rates)
+        routes = api.routes() if config.dashboard.api.enabled else []
+        if config.snapshots.enabled:
+            routes.extend(snapshot_routes(config.snapshots))
+        self.metrics = MetricsService(config, self.stats, routes=routes)
         self.pipeline = Pipeline(
             config,
             registry=self.stats,
@@ -63,14 +93,53 @@ class Service:
             stages=build_stages(config),
             observers=[self.metrics],
             keep_images=self.metrics.keep_images,
+            stay_when_empty=True,  # cameras may come back through the API or a reload
         )
+        self.control.on_change(self.metrics.cameras_changed)
+        self._wire_mqtt_switches(config)
+
+    def _wire_mqtt_switches(self, config: StreamerConfig) -> None:
+        """Frigate-style `{camera}/enabled/set`: the MQTT sink calls back into the control layer."""
+        if not config.publishing.mqtt.camera_control:
+            return
+        sinks = [sink for sink in self.pipeline.sinks if isinstance(sink, MqttSink)]
+
+        async def switch(camera: str, enabled: bool) -> None:
+            await self.control.set_enabled(camera, enabled, who="MQTT")
+
+        def publish_states(_urls: Sequence[str] = ()) -> None:
+            states = {camera.name: camera.enabled for camera in self.control.config.cameras}
+            for sink in sinks:
+                sink.set_camera_states(states)
+
+        for sink in sinks:
+            sink.enable_camera_control(switch)
+        publish_states()
+        self.control.on_change(publish_states)
+
+    def _rates(self, camera: str) -> tuple[float, float, float | None] | None:
+        watch = self.metrics.monitor.cameras.get(camera)
+        if watch is None:
+            return None
+        latency = watch.mean_latency_s
+        return watch.processed_fps, watch.decoded_fps, None if latency is None else latency * 1000
 
     async def start(self) -> None:
         await self.metrics.start()  # first, so the page shows cameras connecting
         await self.pipeline.start()
+        self.control.attach(self.pipeline)  # changes are accepted once cameras can be started
 
     async def wait(self) -> None:
         await self.pipeline.wait()
+
+    async def reload(self) -> ReloadReport | None:
+        """Re-read the config file (SIGHUP); a refused reload is logged and changes nothing."""
+        try:
+            return await self.control.reload(who="SIGHUP")
+        except ChangeRefused as exc:
+            for line in exc.lines:
+                log.error("reload refused, nothing changed: %s", line)
+            return None
 
     async def stop(self) -> None:
         await self.metrics.stop()

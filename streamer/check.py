@@ -28,7 +28,8 @@ async def check_cameras(config: StreamerConfig) -> bool:
         if not camera.enabled:
             return camera, SKIP, "disabled"
         try:
-            return camera, OK, await asyncio.to_thread(probe_stream, camera)
+            described = await asyncio.to_thread(probe_stream, camera)
+            return camera, OK, f"{described}; motion gating {'on' if camera.motion_gated else 'off'}"
         except Exception as exc:
             return camera, FAIL, public_detail(exc, camera.url)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from streamer.benchmarks.footage import IdleFootage, build_idle_footage
 from streamer.core.assets import ASSETS_ENV_VAR, PROJECT_ROOT, assets_dir
 from streamer.inference.catalog import CATALOG, find_demo_weights, prepare
 from streamer.inference.repository import CONFIG_FILE
@@ -45,6 +46,14 @@ def assets() -> Path:
 def sample_clip() -> Path:
     assert SAMPLE_CLIP.is_file(), f"{SAMPLE_CLIP} is part of the repository and must exist"
     return SAMPLE_CLIP
+
+
+@pytest.fixture(scope="session")
+def idle_footage() -> IdleFootage:
+    """The sample clip's street, empty 80% of the time (streamer/benchmarks/footage.py); built
+    once into the cache folder ($STREAMER_CACHE, default /tmp/streamer-cache), then reused."""
+    require_asset("videos/vtest.avi")
+    return build_idle_footage()
 
 
 @pytest.fixture(scope="session")

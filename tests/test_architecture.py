@@ -1,8 +1,9 @@
 """The layers read bottom-up, checked from the source so they stay that way.
 
-core -> config -> stages (sources, inference, tracking, identities, publishing) -> pipeline ->
-metrics -> app (app, check, benchmarks) -> cli. A module may import its own layer or lower ones;
-there are no import cycles, lazy imports inside functions included.
+core -> config -> stages (sources, inference, tracking, identities, analytics, publishing,
+recording) -> pipeline -> metrics -> control -> app (app, check, benchmarks) -> cli. A module may
+import its own layer or lower ones; there are no import cycles, lazy imports inside functions
+included.
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ LAYERS: dict[str, int] = {
     "inference": 2,
     "tracking": 2,
     "identities": 2,
+    "analytics": 2,
     "publishing": 2,
+    "recording": 2,
     "pipeline": 3,
     "metrics": 4,
-    "app": 5,
-    "check": 5,
-    "benchmarks": 5,
-    "cli": 6,
+    "control": 5,
+    "app": 6,
+    "check": 6,
+    "benchmarks": 6,
+    "cli": 7,
 }
 
 
@@ -79,7 +83,9 @@ def test_no_module_imports_a_higher_layer() -> None:
     assert not uphill, "imports running uphill:\n" + "\n".join(sorted(uphill))
 
 
-@pytest.mark.parametrize("stage", ["sources", "inference", "tracking", "identities", "publishing"])
+@pytest.mark.parametrize(
+    "stage", ["sources", "inference", "tracking", "identities", "analytics", "publishing", "recording"]
+)
 def test_stages_never_import_the_pipeline_metrics_app_or_cli(stage: str) -> None:
     forbidden = ("pipeline", "metrics", "app", "check", "benchmarks", "cli")
     bad = [

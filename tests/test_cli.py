@@ -45,6 +45,7 @@ def test_check_reports_each_camera_and_fails_when_one_is_dead(tmp_path: Path, sa
     lines = {line.split()[1]: line for line in result.stdout.splitlines() if line.startswith("  camera")}
     assert result.returncode == 1, result.stdout + result.stderr
     assert " ok " in lines["street"] and "768x576 h264" in lines["street"]
+    assert lines["street"].endswith("motion gating off"), "files are not gated by default"
     assert " FAIL " in lines["gate"] and "ConnectionRefused" in lines["gate"]
     assert " skip " in lines["spare"]
     assert "hunter2" not in result.stdout + result.stderr

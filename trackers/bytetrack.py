@@ -5,7 +5,10 @@ high-score detections, still-unmatched tracked tracks against low-score ones, te
 new tracks, expiry of lost tracks, duplicate removal. Deliberate differences: ids are numbered
 when a track is confirmed (no gaps left by one-frame false positives) and per instance; a lost
 track expires exactly `max_frames_lost` frames after it was last seen (the reference, by the
-order of its list updates, keeps it matchable one frame longer); IoU uses continuous
+order of its list updates, keeps it matchable one frame longer), and that buffer counts time:
+a caller that skipped frames (motion gating, a frame-rate cap) says how many frames' time passed
+(`elapsed_frames`), the states are predicted that many steps and the frame count advances by it;
+IoU uses continuous
 coordinates (no +1 pixel); detection-score thresholds are inclusive (a score equal to
 `track_high_thresh`, `track_low_thresh` or `new_track_thresh` passes it), where the reference
 compares with a strict `>`.
@@ -111,7 +114,7 @@ class ByteTrack:
 
     @property
     def frame_id(self) -> int:
-        """Number of frames processed since creation or the last reset."""
+        """Frames of time since creation or the last reset: one per update, plus skipped ones."""
         return self._frame_id
 
     @property
@@ -119,17 +122,28 @@ class ByteTrack:
         """Confirmed tracks currently held, tracked or lost."""
         return sum(track.confirmed for track in self._tracked) + len(self._lost)
 
-    def update(self, xyxy: npt.ArrayLike, scores: npt.ArrayLike) -> TrackerOutput:
-        """Consume one frame's detections: (N, 4) corner boxes and (N,) scores."""
+    def update(
+        self, xyxy: npt.ArrayLike, scores: npt.ArrayLike, *, elapsed_frames: int = 1
+    ) -> TrackerOutput:
+        """Consume one frame's detections: (N, 4) corner boxes and (N,) scores.
+
+        `elapsed_frames` is the time since the previous update, in frames of `frame_rate`
+        (1 when no frame was skipped); lost tracks expire by it, not by the number of updates.
+        """
+        if elapsed_frames < 1:
+            raise ValueError(f"elapsed_frames must be >= 1, got {elapsed_frames}")
         s = self.settings
         frame = _validated(xyxy, scores)
         usable = _usable_rows(frame, s.track_low_thresh)
         high = usable[frame.scores[usable] >= s.track_high_thresh]
         low = usable[frame.scores[usable] < s.track_high_thresh]
-        self._frame_id += 1
+        # The first frame is frame 1 whatever time passed before it.
+        self._frame_id += elapsed_frames if self._frame_id else 1
         unconfirmed = [track for track in self._tracked if not track.confirmed]
         pool = [track for track in self._tracked if track.confirmed] + self._lost
-        self._predict(pool)
+        # Beyond the buffer every lost track expires anyway: no need to predict further.
+        for _step in range(min(elapsed_frames, s.max_frames_lost + 1)):
+            self._predict(pool)
 
         # First association: every confirmed track (tracked or lost) against high scores.
         first = linear_assignment(frame.cost(pool, high, s.fuse_score), s.match_thresh)

@@ -310,7 +310,7 @@ async def main(args: argparse.Namespace) -> int:
     clip = args.clip or DEFAULT_CLIP
     camera_counts = [int(n) for n in str(args.cameras).split(",") if n]
     sections = set(str(args.sections).split(","))
-    unknown = sections - {"detector", "identities", "publishing", "fairness"}
+    unknown = sections - {"detector", "identities", "publishing", "zones", "gating", "fairness"}
     if unknown:
         print(f"error: --sections: unknown {', '.join(sorted(unknown))}")
         return 2
@@ -346,6 +346,18 @@ async def main(args: argparse.Namespace) -> int:
         )
         print("\n".join(identities.lines()))
         results["identities"] = asdict(identities)
+    if "zones" in sections:
+        from streamer.benchmarks.zones import as_dict
+        from streamer.benchmarks.zones import run_benchmark as zones_benchmark
+
+        print(f"zones and lines, cost per frame at {max(camera_counts)} cameras (no model):")
+        zones = await zones_benchmark(cameras=max(camera_counts))
+        print("\n".join(zones.lines()))
+        results["zones"] = as_dict(zones)
+    if "gating" in sections:
+        from streamer.benchmarks.gating import run_benchmark as gating_benchmark
+
+        results["gating"] = await gating_benchmark(args, clip)
     if args.output:
         Path(args.output).write_text(json.dumps(results, indent=2, default=str))
     return 0

@@ -1,4 +1,4 @@
-"""`streamer` command line: run, check, models, bench, stats, faces; one module per command group."""
+"""`streamer` command line: run, check, models, bench, stats, faces, cameras; one module per command group."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 # Kalman solves; measured at 8 cameras, that spinning was 42% of the service's CPU.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+from streamer.cli.cameras import add_cameras_parser
 from streamer.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -29,10 +30,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from streamer.app import Service
 
     config = load_config_or_exit(args.config)
-    service = Service(config)
+    service = Service(config, config_path=Path(args.config))
 
     async def serve() -> int:
-        await run_until_signal(service.start, service.wait, service.stop)
+        await run_until_signal(service.start, service.wait, service.stop, reload=service.reload)
         return EXIT_OK
 
     try:
@@ -107,8 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--soak", type=float, default=0.0, help="extra soak run at max cameras, s")
     bench.add_argument("--output", type=Path, help="also write the results as JSON here")
     bench.add_argument(
-        "--sections", default="detector,publishing,identities",
-        help="what to measure: detector, publishing, identities, fairness (not by default)",
+        "--sections",
+        default="detector,publishing,identities",
+        help="what to measure: detector, publishing, identities, gating (motion-gated detection), "
+        "fairness (sharing under overload)",
     )
     bench.add_argument("--mqtt", default="127.0.0.1:1883", help="MQTT broker for the sink runs")
     bench.add_argument("--redis", default="127.0.0.1:6379", help="Redis for the sink runs")
@@ -124,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_stats_arguments(stats)
     stats.set_defaults(handler=cmd_stats)
     add_faces_parser(commands)
+    add_cameras_parser(commands)
     return parser
 
 

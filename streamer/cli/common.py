@@ -51,12 +51,14 @@ async def run_until_signal(
     stop: Callable[[], Awaitable[None]],
     *,
     stop_limit_s: float = STOP_LIMIT_S,
+    reload: Callable[[], Awaitable[Any]] | None = None,
 ) -> None:
     """Start, then stop cleanly on SIGINT/SIGTERM or when `wait` returns by itself.
 
     The first signal counts at any moment: start() may wait minutes for Triton, so it runs as a
     task that the signal cancels (raising StartupInterrupted after the stop); later signals are
     only logged. stop() runs exactly once whatever happened, bounded by `stop_limit_s`.
+    SIGHUP runs `reload` (one at a time, once started); without it SIGHUP is only logged.
     """
     loop = asyncio.get_running_loop()
     received: list[signal.Signals] = []
@@ -70,10 +72,23 @@ async def run_until_signal(
         log.info("stopping (%s)", sig.name)
         stop_requested.set()
 
+    reloads: set[asyncio.Task[Any]] = set()
+    started = False
+
+    def on_hangup() -> None:
+        if reload is None or not started or received:
+            log.info("SIGHUP: %s", "nothing to reload" if reload is None else "not running; ignored")
+            return
+        log.info("SIGHUP: reloading the configuration")
+        task = asyncio.ensure_future(_logged(reload))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
     for sig in STOP_SIGNALS:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, on_signal, sig)
-    started = False
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
     waiter: asyncio.Future[None] | None = None
     try:
         started = await _start_unless_stopped(start, stop_requested, stop_limit_s)
@@ -81,10 +96,13 @@ async def run_until_signal(
             waiter = asyncio.ensure_future(wait())
             await _until_done_or_set(waiter, stop_requested)
     finally:
+        for task in list(reloads):
+            task.cancel()
+        await asyncio.gather(*reloads, return_exceptions=True)
         try:
             await _bounded(stop, stop_limit_s)
         finally:
-            for sig in STOP_SIGNALS:
+            for sig in (*STOP_SIGNALS, signal.SIGHUP):
                 with contextlib.suppress(NotImplementedError):
                     loop.remove_signal_handler(sig)
             if waiter is not None:
@@ -97,6 +115,16 @@ async def run_until_signal(
             file=sys.stderr,
         )
         raise StartupInterrupted(received[0])
+
+
+async def _logged(action: Callable[[], Awaitable[Any]]) -> None:
+    """A reload that fails is logged; the service goes on as it was."""
+    try:
+        await action()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("reload failed")
 
 
 async def _until_done_or_set(task: asyncio.Future[None], event: asyncio.Event) -> None:

@@ -67,6 +67,8 @@ def format_state(state: dict[str, Any]) -> str:
             _number(c["tracks"]),
             _number(c["dropped"]),
             _number(c["skipped"]),
+            _number(c.get("gated")) if c.get("motion_gated") else "-",
+            f"{c['motion_area'] * 100:.1f}%" if c.get("motion_gated") else "-",
             _number(c["reconnects"]),
             f"{c['quality'] * 100:.0f}%",
         ]
@@ -74,7 +76,7 @@ def format_state(state: dict[str, Any]) -> str:
     ]
     lines = _table(
         ["CAMERA", "STATUS", "FPS", "DECODED", "LATENCY_MS", "TRACKS", "DROPPED", "SKIPPED",
-         "RECONNECTS", "QUALITY"],
+         "GATED", "MOTION", "RECONNECTS", "QUALITY"],
         cameras,
         left=2,
     )

@@ -5,6 +5,7 @@ with file/line/key-path errors, `reference` writes the generated documentation. 
 import their section from here; nothing here imports a stage.
 """
 
+from streamer.config.analytics import AnalyticsConfig, LineConfig, ZoneConfig
 from streamer.config.base import BackoffConfig, Section
 from streamer.config.cameras import CAMERA_NAME_PATTERN, STREAM_SCHEMES, CameraConfig, ReconnectConfig
 from streamer.config.detector import DetectorConfig
@@ -15,8 +16,16 @@ from streamer.config.identities import (
     IdentitiesConfig,
     ReidConfig,
 )
-from streamer.config.loader import ConfigError, format_loc, load_config, parse_config
-from streamer.config.metrics import DashboardConfig, MetricsConfig
+from streamer.config.loader import (
+    ConfigError,
+    format_loc,
+    load_config,
+    parse_config,
+    resolve_relative_paths,
+    validate_data,
+)
+from streamer.config.metrics import CameraApiConfig, DashboardConfig, MetricsConfig
+from streamer.config.motion import MotionConfig
 from streamer.config.publishing import (
     BrokerSinkConfig,
     DeliveryConfig,
@@ -28,13 +37,17 @@ from streamer.config.publishing import (
 )
 from streamer.config.root import StreamerConfig
 from streamer.config.serving import InferenceConfig, TritonConfig
+from streamer.config.snapshots import ALL_SNAPSHOT_EVENTS, SnapshotEventType, SnapshotsConfig
 from streamer.config.tracker import TrackerConfig
 
 __all__ = [
+    "ALL_SNAPSHOT_EVENTS",
     "CAMERA_NAME_PATTERN",
     "STREAM_SCHEMES",
+    "AnalyticsConfig",
     "BackoffConfig",
     "BrokerSinkConfig",
+    "CameraApiConfig",
     "CameraConfig",
     "ConfigError",
     "DashboardConfig",
@@ -46,18 +59,25 @@ __all__ = [
     "IdentitiesConfig",
     "InferenceConfig",
     "JsonlSinkConfig",
+    "LineConfig",
     "MetricsConfig",
+    "MotionConfig",
     "MqttSinkConfig",
     "PublishingConfig",
     "ReconnectConfig",
     "RedisSinkConfig",
     "ReidConfig",
     "Section",
+    "SnapshotEventType",
+    "SnapshotsConfig",
     "StreamerConfig",
     "TlsConfig",
     "TrackerConfig",
     "TritonConfig",
+    "ZoneConfig",
     "format_loc",
     "load_config",
     "parse_config",
+    "resolve_relative_paths",
+    "validate_data",
 ]

@@ -13,12 +13,30 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
+MAX_DELAY_S = 86400.0  # a day: longer waits overflow the platform's timers, and help nobody
+
+
 class BackoffConfig(Section):
     """Capped exponential backoff between attempts (cameras reconnecting, brokers connecting)."""
 
-    initial_delay_s: float = Field(0.5, gt=0, description="Delay before the first reconnect attempt.")
-    max_delay_s: float = Field(30.0, gt=0, description="Cap on the exponential reconnect delay.")
-    multiplier: float = Field(2.0, ge=1, description="Growth of the delay after each failed attempt.")
+    initial_delay_s: float = Field(
+        0.5, gt=0, le=MAX_DELAY_S, description="Delay before the first reconnect attempt."
+    )
+    max_delay_s: float = Field(
+        30.0, gt=0, le=MAX_DELAY_S, description="Cap on the exponential reconnect delay."
+    )
+    multiplier: float = Field(
+        2.0, ge=1, le=100, description="Growth of the delay after each failed attempt."
+    )
+
+
+class LocatedError(ValueError):
+    """A validation error about one key below the model that raised it: `loc` is relative to it,
+    so the loader names the exact key (the second of two duplicate names, say)."""
+
+    def __init__(self, message: str, loc: tuple[str | int, ...]) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 def on_off(value: Any) -> Any:

@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from streamer.config.base import BackoffConfig, Section
+from streamer.config.analytics import LineConfig, ZoneConfig
+from streamer.config.base import MAX_DELAY_S, BackoffConfig, LocatedError, Section
+from streamer.config.motion import MotionConfig
 
 CAMERA_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "srt")
@@ -21,9 +23,14 @@ ENCODE_HINT = (
 class ReconnectConfig(BackoffConfig):
     """A camera's reconnect backoff; a connection that delivered long enough starts it over."""
 
-    initial_delay_s: float = Field(1.0, gt=0, description="Delay before the first reconnect attempt.")
+    initial_delay_s: float = Field(
+        1.0, gt=0, le=MAX_DELAY_S, description="Delay before the first reconnect attempt."
+    )
     healthy_after_s: float = Field(
-        10.0, gt=0, description="A connection that delivered frames this long resets the backoff."
+        10.0,
+        gt=0,
+        le=MAX_DELAY_S,
+        description="A connection that delivered frames this long resets the backoff.",
     )
 
 
@@ -66,13 +73,39 @@ class CameraConfig(Section):
         "the pipeline cannot keep up with, like a live camera (demos); 'fast' decodes as fast "
         "as the pipeline consumes, without drops (benchmarks, batch processing).",
     )
-    open_timeout_s: float = Field(10.0, gt=0, description="Give up opening the stream after this.")
+    open_timeout_s: float = Field(
+        10.0, gt=0, le=MAX_DELAY_S, description="Give up opening the stream after this."
+    )
     read_timeout_s: float = Field(
-        5.0, gt=0, description="A stream that delivers nothing for this long is reconnected."
+        5.0, gt=0, le=MAX_DELAY_S, description="A stream that delivers nothing for this long is reconnected."
     )
     reconnect: ReconnectConfig = Field(
         default_factory=ReconnectConfig, description="Backoff between reconnect attempts."
     )
+    motion: MotionConfig = Field(
+        default_factory=MotionConfig,
+        description="Motion-gated detection: frames without motion skip the detector.",
+    )
+    zones: list[ZoneConfig] = Field(
+        default_factory=list,
+        description="Polygons where entering, leaving and loitering are reported, and occupancy kept.",
+    )
+    lines: list[LineConfig] = Field(
+        default_factory=list, description="Lines whose crossings are reported and counted by direction."
+    )
+
+    @model_validator(mode="after")
+    def _unique_zone_and_line_names(self) -> CameraConfig:
+        for kind, names in (("zones", [z.name for z in self.zones]), ("lines", [x.name for x in self.lines])):
+            first: dict[str, int] = {}
+            for index, name in enumerate(names):
+                if name in first:
+                    raise LocatedError(
+                        f"duplicate {kind[:-1]} name '{name}' in camera '{self.name}' (first used "
+                        f"at {kind}[{first[name]}])", (kind, index, "name"),
+                    )
+                first[name] = index
+        return self
 
     @field_validator("url")
     @classmethod
@@ -95,6 +128,11 @@ class CameraConfig(Section):
                 "file:// or a file path)"
             )
         return url
+
+    @property
+    def motion_gated(self) -> bool:
+        """Whether frames without motion skip detection (default: live streams yes, files no)."""
+        return self.motion.enabled if self.motion.enabled is not None else not self.is_file
 
     @property
     def is_file(self) -> bool:

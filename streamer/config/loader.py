@@ -10,13 +10,15 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from streamer.config.root import DuplicateCameraName, StreamerConfig
+from streamer.config.base import LocatedError
+from streamer.config.root import StreamerConfig
 from streamer.core.redaction import scrub
 
 
@@ -205,12 +207,26 @@ def parse_config(
                 return f"{source}:{lines[loc[:end]]}"
         return source
 
+    return _validate(raw, env, line_of)
+
+
+def validate_data(raw: Any, env: dict[str, str] | None = None) -> StreamerConfig:
+    """Validate already-parsed data (e.g. the file with an API change applied) the same way as a
+    file, `${ENV}` included; ConfigError lines are `key.path: message`, without file and line."""
+    return _validate(raw, dict(os.environ) if env is None else env, None)
+
+
+def _validate(
+    raw: Any, env: dict[str, str], line_of: Callable[[Loc], str] | None
+) -> StreamerConfig:
+    def line(loc: Loc, message: str) -> str:
+        prefix = f"{line_of(loc)}: " if line_of is not None else ""
+        return f"{prefix}{format_loc(loc)}: {message}"
+
     interpolation = Interpolation(env)
     data = interpolation.apply(raw)
     if interpolation.problems:
-        raise ConfigError(
-            [f"{line_of(loc)}: {format_loc(loc)}: {problem}" for loc, problem in interpolation.problems]
-        )
+        raise ConfigError([line(loc, problem) for loc, problem in interpolation.problems])
     try:
         return StreamerConfig.model_validate(data)
     except ValidationError as exc:
@@ -220,13 +236,13 @@ def parse_config(
             inner = context.get("error")
             hidden = interpolation.hidden(tuple(error["loc"]))
             loc, message = _describe(error, show_input=not hidden)
-            if isinstance(inner, DuplicateCameraName):
-                loc = inner.loc
+            if isinstance(inner, LocatedError):
+                loc = (*tuple(error["loc"]), *inner.loc)
                 hidden += interpolation.hidden(loc)
             if message == "unknown key":
                 message += _suggest(loc)
             message = scrub(message, hidden) or ""
-            problems.append(f"{line_of(loc)}: {format_loc(loc)}: {message}")
+            problems.append(line(loc, message))
         raise ConfigError(problems) from None
 
 
@@ -240,8 +256,13 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> Streamer
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read config file: {exc.strerror}"]) from None
     config = parse_config(text, str(path), env)
-    base = path.resolve().parent
-    # Paths the operator wrote are relative to the file; defaults stay the project's own.
+    resolve_relative_paths(config, path)
+    return config
+
+
+def resolve_relative_paths(config: StreamerConfig, path: str | Path) -> None:
+    """Paths the operator wrote are relative to the file's folder; defaults stay the project's own."""
+    base = Path(path).resolve().parent
     repository = config.triton.model_repository
     if "model_repository" in config.triton.model_fields_set and not repository.is_absolute():
         config.triton.model_repository = Path(os.path.normpath(base / repository))
@@ -251,4 +272,3 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> Streamer
     for camera in config.cameras:
         if camera.is_file and not camera.file_path.is_absolute():
             camera.url = os.path.normpath(base / camera.file_path)
-    return config

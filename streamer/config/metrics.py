@@ -66,6 +66,27 @@ class MetricsConfig(Section):
     )
 
 
+class CameraApiConfig(Section):
+    """The camera API (/api/cameras, /api/reload) and who may change cameras through it."""
+
+    enabled: bool = Field(
+        True,
+        description="Serve the camera API on the dashboard's server: reading needs what the "
+        "dashboard needs; changes need the token.",
+    )
+    allow_unauthenticated_loopback: bool = Field(
+        False,
+        description="With no dashboard.token, accept changes from loopback clients (127.0.0.1, "
+        "::1) anyway. Off: without a token every change is refused.",
+    )
+    store_secrets: bool = Field(
+        False,
+        description="Write a camera URL holding credentials, as sent through the API, into the "
+        "config file. Off: such a request is refused with 422; send the credentials as "
+        "${ENV_VAR} references (set in the service's environment) instead.",
+    )
+
+
 class DashboardConfig(Section):
     enabled: bool = Field(
         True,
@@ -113,6 +134,10 @@ class DashboardConfig(Section):
     )
     shutdown_timeout_s: float = Field(
         2.0, gt=0, description="Open connections are closed after this long when stopping."
+    )
+    api: CameraApiConfig = Field(
+        default_factory=CameraApiConfig,
+        description="Cameras at runtime: the REST API, reload and who may change cameras.",
     )
 
     @field_validator("allowed_hosts")

@@ -147,6 +147,13 @@ class MqttSinkConfig(BrokerSinkConfig):
         "float16",
         description="Precision of embeddings in identity messages (base64, little-endian).",
     )
+    camera_control: bool = Field(
+        False,
+        description="Frigate-style switches: ON/OFF on {prefix}/{camera}/enabled/set enables or "
+        "disables the camera (written to the config file, like an API change) and the state is "
+        "kept retained on {prefix}/{camera}/enabled. Anyone allowed to publish there can switch "
+        "cameras: restrict it in the broker's ACL.",
+    )
 
     _protocol_text = field_validator("protocol", mode="before")(_protocol_as_text)
 

@@ -7,13 +7,15 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from streamer.config.base import Section
+from streamer.config.analytics import AnalyticsConfig
+from streamer.config.base import LocatedError, Section
 from streamer.config.cameras import CameraConfig
 from streamer.config.detector import DetectorConfig
 from streamer.config.identities import FacesConfig, IdentitiesConfig, ReidConfig
 from streamer.config.metrics import DashboardConfig, MetricsConfig
 from streamer.config.publishing import PublishingConfig
 from streamer.config.serving import InferenceConfig, TritonConfig
+from streamer.config.snapshots import SnapshotsConfig
 from streamer.config.tracker import TrackerConfig
 
 
@@ -39,6 +41,13 @@ class StreamerConfig(Section):
     identities: IdentitiesConfig = Field(
         default_factory=IdentitiesConfig, description="Enrolled faces, cross-camera identities."
     )
+    analytics: AnalyticsConfig = Field(
+        default_factory=AnalyticsConfig, description="Zones and lines (drawn per camera)."
+    )
+    snapshots: SnapshotsConfig = Field(
+        default_factory=SnapshotsConfig,
+        description="Event pictures (best view, annotated frame) and the events index.",
+    )
     cameras: Annotated[list[CameraConfig], Field(min_length=1)] = Field(
         description="The cameras to process."
     )
@@ -57,9 +66,10 @@ class StreamerConfig(Section):
         return [camera for camera in self.cameras if camera.enabled]
 
 
-class DuplicateCameraName(ValueError):
+class DuplicateCameraName(LocatedError):
     """Raised inside validation; `loc` points the error at the second use of the name."""
 
     def __init__(self, name: str, index: int, first: int) -> None:
-        super().__init__(f"duplicate camera name '{name}' (first used at cameras[{first}])")
-        self.loc: tuple[str | int, ...] = ("cameras", index, "name")
+        super().__init__(
+            f"duplicate camera name '{name}' (first used at cameras[{first}])", ("cameras", index, "name")
+        )

@@ -60,6 +60,7 @@ class ZoneEvent:
     frame_index: int
     capture_ts: float
     dwell_s: float | None = None  # `zone_exit` and `loitering`: time in the zone so far
+    occupancy: int | None = None  # confirmed tracks in the zone after this event
     snapshot_id: str | None = None
     id: str = field(default_factory=new_id)
 
@@ -74,6 +75,8 @@ class ZoneEvent:
         }
         if self.dwell_s is not None:
             payload["dwell_s"] = self.dwell_s
+        if self.occupancy is not None:
+            payload["occupancy"] = self.occupancy
         return with_snapshot(payload, self.snapshot_id)
 
 
@@ -88,6 +91,8 @@ class LineCrossEvent:
     track_id: int
     frame_index: int
     capture_ts: float
+    # Crossings of this line per direction since the camera started, this one included.
+    counts: dict[str, int] | None = None
     snapshot_id: str | None = None
     id: str = field(default_factory=new_id)
 
@@ -101,6 +106,8 @@ class LineCrossEvent:
             "frame_index": self.frame_index,
             "capture_ts": self.capture_ts,
         }
+        if self.counts is not None:
+            payload["counts"] = dict(self.counts)
         return with_snapshot(payload, self.snapshot_id)
 
 

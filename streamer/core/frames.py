@@ -126,3 +126,5 @@ class FrameResult:
     events: list[Event] = field(default_factory=list)
     image: np.ndarray | None = None  # kept only when a consumer (dashboard snapshot) asked for it
     id: str = field(default_factory=new_id)  # the frame message's id, the same in every sink
+    # False: the motion gate left the frame out of detection; `tracks` are the last ones, carried
+    detected: bool = True

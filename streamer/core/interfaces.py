@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 from streamer.core.detections import Detections
-from streamer.core.events import TrackEvent
+from streamer.core.events import Event, TrackEvent
 from streamer.core.frames import Frame, FrameResult
 
 
@@ -40,6 +40,18 @@ class FrameStage(Protocol):
     async def process(self, frame: Frame, result: FrameResult, tracks: TrackBook) -> None: ...
 
     def forget_camera(self, camera: str) -> None: ...
+
+
+@runtime_checkable
+class FinishingStage(Protocol):
+    """A stage that also sees the `end` events of a stopping camera (no frame), and must stop.
+
+    `finish_events` may return them changed (a snapshot id); `stop` runs after every camera ended.
+    """
+
+    def finish_events(self, camera: str, events: list[Event]) -> list[Event]: ...
+
+    async def stop(self) -> None: ...
 
 
 class FrameSource(Protocol):

@@ -54,8 +54,13 @@ class CameraStats:
     last_error: str | None = None
     last_decoded_monotonic: float | None = None
     last_handed_monotonic: float | None = None  # a frame last handed to the pipeline
+    # motion gating (the camera's thread measures motion; the camera loop counts gated frames)
+    motion_gated: bool = False  # whether this camera skips detection on frames without motion
+    motion_frames: int = 0  # frames in which motion was found
+    motion_area: float = 0.0  # the latest frame's moving share of the picture (0-1)
+    gated: int = 0  # frames published without detection: no motion, tracks carried over
     # processing (the camera loop)
-    processed: int = 0
+    processed: int = 0  # frames published: detected, or carried over by motion gating
     inference_errors: int = 0
     processing_restarts: int = 0
     last_latency_s: float = 0.0
@@ -121,3 +126,16 @@ class StatsRegistry:
 
     def server(self) -> ServerStats | None:
         return next(iter(self.read("server").values()), None)
+
+
+@dataclass
+class AnalyticsStats:
+    """Zones and lines of every camera: occupancy now, events and crossings counted since start.
+
+    Keys are (camera, zone), (camera, zone, event type) and (camera, line, direction); the stage
+    fills every configured key with 0 at start, so a quiet zone shows 0 rather than nothing.
+    """
+
+    occupancy: dict[tuple[str, str], int] = field(default_factory=dict)
+    zone_events: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    line_crossings: dict[tuple[str, str, str], int] = field(default_factory=dict)

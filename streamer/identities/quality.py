@@ -90,6 +90,34 @@ def person_quality(
     return float(tracks.confidence[row]) * size * (1.0 if inside else CUT_OFF_FACTOR) * unoccluded
 
 
+def person_qualities(tracks: Detections, width: int, height: int, settings: ReidConfig) -> np.ndarray:
+    """`person_quality` of every row at once (the snapshot stage scores every track every frame)."""
+    boxes = tracks.xyxy.astype(np.float64)
+    if len(boxes) == 0:
+        return np.zeros(0)
+    heights = boxes[:, 3] - boxes[:, 1]
+    size = np.minimum(1.0, heights / settings.good_height_px)
+    margin = settings.edge_margin_px
+    inside = (
+        (boxes[:, 0] >= margin)
+        & (boxes[:, 1] >= margin)
+        & (boxes[:, 2] <= width - margin)
+        & (boxes[:, 3] <= height - margin)
+    )
+    left = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+    top = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    right = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
+    bottom = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+    inter = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
+    np.fill_diagonal(inter, 0.0)
+    areas = np.maximum((boxes[:, 2] - boxes[:, 0]) * heights, EPSILON)
+    unoccluded = 1.0 - inter.max(axis=1) / areas
+    quality = (
+        tracks.confidence.astype(np.float64) * size * np.where(inside, 1.0, CUT_OFF_FACTOR) * unoccluded
+    )
+    return np.where(heights < settings.min_height_px, 0.0, quality)
+
+
 def link_faces(faces: Detections, tracks: Detections, head_fraction: float) -> np.ndarray:
     """For each face, the row of the track it belongs to, or NO_TRACK; at most one face per track.
 

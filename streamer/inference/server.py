@@ -117,6 +117,16 @@ class EmbeddedTritonServer:
         """The exit code once the process has ended (killed, crashed); None while it runs."""
         return self._process.returncode if self._process is not None else None
 
+    async def exited(self, within_s: float) -> int | None:
+        """The exit code if the process ends within `within_s` (None: still running), so that a
+        failed health check right after a kill names the exit, not the refused connection."""
+        if self._process is None:
+            return None
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._process.wait()), within_s)
+        except TimeoutError:
+            return None
+
     @property
     def grpc_url(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"

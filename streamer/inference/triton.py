@@ -24,6 +24,9 @@ from streamer.inference.server import EmbeddedTritonServer
 
 log = logging.getLogger(__name__)
 
+# A refused health check right after the embedded server died: the exit is reaped moments later.
+EXIT_REAP_WAIT_S = 2.0
+
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 EXTERNAL_READY_POLL_S = 0.5
 HEALTH_TIMEOUT_MARGIN_S = 2.0
@@ -200,6 +203,10 @@ class TritonConnection:
                 if expected - known:
                     return "server restarted (it no longer knows this service's shared memory)"
         except Exception as exc:
+            if self.server is not None:
+                code = await self.server.exited(within_s=EXIT_REAP_WAIT_S)
+                if code is not None:
+                    return f"embedded tritonserver exited with code {code}"
             return f"unreachable: {_first_line(exc)}"
         return None
 

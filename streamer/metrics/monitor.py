@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector
 from streamer.config import MetricsConfig, StreamerConfig
 from streamer.core.frames import FrameResult
 from streamer.core.redaction import redact_url, scrub, url_secrets
-from streamer.core.stats import CameraState, StatsRegistry
+from streamer.core.stats import AnalyticsStats, CameraState, CameraStats, StatsRegistry
 from streamer.inference.statistics import TritonStatistics
 
 log = logging.getLogger(__name__)
@@ -131,20 +131,63 @@ class PipelineMonitor:
             registry=self.registry,
         )
         self.secrets = url_secrets(camera.url for camera in config.cameras)
+        self.history_points = history_points
         self.cameras: dict[str, CameraWatch] = {
-            camera.name: CameraWatch(
-                name=camera.name,
-                source=redact_url(camera.url),
-                window=SlidingWindow(settings.rate_window_s),
-                history_points=history_points,
-            )
+            camera.name: self._watch(camera.name, redact_url(camera.url))
             for camera in config.enabled_cameras
         }
+        self._seen: dict[str, CameraStats] = {}  # the stats object each camera registered last
+        self.on_camera_removed: list[Callable[[str], None]] = []
+        self.on_camera_added: list[Callable[[str], None]] = []
         self.models: dict[str, ModelWatch] = {}
         self.registry.register(_PipelineCollector(self))
         self._task: asyncio.Task[None] | None = None
         self._updated = asyncio.Event()
         self._last_triton_poll = -math.inf
+
+    def _watch(self, name: str, source: str) -> CameraWatch:
+        return CameraWatch(
+            name=name,
+            source=source,
+            window=SlidingWindow(self.settings.rate_window_s),
+            history_points=self.history_points,
+        )
+
+    # -- cameras that come and go -------------------------------------------------------------
+
+    def learn_secrets(self, urls: Iterable[str]) -> None:
+        """A camera added at runtime: its credentials are scrubbed from details too."""
+        self.secrets = sorted(set(self.secrets) | set(url_secrets(urls)), key=len, reverse=True)
+
+    def sync_cameras(self, pipeline_running: bool = False) -> None:
+        """Follow the registry: a newly registered camera gets a watch; one that registered a new
+        stats object (restarted with new settings) starts its figures over; one that was
+        registered and is gone is forgotten with all its Prometheus series. Before the pipeline
+        runs, configured cameras not registered yet show as connecting; once it runs
+        (`pipeline_running`, after a change at runtime) an unregistered camera is gone."""
+        registered = self.stats.cameras()
+        for name, stats in registered.items():
+            watch = self.cameras.get(name)
+            restarted = name in self._seen and self._seen[name] is not stats
+            if watch is None or restarted:
+                if watch is not None:
+                    self._forget(name)
+                self.cameras[name] = self._watch(name, stats.source)
+                for callback in self.on_camera_added:
+                    callback(name)
+            self._seen[name] = stats
+        for name in list(self.cameras):
+            if (name in self._seen or pipeline_running) and name not in registered:
+                self._seen.pop(name, None)
+                self._forget(name)
+                del self.cameras[name]
+                for callback in self.on_camera_removed:
+                    callback(name)
+
+    def _forget(self, name: str) -> None:
+        """Drop the camera's histogram series (the collector's series follow `self.cameras`)."""
+        self.latency.remove_by_labels({"camera": name})
+        self.stage_latency.remove_by_labels({"camera": name})
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -167,6 +210,10 @@ class PipelineMonitor:
     # -- per result ---------------------------------------------------------------------------
 
     def observe(self, result: FrameResult) -> None:
+        if result.camera not in self.cameras:
+            self.sync_cameras()  # a camera added at runtime, seen before the next sample
+            if result.camera not in self.cameras:
+                return  # one removed a moment ago: no series that would never go away
         # capture to publish: the result's latency plus handing it to every sink
         self.latency.labels(result.camera).observe(result.latency_s + result.timings.get("publish", 0.0))
         for stage, seconds in result.timings.items():
@@ -192,6 +239,7 @@ class PipelineMonitor:
     async def sample(self) -> None:
         """Refresh rates, status, quality and history; poll Triton when due; wake listeners."""
         now = time.monotonic()
+        self.sync_cameras()
         for watch in self.cameras.values():
             self._sample_camera(watch, now)
         self._sample_models(now)
@@ -299,6 +347,9 @@ class PipelineMonitor:
                     "processed": counters.processed if counters else 0,
                     "dropped": source.dropped if source else 0,
                     "skipped": source.skipped if source else 0,
+                    "motion_gated": source.motion_gated if source else False,
+                    "gated": source.gated if source else 0,
+                    "motion_area": round(source.motion_area, 4) if source else 0.0,
                     "reconnects": source.reconnects if source else 0,
                     "stream_errors": source.errors if source else 0,
                     "inference_errors": counters.inference_errors if counters else 0,
@@ -386,6 +437,7 @@ class _PipelineCollector(Collector):
         yield from self._server()
         yield from self._models()
         yield from self._stages()
+        yield from self._analytics()
         yield from self._sinks()
 
     def _server(self) -> Iterator[Metric]:
@@ -406,8 +458,9 @@ class _PipelineCollector(Collector):
         yield from (up, restarts)
 
     def _stages(self) -> Iterator[Metric]:
-        """Every counter a stage registers (e.g. identities: face detections, embeddings, events)."""
-        families: dict[str, CounterMetricFamily] = {}
+        """Every counter a stage registers (e.g. identities: face detections, embeddings, events);
+        fields with `metadata={"gauge": True}` are levels, exported as gauges."""
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
         for stage, counters in self.monitor.stats.read("stage").items():
             if not dataclasses.is_dataclass(counters):
                 continue
@@ -417,13 +470,40 @@ class _PipelineCollector(Collector):
                     continue
                 family = families.get(item.name)
                 if family is None:
-                    family = families[item.name] = CounterMetricFamily(
+                    kind = GaugeMetricFamily if item.metadata.get("gauge") else CounterMetricFamily
+                    family = families[item.name] = kind(
                         f"streamer_stage_{item.name}",
-                        f"Stage counter '{item.name.replace('_', ' ')}', per stage.",
+                        f"Stage {'gauge' if item.metadata.get('gauge') else 'counter'} "
+                        f"'{item.name.replace('_', ' ')}', per stage.",
                         labels=["stage"],
                     )
                 family.add_metric([stage], value)
         yield from families.values()
+
+    def _analytics(self) -> Iterator[Metric]:
+        """Zones and lines: occupancy now, zone events and line crossings since start."""
+        occupancy = GaugeMetricFamily(
+            "streamer_zone_occupancy", "Confirmed tracks in the zone now.", labels=["camera", "zone"]
+        )
+        zone_events = CounterMetricFamily(
+            "streamer_zone_events", "Zone events (zone_enter, zone_exit, loitering) reported.",
+            labels=["camera", "zone", "event"],
+        )
+        crossings = CounterMetricFamily(
+            "streamer_line_crossings", "Line crossings reported, per direction name.",
+            labels=["camera", "line", "direction"],
+        )
+        entries = self.monitor.stats.read("analytics").values()
+        for stats in entries:
+            if not isinstance(stats, AnalyticsStats):
+                continue
+            for (camera, zone), value in sorted(stats.occupancy.items()):
+                occupancy.add_metric([camera, zone], value)
+            for (camera, zone, kind), count in sorted(stats.zone_events.items()):
+                zone_events.add_metric([camera, zone, kind], count)
+            for (camera, line, direction), count in sorted(stats.line_crossings.items()):
+                crossings.add_metric([camera, line, direction], count)
+        yield from (occupancy, zone_events, crossings)
 
     def _cameras(self) -> Iterator[Metric]:
         monitor = self.monitor
@@ -437,7 +517,18 @@ class _PipelineCollector(Collector):
             return GaugeMetricFamily(f"streamer_camera_{name}", doc, labels=labels + (extra or []))
 
         decoded = counter("decoded_frames", "Frames decoded from the stream.")
-        processed = counter("processed_frames", "Frames that went through detection and tracking.")
+        processed = counter(
+            "processed_frames",
+            "Frames published: detected and tracked, or carried over by motion gating.",
+        )
+        gated = counter(
+            "gated_frames",
+            "Frames without motion that skipped detection (published with the last tracks).",
+        )
+        motion_frames = counter("motion_frames", "Frames in which the motion detector found motion.")
+        motion_area = gauge(
+            "motion_area_ratio", "Moving share of the unmasked picture in the latest frame (0-1)."
+        )
         skipped = counter("skipped_frames", "Frames left out by the camera's max_fps cap.")
         dropped = counter(
             "dropped_frames",
@@ -472,6 +563,10 @@ class _PipelineCollector(Collector):
                 processed.add_metric([name], source.processed)
                 skipped.add_metric([name], source.skipped)
                 dropped.add_metric([name], source.dropped)
+                if source.motion_gated:
+                    gated.add_metric([name], source.gated)
+                    motion_frames.add_metric([name], source.motion_frames)
+                    motion_area.add_metric([name], source.motion_area)
                 reconnects.add_metric([name], source.reconnects)
                 stream_errors.add_metric([name], source.errors)
                 inference_errors.add_metric([name], source.inference_errors)
@@ -485,8 +580,9 @@ class _PipelineCollector(Collector):
             tracks.add_metric([name], watch.tracks)
             info.add_metric([name, watch.source], 1.0)
         yield from (
-            decoded, processed, skipped, dropped, reconnects, stream_errors, inference_errors,
-            restarts, decoded_fps, processed_fps, quality, up, status, tracks, info,
+            decoded, processed, skipped, dropped, gated, motion_frames, motion_area, reconnects,
+            stream_errors, inference_errors, restarts, decoded_fps, processed_fps, quality, up,
+            status, tracks, info,
         )
 
     def _models(self) -> Iterator[Metric]:

@@ -115,7 +115,7 @@ class DashboardServer:
         app.router.add_get("/", self._index)
         app.router.add_get(STATIC_PREFIX + "{name}", self._static)
         app.router.add_get("/api/state", self._state)
-        app.router.add_get("/api/events", self._events)
+        app.router.add_get("/api/live", self._live)
         app.router.add_get("/api/snapshot/{camera}", self._snapshot)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get(HEALTH_PATH, self._healthz)
@@ -209,7 +209,7 @@ class DashboardServer:
     async def _state(self, _request: web.Request) -> web.Response:
         return web.json_response(self.state())
 
-    async def _events(self, request: web.Request) -> web.StreamResponse:
+    async def _live(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: the full state after every sample."""
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no", **SECURITY_HEADERS}

@@ -37,6 +37,8 @@ class MetricsService:
         self.snapshots = SnapshotStore(
             config.dashboard, [camera.name for camera in config.enabled_cameras]
         )
+        self.monitor.on_camera_added.append(self.snapshots.add_camera)
+        self.monitor.on_camera_removed.append(self.snapshots.forget_camera)
         self.server: DashboardServer | None = (
             DashboardServer(
                 self.monitor, self.snapshots, config.dashboard, config.metrics, routes=routes
@@ -55,6 +57,11 @@ class MetricsService:
             return
         self.monitor.observe(result)
         self.snapshots.observe(result)
+
+    def cameras_changed(self, urls: Sequence[str] = ()) -> None:
+        """Cameras were added or removed at runtime: learn new URLs' secrets, follow the registry."""
+        self.monitor.learn_secrets(urls)
+        self.monitor.sync_cameras(pipeline_running=True)
 
     def keep_images(self, camera: str) -> bool:
         return self.server is not None and self.snapshots.wants_image(camera)

@@ -118,6 +118,15 @@ class SnapshotStore:
         self._latest: dict[str, _Kept] = {}
         self._encode_lock = asyncio.Lock()
 
+    def add_camera(self, camera: str) -> None:
+        self.cameras.add(camera)
+
+    def forget_camera(self, camera: str) -> None:
+        """A removed (or restarted) camera: its image and watch times go with it."""
+        self.cameras.discard(camera)
+        for slot in (self._requested_at, self._kept_at, self._latest):
+            slot.pop(camera, None)
+
     def watching(self, camera: str) -> bool:
         requested = self._requested_at.get(camera)
         return requested is not None and time.monotonic() - requested <= self.settings.snapshot_watch_s

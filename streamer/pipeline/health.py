@@ -58,6 +58,11 @@ class CameraWatchdog:
         self._on_change = on_change
         self._secrets = secrets
 
+    def learn_secrets(self, secrets: list[str]) -> None:
+        """A camera added at runtime: its credentials are hidden from the start too."""
+        known = set(self._secrets)
+        self._secrets = sorted(known | set(secrets), key=len, reverse=True)
+
     def evaluate(self, stats: CameraStats, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         state, detail = derive_state(stats, self._server(), self._stall_after_s, now)

@@ -12,13 +12,13 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from streamer.config import BackoffConfig, CameraConfig, StreamerConfig
 from streamer.core.backoff import Backoff
 from streamer.core.events import CameraStatusEvent, Event
-from streamer.core.frames import FrameResult
-from streamer.core.interfaces import FrameStage
+from streamer.core.frames import Frame, FrameResult
+from streamer.core.interfaces import FinishingStage, FrameStage
 from streamer.core.redaction import redact_url, url_secrets
 from streamer.core.stats import CameraState, CameraStats, StatsRegistry
 from streamer.inference.detector import PersonDetector
@@ -29,6 +29,7 @@ from streamer.pipeline.health import CameraWatchdog
 from streamer.publishing.base import Sink
 from streamer.publishing.messages import AVAILABLE_DEGRADED, AVAILABLE_ONLINE
 from streamer.sources.camera import CameraSource
+from streamer.sources.motion import MotionGate, gated_prepare
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,14 @@ class PipelineFailed(RuntimeError):
 
 class ResultObserver(Protocol):
     def observe(self, result: FrameResult) -> None: ...
+
+
+@runtime_checkable
+class ConfiguredStage(Protocol):
+    """A stage with per-camera settings (zones, lines): told each camera's settings as it starts,
+    also when a camera is added or changed at runtime, so it never works from a stale copy."""
+
+    def configure_camera(self, camera: CameraConfig) -> None: ...
 
 
 @dataclass
@@ -64,6 +73,7 @@ class Pipeline:
         *,
         sinks: list[Sink] | None = None,
         stages: list[FrameStage] | None = None,
+        stay_when_empty: bool = False,
         observers: list[ResultObserver] | None = None,
         keep_images: Callable[[str], bool] | None = None,
         registry: StatsRegistry | None = None,
@@ -75,6 +85,7 @@ class Pipeline:
         self.stages = stages or []
         self.observers = observers or []
         self.keep_images = keep_images
+        self.stay_when_empty = stay_when_empty
         models = [config.detector.model, *(m for stage in self.stages for m in stage.models)]
         self.triton = TritonConnection(
             config, list(dict.fromkeys(models)), self.registry, on_fatal=self._fail
@@ -89,6 +100,9 @@ class Pipeline:
         )
         self._watch_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._started = False
+        self._managed = False  # cameras were added or removed at runtime
+        self._changed = asyncio.Event()  # the camera set changed, or the pipeline stops
         self._failed = asyncio.Event()
         self._failure: str | None = None
 
@@ -104,6 +118,9 @@ class Pipeline:
                 counters = getattr(stage, "counters", None)
                 if counters is not None:
                     self.registry.register("stage", stage.name, counters)
+                # Stats of other kinds a stage reports (zones: occupancy and crossings).
+                for kind, stats in getattr(stage, "registered_stats", {}).items():
+                    self.registry.register(kind, stage.name, stats)
             names: dict[str, int] = {}
             for sink in self.sinks:
                 await sink.start()
@@ -114,54 +131,120 @@ class Pipeline:
             await self.stop()
             raise
         for camera in self.config.enabled_cameras:
-            self.detector.model.weights[camera.name] = camera.weight
-            stats = CameraStats(camera.name, redact_url(camera.url))
-            self.registry.register("camera", camera.name, stats)
-            source = CameraSource(
-                camera,
-                prepare=self.detector.prepare,
-                # The extra stages (faces, ReID) read every frame's full-size picture; a stage
-                # that never does can say so with `needs_image = False`.
-                convert_in_thread=any(getattr(s, "needs_image", True) for s in self.stages),
-                on_status=self._source_changed,
-                stats=stats,
-            )
-            loop = CameraLoop(
-                camera,
-                source,
-                detector=self.detector,
-                stages=self.stages,
-                tracker_settings=self.config.tracker,
-                depth=max(1, round(self.config.inference.frames_in_flight_per_camera * camera.weight)),
-                stats=stats,
-                deliver=self._deliver,
-                deliver_events=self._deliver_events,
-                keep_images=self.keep_images,
-            )
-            runtime = CameraRuntime(config=camera, source=source, stats=stats, loop=loop)
-            self.cameras[camera.name] = runtime
-            source.start()
-            runtime.task = asyncio.create_task(self._run_camera(runtime), name=f"camera:{camera.name}")
+            self._start_camera(camera)
+        self._started = True
         self._watch_task = asyncio.create_task(self._watch_cameras(), name="pipeline:watchdog")
         log.info("pipeline started: %d cameras", len(self.cameras))
 
     async def wait(self) -> None:
-        """Return when every camera has finished (files without loop) or the pipeline stopped.
+        """Return when every camera has finished on its own (files without loop) or the pipeline
+        stopped; cameras added or removed meanwhile count, so this follows runtime changes.
 
+        An empty camera set returns at once only in a pipeline that was never changed and is not
+        told to `stay_when_empty` (a service whose cameras come and go over its API waits for them).
         Raises PipelineFailed when something the service cannot do without (the inference
         server) is gone for good, so that the process exits non-zero and gets restarted.
         """
-        tasks = [r.task for r in self.cameras.values() if r.task is not None]
-        if tasks:
+        while self._failure is None and not self._stopping:
+            tasks = [r.task for r in self.cameras.values() if r.task is not None]
+            running = [task for task in tasks if not task.done()]
+            if tasks and not running:
+                break
+            if not tasks and not (self.stay_when_empty or self._managed):
+                break
+            self._changed.clear()
             failed = asyncio.ensure_future(self._failed.wait())
-            finished = asyncio.gather(*tasks, return_exceptions=True)
-            waiting: set[asyncio.Future[Any]] = {failed, finished}
+            changed = asyncio.ensure_future(self._changed.wait())
+            waiting: set[asyncio.Future[Any]] = {failed, changed, *running}
             try:
                 await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 failed.cancel()
+                changed.cancel()
         if self._failure is not None:
             raise PipelineFailed(self._failure)
+
+    # -- cameras at runtime ---------------------------------------------------------------------
+
+    def _start_camera(self, camera: CameraConfig) -> CameraRuntime:
+        assert self.detector is not None, "start() first"
+        for stage in self.stages:
+            if isinstance(stage, ConfiguredStage):
+                stage.configure_camera(camera)
+        self.detector.model.weights[camera.name] = camera.weight
+        stats = CameraStats(camera.name, redact_url(camera.url))
+        self.registry.register("camera", camera.name, stats)
+        prepare: Callable[[Frame], None] = self.detector.prepare
+        gate: MotionGate | None = None
+        if camera.motion_gated:  # motion is measured in the camera's thread, before prepare
+            stats.motion_gated = True
+            gate = MotionGate(camera.motion, stats)
+            prepare = gated_prepare(gate, prepare)
+        source = CameraSource(
+            camera,
+            prepare=prepare,
+            # The extra stages (faces, ReID) read every frame's full-size picture; a stage
+            # that never does can say so with `needs_image = False`.
+            convert_in_thread=any(getattr(s, "needs_image", True) for s in self.stages),
+            on_status=self._source_changed,
+            stats=stats,
+        )
+        loop = CameraLoop(
+            camera,
+            source,
+            detector=self.detector,
+            stages=self.stages,
+            tracker_settings=self.config.tracker,
+            depth=max(1, round(self.config.inference.frames_in_flight_per_camera * camera.weight)),
+            stats=stats,
+            deliver=self._deliver,
+            deliver_events=self._deliver_events,
+            keep_images=self.keep_images,
+            on_tracks=gate.set_tracking if gate is not None else None,
+        )
+        runtime = CameraRuntime(config=camera, source=source, stats=stats, loop=loop)
+        self.cameras[camera.name] = runtime
+        source.start()
+        runtime.task = asyncio.create_task(self._run_camera(runtime), name=f"camera:{camera.name}")
+        return runtime
+
+    async def add_camera(self, camera: CameraConfig) -> None:
+        """Start one more camera (a disabled one is only remembered); others never notice."""
+        if not self._started or self._stopping:
+            raise RuntimeError("the pipeline is not running")
+        if camera.name in self.cameras:
+            raise ValueError(f"camera '{camera.name}' is already running")
+        self.watchdog.learn_secrets(url_secrets([camera.url]))
+        self._managed = True
+        if camera.enabled:
+            self._start_camera(camera)
+            log.info("camera %s added (%s)", camera.name, redact_url(camera.url))
+        self._changed.set()
+
+    async def remove_camera(self, name: str) -> bool:
+        """Stop one camera: its tracks end (`end` events), its decode thread stops, its stats go.
+
+        False when no such camera runs (unknown, or disabled)."""
+        runtime = self.cameras.pop(name, None)
+        self._managed = True
+        if runtime is None:
+            self._changed.set()
+            return False
+        await runtime.source.stop()
+        if runtime.task is not None:
+            if not runtime.task.done():
+                runtime.task.cancel()
+            await asyncio.gather(runtime.task, return_exceptions=True)
+        self.watchdog.evaluate(runtime.stats)  # publish `stopped` for this camera
+        self.registry.unregister("camera", name)
+        log.info("camera %s removed", name)
+        self._changed.set()
+        return True
+
+    async def update_camera(self, camera: CameraConfig) -> None:
+        """Restart one camera with new settings (remove, then add); `enabled: false` stops it."""
+        await self.remove_camera(camera.name)
+        await self.add_camera(camera)
 
     def _fail(self, message: str) -> None:
         self._failure = message
@@ -171,6 +254,7 @@ class Pipeline:
         if self._stopping:
             return
         self._stopping = True
+        self._changed.set()
         if self._watch_task is not None:
             self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -184,6 +268,12 @@ class Pipeline:
         )
         for runtime in self.cameras.values():
             self.watchdog.evaluate(runtime.stats)  # publish `stopped` before the sinks flush
+        for stage in self.stages:
+            if isinstance(stage, FinishingStage):
+                try:
+                    await stage.stop()
+                except Exception:
+                    log.exception("stage %s failed to stop cleanly", stage.name)
         for sink in self.sinks:
             try:
                 await sink.stop()

@@ -83,6 +83,7 @@ class CameraActivity:
     """What the stats message says about one camera, as seen by this sink."""
 
     frames: int = 0
+    gated: int = 0  # of `frames`, published without detection (motion gating)
     events: int = 0
     tracks: int = 0
     latency_ms: float = 0.0
@@ -96,6 +97,7 @@ class CameraActivity:
         return {
             "status": self.status,
             "frames": self.frames,
+            "gated": self.gated,
             "events": self.events,
             "fps": round(fps, 2),
             "tracks": self.tracks,
@@ -143,6 +145,7 @@ class BrokerSink(Sink):
         self._stop_nudge = asyncio.Event()
         self._stopping = False
         self._supervisor: asyncio.Task[None] | None = None
+        self._layout_announced = False
         self._last_stats_monotonic = time.monotonic()
 
     # -- what subclasses provide ------------------------------------------------------------
@@ -158,6 +161,9 @@ class BrokerSink(Sink):
     @abc.abstractmethod
     async def _announce_online(self) -> None:
         """Mark the service available (MQTT retained topic, Redis key)."""
+
+    async def _announce_layout(self) -> None:
+        """Once per run, on the first connection: the initial zone and line states; default none."""
 
     @abc.abstractmethod
     async def _announce_offline(self) -> None:
@@ -206,6 +212,7 @@ class BrokerSink(Sink):
     def publish_frame(self, result: FrameResult) -> None:
         activity = self._activity(result.camera)
         activity.frames += 1
+        activity.gated += not result.detected
         activity.tracks = len(result.tracks)
         activity.latency_ms = round(result.latency_s * MS_PER_S, 2)
         activity.last_capture_ts = result.capture_ts
@@ -351,6 +358,9 @@ class BrokerSink(Sink):
             self.connected = True
             try:
                 await self._announce_online()
+                if not self._layout_announced:  # before any buffered event, so never newer
+                    await self._announce_layout()
+                    self._layout_announced = True
                 self._dirty_statuses.update(self._statuses)
                 finished = await self._run_session()
                 if finished:

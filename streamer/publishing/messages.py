@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,10 @@ TRACK_EVENT_TYPES = ("new", "update", "end")
 IDENTITY_TYPE = "identity"
 CAMERA_STATUS_TYPE = "camera_status"
 STATS_TYPE = "stats"
+ZONE_EVENT_TYPES = ("zone_enter", "zone_exit", "loitering")
+LINE_CROSS_TYPE = "line_cross"
+ZONE_STATE_TYPE = "zone_state"
+LINE_STATE_TYPE = "line_state"
 AVAILABLE_ONLINE = "online"
 AVAILABLE_DEGRADED = "degraded"  # running, but frames are not processed (inference down)
 AVAILABLE_OFFLINE = "offline"
@@ -39,6 +44,10 @@ SCHEMA_FILES = {
     FRAME_TYPE: "frame.json",
     **{kind: "track_event.json" for kind in TRACK_EVENT_TYPES},
     IDENTITY_TYPE: "identity.json",
+    **{kind: "zone_event.json" for kind in ZONE_EVENT_TYPES},
+    LINE_CROSS_TYPE: "line_cross.json",
+    ZONE_STATE_TYPE: "zone_state.json",
+    LINE_STATE_TYPE: "line_state.json",
     CAMERA_STATUS_TYPE: "camera_status.json",
     STATS_TYPE: "stats.json",
     "availability": "availability.json",
@@ -113,6 +122,7 @@ def frame_message(result: FrameResult) -> dict[str, Any]:
         "latency_ms": round(result.latency_s * MS_PER_S, 2),
         "timings_ms": {k: round(v * MS_PER_S, 2) for k, v in result.timings.items()},
         "tracks": tracks_payload(result.tracks),
+        "detected": result.detected,
     }
     if result.faces is not None:
         message["faces"] = tracks_payload(result.faces)
@@ -147,6 +157,69 @@ def event_message(event: Event, embedding_dtype: str = "float16") -> dict[str, A
     if isinstance(event, IdentityEvent):
         message["embedding"] = encode_embedding(event.embedding, embedding_dtype)
     return message
+
+
+@dataclass(frozen=True)
+class AnalyticsLayout:
+    """The zones and lines of every camera, so a sink can say "nobody there yet" when the service
+    starts, instead of leaving a crashed run's retained occupancy in place."""
+
+    zones: dict[str, list[str]] = field(default_factory=dict)  # camera -> zone names
+    lines: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # camera -> line -> directions
+
+    def initial_states(self, ts: float) -> list[dict[str, Any]]:
+        """Occupancy 0 for every zone and no crossings yet for every line."""
+        states: list[dict[str, Any]] = []
+        for camera, zones in self.zones.items():
+            states += [_zone_state(camera, zone, 0, ts, None) for zone in zones]
+        for camera, lines in self.lines.items():
+            states += [
+                _line_state(camera, line, dict.fromkeys(directions, 0), ts, None)
+                for line, directions in lines.items()
+            ]
+        return states
+
+
+def _zone_state(camera: str, zone: str, occupancy: int, ts: float, event_id: str | None) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "type": ZONE_STATE_TYPE,
+        "camera": camera,
+        "zone": zone,
+        "occupancy": occupancy,
+        "ts": ts,
+        "event_id": event_id,
+    }
+
+
+def _line_state(
+    camera: str, line: str, counts: dict[str, int], ts: float, event_id: str | None
+) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "type": LINE_STATE_TYPE,
+        "camera": camera,
+        "line": line,
+        "counts": counts,
+        "ts": ts,
+        "event_id": event_id,
+    }
+
+
+def zone_state_message(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The zone's occupancy as a zone event's message leaves it (retained / stored as state)."""
+    if event.get("type") not in ZONE_EVENT_TYPES or event.get("occupancy") is None:
+        return None
+    return _zone_state(
+        event["camera"], event["zone"], event["occupancy"], event["capture_ts"], event["id"]
+    )
+
+
+def line_state_message(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The line's crossings per direction as a line_cross message leaves them."""
+    if event.get("type") != LINE_CROSS_TYPE or event.get("counts") is None:
+        return None
+    return _line_state(event["camera"], event["line"], event["counts"], event["capture_ts"], event["id"])
 
 
 def camera_status_message(status: CameraStatusEvent) -> dict[str, Any]:

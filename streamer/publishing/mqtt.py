@@ -7,6 +7,12 @@
     {prefix}/{camera}/tracks       QoS 0, one message per processed frame (schemas/frame.json)
     {prefix}/{camera}/events       QoS 1, track new/update/end with before/after (schemas/track_event.json)
     {prefix}/{camera}/identities   QoS 1, face / ReID embeddings (schemas/identity.json)
+    {prefix}/{camera}/zones/{zone} retained, QoS 1, occupancy, sent with each zone_enter/zone_exit
+                                   (schemas/zone_state.json); zone and line events go to .../events
+    {prefix}/{camera}/lines/{line} retained, QoS 1, crossings per direction since the camera
+                                   started, sent with each line_cross (schemas/line_state.json)
+    {prefix}/{camera}/enabled      retained, QoS 1, "ON" / "OFF" (with `camera_control`)
+    {prefix}/{camera}/enabled/set  subscribed: "ON" / "OFF" switches the camera (`camera_control`)
 
 QoS 1 events leave the buffer only after the broker's PUBACK, so an outage or broker restart loses
 none of them (within the buffer's bounds); they can arrive twice, hence the `id`.
@@ -26,10 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import ssl
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiomqtt
@@ -49,7 +57,15 @@ from streamer.publishing.broker import (
     spill_file_name,
 )
 from streamer.publishing.buffer import PendingEvent, PendingFrame
-from streamer.publishing.messages import AVAILABLE_OFFLINE, to_json
+from streamer.publishing.messages import (
+    AVAILABLE_OFFLINE,
+    LINE_CROSS_TYPE,
+    ZONE_EVENT_TYPES,
+    AnalyticsLayout,
+    line_state_message,
+    to_json,
+    zone_state_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +83,13 @@ PROBE_READ_BACK_S = 3.0
 SUBACK_FAILURE = 0x80  # and above: the broker refused the subscription
 REFUSED_TOPICS_LOGGED = 5
 
+STATE_EVENT_TYPES = frozenset({*ZONE_EVENT_TYPES, LINE_CROSS_TYPE})
+
 Refusal = tuple[str, ReasonCode]  # topic, the broker's PUBACK reason code
+# Switches a camera on or off (injected by the app: publishing knows nothing of the control layer);
+# raises with a one-line reason when the change is refused.
+CameraSwitch = Callable[[str, bool], Awaitable[Any]]
+SWITCH_ON, SWITCH_OFF = "ON", "OFF"
 
 
 class PublishRefused(Exception):
@@ -153,11 +175,44 @@ class MqttTopics:
     def status(self, camera: str) -> str:
         return self.camera(camera, "status")
 
+    def zone(self, camera: str, zone: str) -> str:
+        return self.camera(camera, f"zones/{zone}")
+
+    def line(self, camera: str, line: str) -> str:
+        return self.camera(camera, f"lines/{line}")
+
+    def state_of(self, event: PendingEvent) -> tuple[str, str] | None:
+        """The retained (topic, payload) a zone or line event updates, if any."""
+        if event.message_type not in STATE_EVENT_TYPES:
+            return None
+        message = json.loads(event.payload)
+        zone = zone_state_message(message)
+        if zone is not None:
+            return self.zone(event.camera, zone["zone"]), to_json(zone)
+        line = line_state_message(message)
+        if line is not None:
+            return self.line(event.camera, line["line"]), to_json(line)
+        return None
+
+    def enabled(self, camera: str) -> str:
+        return self.camera(camera, "enabled")
+
+    @property
+    def enabled_set_filter(self) -> str:
+        return f"{self.prefix}/+/enabled/set"
+
+    def switched_camera(self, topic: str) -> str | None:
+        """The camera a `{prefix}/{camera}/enabled/set` topic names, else None."""
+        if not topic.startswith(f"{self.prefix}/"):
+            return None
+        camera, _, leaf = topic[len(self.prefix) + 1:].partition("/")
+        return camera if leaf == "enabled/set" and camera else None
+
 
 class MqttSink(BrokerSink):
     name = "mqtt"
 
-    def __init__(self, settings: MqttSinkConfig) -> None:
+    def __init__(self, settings: MqttSinkConfig, layout: AnalyticsLayout | None = None) -> None:
         password = settings.password.get_secret_value() if settings.password else None
         super().__init__(
             endpoint=f"{settings.host}:{settings.port}",
@@ -170,6 +225,7 @@ class MqttSink(BrokerSink):
         )
         self.settings = settings
         self.topics = MqttTopics(settings.topic_prefix)
+        self.layout = layout or AnalyticsLayout()
         self._password = password
         self._client: AckingClient | None = None
         self._tls: ssl.SSLContext | None = None
@@ -177,6 +233,76 @@ class MqttSink(BrokerSink):
         self.protocol = PROTOCOLS.get(settings.protocol, ProtocolVersion.V5)
         self._refused: dict[tuple[str, str], int] = {}  # (topic, reason): count, not yet logged
         self._refusals_logged = -float("inf")
+        self._switch: CameraSwitch | None = None
+        self._enabled: dict[str, bool] = {}  # camera -> enabled, as last told by the app
+        self._switching: set[asyncio.Task[None]] = set()
+
+    # -- camera switches (Frigate's {camera}/enabled/set) -----------------------------------------
+
+    def enable_camera_control(self, switch: CameraSwitch) -> None:
+        """Subscribe to `{prefix}/+/enabled/set` on every connection and call `switch` for it."""
+        self._switch = switch
+
+    def set_camera_states(self, enabled: Mapping[str, bool]) -> None:
+        """The cameras and whether each is enabled; changes go out retained on `{camera}/enabled`
+        (a removed camera's retained state is cleared)."""
+        previous, self._enabled = self._enabled, dict(enabled)
+        if self._switch is None:
+            return
+        changes = [(self.topics.enabled(c), SWITCH_ON if on else SWITCH_OFF)
+                   for c, on in self._enabled.items() if previous.get(c) != on]
+        changes += [(self.topics.enabled(c), "") for c in previous if c not in self._enabled]
+        if changes and self._client is not None:
+            self._background(self._publish_states(changes))
+
+    def _background(self, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the state goes out again on the next connection
+                log.debug("%s: camera switch handling failed: %s", self.name, exc)
+
+        task = asyncio.ensure_future(run())
+        self._switching.add(task)
+        task.add_done_callback(self._switching.discard)
+
+    async def _publish_states(self, states: list[tuple[str, str]]) -> None:
+        await self._publish_all([(topic, state, QOS_AT_LEAST_ONCE, True) for topic, state in states])
+
+    async def _start_camera_control(self, client: AckingClient) -> None:
+        if self._switch is None:
+            return
+        await client.subscribe(self.topics.enabled_set_filter, qos=QOS_AT_LEAST_ONCE)
+        await self._publish_states([
+            (self.topics.enabled(c), SWITCH_ON if on else SWITCH_OFF) for c, on in self._enabled.items()
+        ])
+
+    def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        camera = self.topics.switched_camera(topic)
+        if camera is None or self._switch is None:
+            return
+        if retained:  # a stale command kept by the broker must not switch cameras at every start
+            log.warning("%s: ignored a retained command on %s (publish it without retain)",
+                        self.name, topic)
+            return
+        command = payload.decode("utf-8", "replace").strip().upper()
+        if command not in (SWITCH_ON, SWITCH_OFF):
+            log.warning("%s: %s expects ON or OFF; ignored %r", self.name, topic, command[:20])
+            return
+        self._background(self._apply_switch(camera, command == SWITCH_ON))
+
+    async def _apply_switch(self, camera: str, enabled: bool) -> None:
+        assert self._switch is not None
+        try:
+            await self._switch(camera, enabled)
+        except Exception as exc:
+            log.warning("%s: %s %s refused: %s", self.name, self.topics.enabled(camera) + "/set",
+                        SWITCH_ON if enabled else SWITCH_OFF, exc)
+            if camera in self._enabled:  # say again what is true
+                state = SWITCH_ON if self._enabled[camera] else SWITCH_OFF
+                await self._publish_states([(self.topics.enabled(camera), state)])
 
     def _wants_frames(self) -> bool:
         return self.settings.publish_tracks
@@ -186,6 +312,9 @@ class MqttSink(BrokerSink):
         return await super().probe()
 
     async def stop(self) -> None:
+        for task in list(self._switching):
+            task.cancel()
+        await asyncio.gather(*self._switching, return_exceptions=True)
         await super().stop()
         self._report_refusals(force=True)
 
@@ -239,6 +368,8 @@ class MqttSink(BrokerSink):
         try:
             async with asyncio.timeout(self.settings.connect_timeout_s * 2):
                 await client.__aenter__()
+                if not self._probing:
+                    await self._start_camera_control(client)
         except BaseException:
             self._client = None
             # aiomqtt leaves the socket open when CONNACK never came; close it here.
@@ -263,9 +394,12 @@ class MqttSink(BrokerSink):
         return self._client
 
     async def _watch_connection(self) -> None:
-        """aiomqtt ends message iteration when the connection drops; nothing is subscribed."""
-        async for _message in self._connected_client().messages:
-            pass
+        """aiomqtt ends message iteration when the connection drops; the only subscription is
+        the camera switches (with `camera_control`)."""
+        async for message in self._connected_client().messages:
+            payload = message.payload if isinstance(message.payload, bytes) else str(
+                message.payload).encode()
+            self._on_message(str(message.topic), payload, bool(message.retain))
 
     async def _publish_all(self, messages: list[tuple[str, str, int, bool]]) -> list[Refusal]:
         """Hand the whole batch to paho at once, in order; paho keeps at most `max_inflight`
@@ -322,20 +456,37 @@ class MqttSink(BrokerSink):
     async def _announce_online(self) -> None:
         await self._publish_all([(self.topics.available, self.availability, QOS_AT_LEAST_ONCE, True)])
 
+    async def _announce_layout(self) -> None:
+        """Retained occupancy 0 and no crossings yet, replacing what a crashed run left behind."""
+        messages = []
+        for state in self.layout.initial_states(time.time()):
+            camera = state["camera"]
+            topic = (self.topics.zone(camera, state["zone"]) if "zone" in state
+                     else self.topics.line(camera, state["line"]))
+            messages.append((topic, to_json(state), QOS_AT_LEAST_ONCE, True))
+        if messages:
+            await self._publish_all(messages)
+
     async def _announce_offline(self) -> None:
         await self._publish_all([(self.topics.available, AVAILABLE_OFFLINE, QOS_AT_LEAST_ONCE, True)])
 
     async def _send(self, events: list[PendingEvent], frames: list[PendingFrame]) -> int:
         topics = self.topics
-        refusals = await self._publish_all([
-            *(
-                (topics.identities(e.camera) if is_identity(e) else topics.events(e.camera),
-                 e.payload, QOS_AT_LEAST_ONCE, False)
-                for e in events
-            ),
-            *((topics.tracks(f.camera), to_json(f.message), QOS_AT_MOST_ONCE, False) for f in frames),
-        ])
-        # Only QoS 1 publishes are answered, so every refusal here is an event's.
+        messages: list[tuple[str, str, int, bool]] = []
+        states: set[str] = set()
+        for e in events:
+            topic = topics.identities(e.camera) if is_identity(e) else topics.events(e.camera)
+            messages.append((topic, e.payload, QOS_AT_LEAST_ONCE, False))
+            state = topics.state_of(e)
+            if state is not None:  # right after its event, so the retained value is never older
+                states.add(state[0])
+                messages.append((state[0], state[1], QOS_AT_LEAST_ONCE, True))
+        messages.extend(
+            (topics.tracks(f.camera), to_json(f.message), QOS_AT_MOST_ONCE, False) for f in frames
+        )
+        refusals = await self._publish_all(messages)
+        # Only QoS 1 publishes are answered: every refusal is an event's or a zone/line state's.
+        refusals = [(topic, reason) for topic, reason in refusals if topic not in states]
         reasons: dict[str, int] = {}
         for _topic, reason in refusals:
             key = f"events (refused by the broker: {str(reason).lower()})"

@@ -4,6 +4,12 @@
                                  and camera_status messages; fields type, id, capture_ts, message
     {prefix}:{camera}:tracks     stream (MAXLEN ~ tracks_maxlen): one entry per processed frame
     {prefix}:{camera}:state      hash: latest frame message and camera status
+    {prefix}:{camera}:zones      hash: zone -> occupancy now (confirmed tracks in the zone), set
+                                 with each zone_enter / zone_exit
+    {prefix}:{camera}:lines      hash: '{line}:{direction}' -> crossings, running totals kept
+                                 across restarts; each line_cross event id is counted once (a guard
+                                 key {prefix}:counted:{id} lives COUNTED_GUARD_S), so a batch sent
+                                 again after a lost reply does not count twice
     {prefix}:identity:{camera}:{kind}:{track_id}
                                  hash: latest embedding of a track, `vector` as raw little-endian
                                  bytes with `dim` and `dtype`; expires after identity_ttl_s
@@ -41,11 +47,22 @@ from streamer.publishing.broker import (
 from streamer.publishing.buffer import PendingEvent, PendingFrame
 from streamer.publishing.messages import (
     AVAILABLE_OFFLINE,
+    LINE_CROSS_TYPE,
+    ZONE_EVENT_TYPES,
+    AnalyticsLayout,
     embedding_bytes,
     to_json,
 )
 
 AVAILABLE_EXPIRY_INTERVALS = 3
+COUNTED_GUARD_S = 86_400
+# Count a crossing once per event id: KEYS = guard key, counters hash; ARGV = field, guard TTL.
+COUNT_ONCE_SCRIPT = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
+  return redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+end
+return false
+"""
 
 
 class RedisKeys:
@@ -64,6 +81,15 @@ class RedisKeys:
 
     def state(self, camera: str) -> str:
         return f"{self.prefix}:{camera}:state"
+
+    def zones(self, camera: str) -> str:
+        return f"{self.prefix}:{camera}:zones"
+
+    def lines(self, camera: str) -> str:
+        return f"{self.prefix}:{camera}:lines"
+
+    def counted(self, event_id: str) -> str:
+        return f"{self.prefix}:counted:{event_id}"
 
     def identity(self, camera: str, kind: str, track_id: Any) -> str:
         return f"{self.prefix}:identity:{camera}:{kind}:{track_id}"
@@ -91,7 +117,7 @@ def identity_record(message: dict[str, Any]) -> dict[EncodableT, EncodableT]:
 class RedisSink(BrokerSink):
     name = "redis"
 
-    def __init__(self, settings: RedisSinkConfig) -> None:
+    def __init__(self, settings: RedisSinkConfig, layout: AnalyticsLayout | None = None) -> None:
         password = settings.password.get_secret_value() if settings.password else None
         super().__init__(
             endpoint=f"{settings.host}:{settings.port}/{settings.db}",
@@ -104,6 +130,7 @@ class RedisSink(BrokerSink):
         )
         self.settings = settings
         self.keys = RedisKeys(settings.key_prefix)
+        self.layout = layout or AnalyticsLayout()
         self._password = password
         self._client: redis.Redis | None = None
 
@@ -159,6 +186,15 @@ class RedisSink(BrokerSink):
         expiry = max(1, round(self.stats_interval_s * AVAILABLE_EXPIRY_INTERVALS))
         await self._connected_client().set(self.keys.available, self.availability, ex=expiry)
 
+    async def _announce_layout(self) -> None:
+        """Occupancy 0 in every zone; the crossing counters are running totals and stay."""
+        if not self.layout.zones:
+            return
+        async with self._connected_client().pipeline(transaction=True) as pipe:
+            for camera, zones in self.layout.zones.items():
+                pipe.hset(self.keys.zones(camera), mapping=dict.fromkeys(zones, 0))
+            await pipe.execute()
+
     async def _announce_offline(self) -> None:
         await self._connected_client().set(self.keys.available, AVAILABLE_OFFLINE)
 
@@ -187,6 +223,14 @@ class RedisSink(BrokerSink):
             maxlen=settings.events_maxlen,
             approximate=True,
         )
+        if message.get("type") in ZONE_EVENT_TYPES and message.get("occupancy") is not None:
+            pipe.hset(self.keys.zones(event.camera), message["zone"], message["occupancy"])
+        elif message.get("type") == LINE_CROSS_TYPE:
+            pipe.eval(
+                COUNT_ONCE_SCRIPT, 2, self.keys.counted(event.message_id),
+                self.keys.lines(event.camera), f"{message['line']}:{message['direction']}",
+                COUNTED_GUARD_S,
+            )
         if is_identity(event) and "embedding" in message:
             key = self.keys.identity(event.camera, message["kind"], message["track_id"])
             pipe.hset(key, mapping=identity_record(message))

@@ -4,6 +4,10 @@ Published boxes (the tracks handed on, and the `box` of every track state and ev
 to the frame, [0, width] x [0, height]: the Kalman-smoothed box of a person walking out of the
 picture overshoots its edge. The tracker keeps its state unclipped; clipping that would bias its
 motion model.
+
+The tracker is told how much time passed between two updates, in its own frames, from the
+frames' indices in the stream: frames the motion gate left out, or a frame-rate cap skipped, age
+lost tracks as time does (ByteTrack's lost-track buffer counts time, not updates).
 """
 
 from __future__ import annotations
@@ -49,13 +53,33 @@ class TrackState:
 class CameraTracker:
     """`update(frame, detections) -> tracks`; lifecycle events are collected in `events`."""
 
-    def __init__(self, camera: str, settings: TrackerConfig, frame_rate: float | None) -> None:
+    def __init__(
+        self,
+        camera: str,
+        settings: TrackerConfig,
+        frame_rate: float | None,
+        source_fps: float | None = None,
+    ) -> None:
+        """`frame_rate`: frames per second the tracker is fed (a cap, or the stream's own);
+        `source_fps`: the stream's rate, which frame indices count in (None: one index, one frame)."""
         self.camera = camera
-        self._tracker = ByteTrack(settings.bytetrack_settings(frame_rate or DEFAULT_FRAME_RATE))
+        bytetrack = settings.bytetrack_settings(frame_rate or DEFAULT_FRAME_RATE)
+        self._tracker = ByteTrack(bytetrack)
+        self._frames_per_index = bytetrack.frame_rate / source_fps if source_fps else 1.0
+        self._last_index: int | None = None
         self.states: dict[int, TrackState] = {}
 
+    def _elapsed_frames(self, index: int) -> int:
+        """Tracker frames since the previous update, from the stream's frame indices (>= 1)."""
+        previous, self._last_index = self._last_index, index
+        if previous is None or index <= previous:  # first frame, or the stream started over
+            return 1
+        return max(1, round((index - previous) * self._frames_per_index))
+
     def update(self, frame: Frame, detections: Detections) -> tuple[Detections, list[TrackEvent]]:
-        output = self._tracker.update(detections.xyxy, detections.confidence)
+        output = self._tracker.update(
+            detections.xyxy, detections.confidence, elapsed_frames=self._elapsed_frames(frame.index)
+        )
         events: list[TrackEvent] = []
         rows = output.detection_index
         matched = rows >= 0

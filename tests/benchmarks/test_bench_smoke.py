@@ -67,3 +67,13 @@ def test_cpu_counters_read() -> None:
     assert process_cpu_s() >= 0.0
     assert tree_cpu_s(None) == 0.0
     assert tree_cpu_s(os.getpid()) >= 0.0
+
+
+async def test_zones_section_runs_the_stage_and_counts_events() -> None:
+    from streamer.benchmarks.zones import run_benchmark
+
+    result = await run_benchmark(cameras=2, rounds=1)
+    assert (result.zones_per_camera, result.lines_per_camera) == (5, 5)
+    assert result.events_per_round > 0  # the scene really enters zones and crosses lines
+    assert result.cpu_us_per_camera_frame > 0
+    assert "2 cameras x (5 zones + 5 lines)" in result.lines()[0]

@@ -141,7 +141,7 @@ async def test_dead_camera_shows_backoff_while_the_others_keep_working(
         ("/metrics", "header", 200),
         ("/api/state", None, 401),
         ("/api/state", "query", 200),
-        ("/api/events", None, 401),
+        ("/api/live", None, 401),
         (f"/api/snapshot/{LIVE_CAMERAS[0]}", None, 401),
         (f"/api/snapshot/{LIVE_CAMERAS[0]}", "wrong", 403),
         ("/static/dashboard.js", None, 200),  # page code holds no data
@@ -180,7 +180,7 @@ async def test_no_page_or_endpoint_reveals_the_camera_password(live: LiveService
                      *(f"/api/snapshot/{c}" for c in (*LIVE_CAMERAS, DEAD_CAMERA))):
             async with session.get(f"{live.url}{path}") as response:
                 bodies[path] = await response.read()
-        async with session.get(f"{live.url}/api/events") as response:
+        async with session.get(f"{live.url}/api/live") as response:
             bodies["events"] = await response.content.readuntil(b"\n\n")
     await page.goto(live.page_url)
     await expect(page.locator(f'.tile[data-camera="{DEAD_CAMERA}"] [data-field="status"]')).to_have_text(

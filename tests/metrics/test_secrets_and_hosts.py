@@ -33,7 +33,7 @@ pytestmark = pytest.mark.timeout(60)
 TOKEN = "t0ken-for-the-page"
 SERVER = "triton.internal:8001"
 FORGED = "rebind.attacker.example"
-DATA_PATHS = ("/", "/api/state", "/metrics", "/api/events", "/static/dashboard.js", "/api/snapshot/x")
+DATA_PATHS = ("/", "/api/state", "/metrics", "/api/live", "/static/dashboard.js", "/api/snapshot/x")
 
 
 def config(**dashboard: Any) -> StreamerConfig:
@@ -99,7 +99,7 @@ async def test_no_http_surface_shows_any_credential_form(browser: BrowserContext
             if bodies["/api/state"].count("Connection refused") == len(FORMS):
                 break
             await asyncio.sleep(0.1)
-        for path in ("/metrics", "/api/events", "/readyz", "/healthz"):
+        for path in ("/metrics", "/api/live", "/readyz", "/healthz"):
             _status, bodies[path] = await get(f"{url}{path}", token=TOKEN)
         page = await browser.new_page()
         try:

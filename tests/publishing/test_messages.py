@@ -43,6 +43,22 @@ def test_frame_and_lifecycle_messages_validate() -> None:
     assert kinds == {"new", "end"}
 
 
+def test_frame_messages_say_whether_the_detector_ran() -> None:
+    """A frame the motion gate left out carries the last tracks over and says so."""
+    import dataclasses
+
+    result, _events = SyntheticCamera("door-1").step()
+    detected = json.loads(to_json(frame_message(result)))
+    carried = json.loads(to_json(frame_message(dataclasses.replace(result, detected=False))))
+    for message in (detected, carried):
+        validate(message)
+    assert (detected["detected"], carried["detected"]) == (True, False)
+    assert carried["tracks"] == detected["tracks"]
+    without = {k: v for k, v in detected.items() if k != "detected"}
+    with pytest.raises(jsonschema.ValidationError, match="'detected' is a required property"):
+        jsonschema.validate(without, load_schema("frame"))
+
+
 def test_update_and_camera_stop_events_validate() -> None:
     before = {"track_id": 3, "box": [1.0, 2.0, 3.0, 4.0], "score": 0.5, "first_seen_ts": 1.0,
               "last_seen_ts": 2.0, "frames": 2}

@@ -58,6 +58,7 @@ async def test_topic_tree_carries_schema_valid_messages(mosquitto_broker: Broker
     )
     stats = live.json_on("test/stats")[-1]
     assert stats["cameras"]["gate"]["frames"] == 10 and stats["sink"]["connected"] is True
+    assert stats["cameras"]["gate"]["gated"] == 0, "every frame of this camera was detected"
 
     # A subscriber arriving later finds the retained state.
     late = MqttCollector(mosquitto_broker.port, ["test/#"], client_id="late")

@@ -1,4 +1,4 @@
-// Live dashboard: one tile per camera, fed by server-sent events (/api/events); snapshots are
+// Live dashboard: one tile per camera, fed by server-sent events (/api/live); snapshots are
 // fetched per camera while the page is visible. Plain DOM and canvas: the machines are offline.
 "use strict";
 
@@ -134,6 +134,13 @@ function renderTile(camera) {
   setText(field(tile, "tracks"), formatNumber(camera.tracks));
   setText(field(tile, "dropped"), formatNumber(camera.dropped));
   setText(field(tile, "skipped"), formatNumber(camera.skipped));
+  // Motion gating: frames left out of detection, and the moving share of the latest frame.
+  setText(
+    field(tile, "gated"),
+    camera.motion_gated
+      ? `${formatNumber(camera.gated)} (${(camera.motion_area * 100).toFixed(1)}% moving)`
+      : "off",
+  );
   setText(field(tile, "reconnects"), formatNumber(camera.reconnects));
   const quality = field(tile, "quality");
   setText(quality, `${formatNumber(camera.quality * 100)}%`);
@@ -274,10 +281,22 @@ function layout(count) {
   document.getElementById("cameras").style.setProperty("--columns", String(columns));
 }
 
+function removeGoneTiles(cameras) {
+  // Cameras come and go at runtime (the camera API, a reload): a removed camera's tile goes too.
+  const present = new Set(cameras.map((camera) => camera.name));
+  for (const [name, entry] of tiles) {
+    if (present.has(name)) continue;
+    if (entry.objectUrl) URL.revokeObjectURL(entry.objectUrl);
+    entry.element.remove();
+    tiles.delete(name);
+  }
+}
+
 function render(state) {
   latestState = state;
   layout(state.cameras.length);
   renderSummary(state);
+  removeGoneTiles(state.cameras);
   state.cameras.forEach(renderTile);
   renderModels(state.models);
   renderSinks(state.sinks);
@@ -327,7 +346,7 @@ function setConnection(state, text) {
 }
 
 function connect() {
-  const source = new EventSource(withToken("api/events"));
+  const source = new EventSource(withToken("api/live"));
   source.onopen = () => setConnection("live", "live");
   source.onmessage = (event) => {
     setConnection("live", "live");

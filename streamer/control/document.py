@@ -1,0 +1,165 @@
+"""The operator's YAML file, changed in place: comments, layout and `${ENV}` references survive.
+
+ruamel.yaml's round-trip mode keeps what PyYAML would drop; only the keys a change names are
+touched, so a camera whose URL is `${CAM_URL}` keeps that reference unless its URL is changed.
+Saving is atomic: a temporary file beside it, fsync, rename, fsync of the folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+_SEQUENCE_ITEM = re.compile(r"^(?P<parent> *)[A-Za-z_][\w-]*:\s*(#.*)?\n(?P<dash> *)- ", re.MULTILINE)
+
+
+def _yaml(text: str) -> YAML:
+    """A round-trip YAML that writes lists the way this file already writes them."""
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 4096  # never fold a long URL
+    match = _SEQUENCE_ITEM.search(text)
+    offset = max(0, len(match.group("dash")) - len(match.group("parent"))) if match else 2
+    yaml.indent(mapping=2, sequence=offset + 2, offset=offset)
+    return yaml
+
+
+def plain(value: Any) -> Any:
+    """ruamel's commented containers and scalar subclasses as plain dicts, lists and scalars."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    for kind in (int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    return value
+
+
+def commented(value: Any) -> Any:
+    """JSON data as round-trip containers, so new entries are written in block style."""
+    if isinstance(value, Mapping):
+        mapping = CommentedMap()
+        for key, item in value.items():
+            mapping[key] = commented(item)
+        return mapping
+    if isinstance(value, list):
+        return CommentedSeq([commented(item) for item in value])
+    return value
+
+
+class ConfigDocument:
+    """One read of the file; change `cameras` through the methods, then `save()`."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.text = text
+        self._yaml = _yaml(text)
+        self.data: Any = self._yaml.load(text)
+        if not isinstance(self.data, CommentedMap):
+            self.data = CommentedMap()
+
+    @classmethod
+    def read(cls, path: Path) -> ConfigDocument:
+        return cls(path, path.read_text(encoding="utf-8"))
+
+    @property
+    def cameras(self) -> CommentedSeq:
+        cameras = self.data.get("cameras")
+        if not isinstance(cameras, CommentedSeq):
+            cameras = self.data["cameras"] = CommentedSeq()
+        return cameras
+
+    def index_of(self, name: str) -> int | None:
+        for index, camera in enumerate(self.cameras):
+            if isinstance(camera, Mapping) and camera.get("name") == name:
+                return index
+        return None
+
+    def names(self) -> list[str]:
+        return [str(c.get("name")) for c in self.cameras if isinstance(c, Mapping)]
+
+    def append_camera(self, settings: Mapping[str, Any]) -> int:
+        self.cameras.append(commented(dict(settings)))
+        return len(self.cameras) - 1
+
+    def update_camera(self, index: int, changes: Mapping[str, Any]) -> None:
+        """Only the named keys change; a nested mapping merges; null removes the key (default)."""
+        _merge(self.cameras[index], changes)
+
+    def remove_camera(self, index: int) -> None:
+        del self.cameras[index]
+
+    def plain(self) -> Any:
+        return plain(self.data)
+
+    def dump(self) -> str:
+        out = io.StringIO()
+        self._yaml.dump(self.data, out)
+        return out.getvalue()
+
+    def save(self) -> None:
+        write_atomically(self.path, self.dump())
+
+
+class MemoryDocument(ConfigDocument):
+    """A service started without a file: the same changes on the running config, never saved."""
+
+    def __init__(self, config: Any) -> None:
+        self.path = Path("<no file>")
+        self.text = ""
+        self._yaml = _yaml("")
+        self.data = commented({
+            **config.model_dump(exclude={"cameras"}, exclude_unset=True),
+            "cameras": [c.model_dump(exclude_unset=True) for c in config.cameras],
+        })
+
+    def plain(self) -> Any:
+        return dict(self.data)  # keeps SecretStr and Path objects, which validate as they are
+
+    def save(self) -> None:
+        pass
+
+
+def _merge(target: CommentedMap, changes: Mapping[str, Any]) -> None:
+    for key, value in changes.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(target.get(key), Mapping):
+            _merge(target[key], value)
+        else:
+            target[key] = commented(value)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Readers see the old file or the new one, never half of one, even after a power cut."""
+    folder = path.resolve().parent
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    directory = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
