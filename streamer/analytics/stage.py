@@ -340,6 +340,24 @@ class ZoneLineStage:
     async def stop(self) -> None:
         """Nothing runs in the background."""
 
+    def follow_camera(self, camera: CameraConfig) -> None:
+        """A camera added or changed at runtime: its zones and lines from now on (a zone or line
+        no longer configured stops being reported; new ones report 0 at once)."""
+        name = camera.name
+        if camera.enabled and (camera.zones or camera.lines):
+            self.cameras[name] = camera
+        else:
+            self.cameras.pop(name, None)
+        configured = self.cameras.get(name)
+        zones = {zone.name for zone in configured.zones} if configured else set()
+        lines = {line.name for line in configured.lines} if configured else set()
+        for table, kept in ((self.stats.occupancy, zones), (self.stats.zone_events, zones),
+                            (self.stats.line_crossings, lines)):
+            for key in [k for k in table if k[0] == name and k[1] not in kept]:
+                del table[key]
+        if name not in self._state:
+            self._camera(name)
+
     def forget_camera(self, camera: str) -> None:
         state = self._state.pop(camera, None)
         if state is not None:

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from streamer.config import BackoffConfig, CameraConfig, StreamerConfig
 from streamer.core.backoff import Backoff
@@ -37,6 +37,14 @@ WATCH_INTERVAL_S = 0.5
 # A camera whose processing failed is back within a second; a persistent failure backs off to 5 s.
 PROCESSING_BACKOFF = BackoffConfig(initial_delay_s=0.5, max_delay_s=5.0, multiplier=2.0)
 PROCESSING_HEALTHY_AFTER_S = 30.0
+
+
+@runtime_checkable
+class CameraFollowingStage(Protocol):
+    """A stage with per-camera settings (zones, lines): told a camera's new settings when the
+    camera is added or restarted at runtime, before its first frame."""
+
+    def follow_camera(self, camera: CameraConfig) -> None: ...
 
 
 class PipelineFailed(RuntimeError):
@@ -201,6 +209,9 @@ class Pipeline:
             raise ValueError(f"camera '{camera.name}' is already running")
         self.watchdog.learn_secrets(url_secrets([camera.url]))
         self._managed = True
+        for stage in self.stages:
+            if isinstance(stage, CameraFollowingStage):
+                stage.follow_camera(camera)
         if camera.enabled:
             self._start_camera(camera)
             log.info("camera %s added (%s)", camera.name, redact_url(camera.url))

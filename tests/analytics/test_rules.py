@@ -229,3 +229,21 @@ async def test_prometheus_shows_occupancy_zone_events_and_crossings_from_the_sta
     assert after.value("streamer_line_crossings_total", camera=CAMERA, line="door",
                        direction="in") == 1
 
+
+
+async def test_zones_changed_at_runtime_replace_the_old_ones_for_the_restarted_camera() -> None:
+    s = script(zones=[{"name": "bay", "points": SQUARE, "exit_after_s": 0.0}])
+    await s.walk(1, [(300, 300)])
+    assert s.stage.stats.occupancy[(CAMERA, "bay")] == 1
+    changed = config(zones=[{"name": "kerb", "points": [[0, 500], [300, 500], [300, 600]]}],
+                     lines=[{"name": "door", "points": ACROSS}]).cameras[0]
+    s.stage.forget_camera(CAMERA)  # the camera stops (its tracks end) ...
+    s.stage.follow_camera(changed)  # ... and starts again with the new zones and lines
+    assert (CAMERA, "bay") not in s.stage.stats.occupancy, "a removed zone is no longer reported"
+    assert s.stage.stats.occupancy[(CAMERA, "kerb")] == 0
+    assert s.stage.stats.line_crossings[(CAMERA, "door", "in")] == 0
+    await s.walk(2, [(240, 520), (250, 520), (260, 520)])
+    assert s.stage.stats.occupancy[(CAMERA, "kerb")] == 1
+
+    s.stage.follow_camera(changed.model_copy(update={"enabled": False}))
+    assert not any(key[0] == CAMERA for key in s.stage.stats.occupancy), "a disabled camera: none"

@@ -18,7 +18,7 @@ from playwright.async_api import BrowserContext, Page, expect
 from streamer.app import Service
 from streamer.config import StreamerConfig
 from streamer.inference.server import EmbeddedTritonServer
-from tests.control.support import TOKEN, started
+from tests.control.support import TOKEN, call, started
 from tests.metrics.conftest import browser, chromium  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -157,6 +157,35 @@ async def test_events_list_shows_pictures_and_filters_by_zone(service_url: str, 
         0, timeout=LIVE_TIMEOUT_MS
     )
     assert await events.count() > 0
+
+
+async def test_a_zone_drawn_on_the_picture_is_saved_and_counted(service_url: str, page: Page) -> None:
+    await page.goto(f"{service_url}/?token={TOKEN}#camera/{CAMERA}")
+    view = page.locator("#camera-view")
+    picture = view.locator('img[data-field="snapshot"]')
+    await expect(picture).to_have_attribute("src", re.compile(r"^blob:"), timeout=LIVE_TIMEOUT_MS)
+    await view.locator('[data-action="geometry"]').click()
+    editor = view.locator('[data-field="geometry-editor"]')
+    await expect(editor.locator('.shapes li[data-name="road"]')).to_have_count(1)
+    await editor.locator('[name="shape-name"]').fill("kerb")
+    await editor.locator('[data-action="finish-shape"]').click()  # no corners yet: refused in place
+    await expect(editor.locator('[data-field="geometry-error"]')).to_contain_text("3 corners")
+    box = await view.locator('[data-field="draw"]').bounding_box()
+    assert box is not None
+    for fx, fy in ((0.05, 0.75), (0.3, 0.75), (0.3, 0.95), (0.05, 0.95)):
+        await page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+    await editor.locator('[data-action="finish-shape"]').click()
+    await expect(editor.locator('.shapes li[data-name="kerb"]')).to_have_count(1)
+    await editor.locator('[data-action="save-geometry"]').click()
+    await expect(editor).to_be_hidden()
+    await expect(view.locator('.chip[data-zone="kerb"]')).to_contain_text("inside", timeout=LIVE_TIMEOUT_MS)
+    await expect(view.locator('.chip[data-zone="road"]')).to_have_count(1)
+
+    saved = await call(service_url, "GET", f"/api/cameras/{CAMERA}")
+    kerb = next(zone for zone in saved.body["config"]["zones"] if zone["name"] == "kerb")
+    assert kerb["units"] == "fraction"
+    xs = sorted(point[0] for point in kerb["points"])
+    assert 0.0 < xs[0] < 0.1 and 0.25 < xs[-1] < 0.35, kerb["points"]
 
 
 async def test_the_page_fits_a_phone_screen(service_url: str, browser: BrowserContext) -> None:  # noqa: F811
