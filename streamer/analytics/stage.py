@@ -19,6 +19,7 @@ Rules (the README's "Zones and lines" section says the same for users):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -351,10 +352,9 @@ class ZoneLineStage:
         configured = self.cameras.get(name)
         zones = {zone.name for zone in configured.zones} if configured else set()
         lines = {line.name for line in configured.lines} if configured else set()
-        for table, kept in ((self.stats.occupancy, zones), (self.stats.zone_events, zones),
-                            (self.stats.line_crossings, lines)):
-            for key in [k for k in table if k[0] == name and k[1] not in kept]:
-                del table[key]
+        _drop_unconfigured(self.stats.occupancy, name, zones)
+        _drop_unconfigured(self.stats.zone_events, name, zones)
+        _drop_unconfigured(self.stats.line_crossings, name, lines)
         if name not in self._state:
             self._camera(name)
 
@@ -364,3 +364,8 @@ class ZoneLineStage:
             for zone in state.occupancy:
                 self.stats.occupancy[(camera, zone)] = 0
 
+
+def _drop_unconfigured(table: dict[Any, int], camera: str, kept: set[str]) -> None:
+    """Remove a camera's counters of zones or lines (key[1]) no longer configured."""
+    for key in [k for k in table if k[0] == camera and k[1] not in kept]:
+        del table[key]
