@@ -178,6 +178,8 @@ class PipelineMonitor:
                 if watch is not None:
                     self._forget(name)
                 self.cameras[name] = self._watch(name, stats.source)
+                if watch is not None:  # restarted with new settings: its state history goes on
+                    self.cameras[name].state_history.extend(watch.state_history)
                 for callback in self.on_camera_added:
                     callback(name)
             self._seen[name] = stats
