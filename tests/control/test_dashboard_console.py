@@ -129,6 +129,16 @@ async def test_add_camera_shows_a_refused_url_in_place_then_adds_disables_and_re
 
     await tile.click()
     view = page.locator("#camera-view")
+    await view.locator('[data-action="edit"]').click()
+    edit = view.locator('[data-field="edit-form"]')
+    await expect(edit.locator('[name="max_fps"]')).to_have_value("2")
+    await edit.locator('[name="max_fps"]').fill("3")
+    await edit.locator('[type="submit"]').click()
+    await expect(edit).to_be_hidden()
+    changed = await call(service_url, "GET", f"/api/cameras/{ADDED}")
+    assert changed.body["config"]["max_fps"] == 3
+    assert changed.body["config"]["url"] == str(sample_clip), "an untouched URL is not sent"
+
     await view.locator('[data-action="toggle"]').click()
     await expect(view.locator('[data-field="status"]')).to_have_text("disabled", timeout=LIVE_TIMEOUT_MS)
     await expect(view.locator('[data-action="toggle"]')).to_have_text("Enable")
