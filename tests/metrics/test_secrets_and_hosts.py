@@ -182,3 +182,21 @@ async def test_configured_names_a_token_or_star_decide_other_hosts(
     async with serving(config(**dashboard)) as url:
         status, _body = await get(f"{url}/api/state", host=host, token=token)
     assert status == expected
+
+
+@pytest.mark.parametrize(
+    ("dashboard", "offered"),
+    [
+        ({}, False),  # no token: every change would be refused, so the page offers none
+        ({"api": {"allow_unauthenticated_loopback": True}}, True),
+        ({"token": TOKEN}, True),
+        ({"token": TOKEN, "api": {"enabled": False}}, False),
+    ],
+)
+async def test_the_state_says_whether_the_page_may_offer_camera_controls(
+    dashboard: dict[str, Any], offered: bool
+) -> None:
+    async with serving(config(**dashboard)) as url:
+        status, body = await get(f"{url}/api/state", token=dashboard.get("token"))
+    assert status == 200
+    assert json.loads(body)["api"]["mutations"] is offered
