@@ -33,8 +33,9 @@ def build_stages(config: StreamerConfig) -> list[FrameStage]:
     stages: list[FrameStage] = []
     if config.faces.enabled or config.reid.enabled:
         stages.append(IdentityStage(config))
-    if any(camera.zones or camera.lines for camera in config.enabled_cameras):
-        stages.append(ZoneLineStage(config))
+    # Always there (a frame of a camera without zones costs one lookup): a camera added or
+    # changed at runtime may bring zones and lines.
+    stages.append(ZoneLineStage(config))
     if config.snapshots.enabled:
         stages.append(SnapshotStage(config))  # last: it pictures the events of every stage before
     return stages

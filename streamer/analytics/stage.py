@@ -313,6 +313,21 @@ class ZoneLineStage:
         for camera in self.cameras.values():
             self._camera(camera.name)  # every configured zone and line reports 0 from the start
 
+    def configure_camera(self, camera: CameraConfig) -> None:
+        """A camera starts (at start, or added or changed at runtime): its zones and lines now;
+        a zone or line no longer configured stops being reported (dashboard, metrics)."""
+        self._state.pop(camera.name, None)
+        zones = {zone.name for zone in camera.zones}
+        lines = {line.name for line in camera.lines}
+        _drop_unconfigured(self.stats.occupancy, camera.name, zones)
+        _drop_unconfigured(self.stats.zone_events, camera.name, zones)
+        _drop_unconfigured(self.stats.line_crossings, camera.name, lines)
+        if camera.zones or camera.lines:
+            self.cameras[camera.name] = camera
+            self._camera(camera.name)
+        else:
+            self.cameras.pop(camera.name, None)
+
     def _camera(self, camera: str) -> CameraAnalytics | None:
         state = self._state.get(camera)
         if state is None and camera in self.cameras:
@@ -340,23 +355,6 @@ class ZoneLineStage:
 
     async def stop(self) -> None:
         """Nothing runs in the background."""
-
-    def follow_camera(self, camera: CameraConfig) -> None:
-        """A camera added or changed at runtime: its zones and lines from now on (a zone or line
-        no longer configured stops being reported; new ones report 0 at once)."""
-        name = camera.name
-        if camera.enabled and (camera.zones or camera.lines):
-            self.cameras[name] = camera
-        else:
-            self.cameras.pop(name, None)
-        configured = self.cameras.get(name)
-        zones = {zone.name for zone in configured.zones} if configured else set()
-        lines = {line.name for line in configured.lines} if configured else set()
-        _drop_unconfigured(self.stats.occupancy, name, zones)
-        _drop_unconfigured(self.stats.zone_events, name, zones)
-        _drop_unconfigured(self.stats.line_crossings, name, lines)
-        if name not in self._state:
-            self._camera(name)
 
     def forget_camera(self, camera: str) -> None:
         state = self._state.pop(camera, None)

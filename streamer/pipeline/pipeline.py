@@ -39,20 +39,20 @@ PROCESSING_BACKOFF = BackoffConfig(initial_delay_s=0.5, max_delay_s=5.0, multipl
 PROCESSING_HEALTHY_AFTER_S = 30.0
 
 
-@runtime_checkable
-class CameraFollowingStage(Protocol):
-    """A stage with per-camera settings (zones, lines): told a camera's new settings when the
-    camera is added or restarted at runtime, before its first frame."""
-
-    def follow_camera(self, camera: CameraConfig) -> None: ...
-
-
 class PipelineFailed(RuntimeError):
     """The pipeline cannot go on (the inference server stayed down); the message says why."""
 
 
 class ResultObserver(Protocol):
     def observe(self, result: FrameResult) -> None: ...
+
+
+@runtime_checkable
+class ConfiguredStage(Protocol):
+    """A stage with per-camera settings (zones, lines): told each camera's settings as it starts,
+    also when a camera is added or changed at runtime, so it never works from a stale copy."""
+
+    def configure_camera(self, camera: CameraConfig) -> None: ...
 
 
 @dataclass
@@ -168,6 +168,9 @@ class Pipeline:
 
     def _start_camera(self, camera: CameraConfig) -> CameraRuntime:
         assert self.detector is not None, "start() first"
+        for stage in self.stages:
+            if isinstance(stage, ConfiguredStage):
+                stage.configure_camera(camera)
         stats = CameraStats(camera.name, redact_url(camera.url))
         self.registry.register("camera", camera.name, stats)
         prepare: Callable[[Frame], None] = self.detector.prepare
@@ -209,9 +212,6 @@ class Pipeline:
             raise ValueError(f"camera '{camera.name}' is already running")
         self.watchdog.learn_secrets(url_secrets([camera.url]))
         self._managed = True
-        for stage in self.stages:
-            if isinstance(stage, CameraFollowingStage):
-                stage.follow_camera(camera)
         if camera.enabled:
             self._start_camera(camera)
             log.info("camera %s added (%s)", camera.name, redact_url(camera.url))
