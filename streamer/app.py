@@ -96,6 +96,7 @@ class Service:
             stay_when_empty=True,  # cameras may come back through the API or a reload
         )
         self.control.on_change(self.metrics.cameras_changed)
+        self.control.on_change(lambda _urls: self.metrics.follow_cameras(self.control.config.cameras))
         self._wire_mqtt_switches(config)
 
     def _wire_mqtt_switches(self, config: StreamerConfig) -> None:

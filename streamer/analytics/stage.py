@@ -19,6 +19,7 @@ Rules (the README's "Zones and lines" section says the same for users):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -314,8 +315,14 @@ class ZoneLineStage:
             self._camera(camera.name)  # every configured zone and line reports 0 from the start
 
     def configure_camera(self, camera: CameraConfig) -> None:
-        """A camera starts (at start, or added or changed at runtime): its zones and lines now."""
+        """A camera starts (at start, or added or changed at runtime): its zones and lines now;
+        a zone or line no longer configured stops being reported (dashboard, metrics)."""
         self._state.pop(camera.name, None)
+        zones = {zone.name for zone in camera.zones}
+        lines = {line.name for line in camera.lines}
+        _drop_unconfigured(self.stats.occupancy, camera.name, zones)
+        _drop_unconfigured(self.stats.zone_events, camera.name, zones)
+        _drop_unconfigured(self.stats.line_crossings, camera.name, lines)
         if camera.zones or camera.lines:
             self.cameras[camera.name] = camera
             self._camera(camera.name)
@@ -356,3 +363,8 @@ class ZoneLineStage:
             for zone in state.occupancy:
                 self.stats.occupancy[(camera, zone)] = 0
 
+
+def _drop_unconfigured(table: dict[Any, int], camera: str, kept: set[str]) -> None:
+    """Remove a camera's counters of zones or lines (key[1]) no longer configured."""
+    for key in [k for k in table if k[0] == camera and k[1] not in kept]:
+        del table[key]

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 NOT_STREAMING_STATES = {CameraState.FINISHED, CameraState.STOPPED}  # an ended file is no problem
 STATE_VERSION = 1
 MS_PER_S = 1000.0
+STATE_HISTORY_LENGTH = 20  # state changes kept per camera for the camera view
 
 
 class SlidingWindow:
@@ -81,6 +82,10 @@ class CameraWatch:
     last_decoded: int = 0
     last_decoded_change: float | None = None  # monotonic time the decoded count last moved
     health: deque[tuple[float, bool]] = field(default_factory=deque)
+    # (wall-clock time, state, detail) of the latest state changes, oldest first
+    state_history: deque[tuple[float, str, str | None]] = field(
+        default_factory=lambda: deque(maxlen=STATE_HISTORY_LENGTH)
+    )
     fps_history: deque[float] = field(init=False)
     latency_history: deque[float | None] = field(init=False)
 
@@ -173,6 +178,8 @@ class PipelineMonitor:
                 if watch is not None:
                     self._forget(name)
                 self.cameras[name] = self._watch(name, stats.source)
+                if watch is not None:  # restarted with new settings: its state history goes on
+                    self.cameras[name].state_history.extend(watch.state_history)
                 for callback in self.on_camera_added:
                     callback(name)
             self._seen[name] = stats
@@ -258,8 +265,10 @@ class PipelineMonitor:
         if source is None:
             watch.status, watch.detail = "connecting", None
             return
-        watch.status = source.state.value
-        watch.detail = scrub(source.detail, self.secrets)
+        status, detail = source.state.value, scrub(source.detail, self.secrets)
+        if not watch.state_history or watch.state_history[-1][1:] != (status, detail):
+            watch.state_history.append((time.time(), status, detail))
+        watch.status, watch.detail = status, detail
         watch.window.add(
             now, source.decoded, source.processed, watch.latency_sum_s, watch.latency_count
         )
@@ -328,6 +337,7 @@ class PipelineMonitor:
     def state(self) -> dict[str, Any]:
         """JSON-ready view of everything the dashboard shows; never holds a secret."""
         registered = self.stats.cameras()
+        analytics = self._analytics_by_camera()
         cameras = []
         for watch in self.cameras.values():
             source = counters = registered.get(watch.name)
@@ -358,6 +368,11 @@ class PipelineMonitor:
                         "fps": list(watch.fps_history),
                         "latency_ms": list(watch.latency_history),
                     },
+                    "state_history": [
+                        {"time": round(at, 3), "status": status, "detail": detail}
+                        for at, status, detail in watch.state_history
+                    ],
+                    "analytics": analytics.get(watch.name, {"zones": {}, "lines": {}}),
                 }
             )
         models = []
@@ -396,6 +411,26 @@ class PipelineMonitor:
             "models": models,
             "sinks": sinks,
         }
+
+    def _analytics_by_camera(self) -> dict[str, dict[str, Any]]:
+        """Per camera: occupancy and event counts per zone, crossings per line and direction."""
+        cameras: dict[str, dict[str, Any]] = {}
+
+        def entry(camera: str) -> dict[str, Any]:
+            return cameras.setdefault(camera, {"zones": {}, "lines": {}})
+
+        for stats in self.stats.read("analytics").values():
+            if not isinstance(stats, AnalyticsStats):
+                continue
+            for (camera, zone), occupancy in sorted(stats.occupancy.items()):
+                entry(camera)["zones"].setdefault(zone, {"occupancy": 0, "events": {}})
+                entry(camera)["zones"][zone]["occupancy"] = occupancy
+            for (camera, zone, kind), count in sorted(stats.zone_events.items()):
+                zone_entry = entry(camera)["zones"].setdefault(zone, {"occupancy": 0, "events": {}})
+                zone_entry["events"][kind] = count
+            for (camera, line, direction), count in sorted(stats.line_crossings.items()):
+                entry(camera)["lines"].setdefault(line, {})[direction] = count
+        return cameras
 
     def _server_state(self) -> dict[str, Any] | None:
         server = self.stats.server()

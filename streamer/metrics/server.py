@@ -86,8 +86,10 @@ class DashboardServer:
         settings: DashboardConfig,
         metrics: MetricsConfig,
         routes: Sequence[web.AbstractRouteDef] = (),
+        events_enabled: bool = False,
     ) -> None:
         self.monitor = monitor
+        self.events_enabled = events_enabled  # the events list and pictures are served (snapshots)
         self.routes = list(routes)  # more endpoints from the layers above (camera API, events)
         self.snapshots = snapshots
         self.settings = settings
@@ -204,7 +206,16 @@ class DashboardServer:
             **self.monitor.state(),
             "snapshot_interval_s": 1.0 / self.settings.snapshot_max_fps,
             "metrics_enabled": self.metrics.enabled,
+            "api": {"enabled": self.settings.api.enabled, "mutations": self.mutations_allowed},
+            "events_enabled": self.events_enabled,
         }
+
+    @property
+    def mutations_allowed(self) -> bool:
+        """Whether the page offers camera controls: the API is served and changes can be accepted
+        (a token is set, or loopback clients may change cameras without one)."""
+        api = self.settings.api
+        return api.enabled and (self._token is not None or api.allow_unauthenticated_loopback)
 
     async def _state(self, _request: web.Request) -> web.Response:
         return web.json_response(self.state())

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from streamer.config import StreamerConfig
+from streamer.config import CameraConfig, StreamerConfig
 from streamer.core.frames import FrameResult
 from streamer.core.stats import StatsRegistry
 from streamer.metrics.monitor import PipelineMonitor
@@ -37,11 +37,13 @@ class MetricsService:
         self.snapshots = SnapshotStore(
             config.dashboard, [camera.name for camera in config.enabled_cameras]
         )
+        self.snapshots.follow_cameras(config.cameras)
         self.monitor.on_camera_added.append(self.snapshots.add_camera)
         self.monitor.on_camera_removed.append(self.snapshots.forget_camera)
         self.server: DashboardServer | None = (
             DashboardServer(
-                self.monitor, self.snapshots, config.dashboard, config.metrics, routes=routes
+                self.monitor, self.snapshots, config.dashboard, config.metrics, routes=routes,
+                events_enabled=config.snapshots.enabled,
             )
             if config.dashboard.enabled
             else None
@@ -62,6 +64,10 @@ class MetricsService:
         """Cameras were added or removed at runtime: learn new URLs' secrets, follow the registry."""
         self.monitor.learn_secrets(urls)
         self.monitor.sync_cameras(pipeline_running=True)
+
+    def follow_cameras(self, cameras: Sequence[CameraConfig]) -> None:
+        """The cameras' settings changed at runtime: snapshots draw their current zones and lines."""
+        self.snapshots.follow_cameras(cameras)
 
     def keep_images(self, camera: str) -> bool:
         return self.server is not None and self.snapshots.wants_image(camera)

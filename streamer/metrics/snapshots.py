@@ -1,5 +1,8 @@
 """Annotated JPEG snapshots per camera, kept only at a low rate and only while someone is watching.
 
+Each picture shows the camera's zones (outlined, lightly filled, named) and lines (named, with
+an arrow towards the side a crossing in the first direction goes to), under the tracks' boxes.
+
 The pipeline asks `wants_image(camera)` for every frame; saying yes costs only a reference to the
 decoded image. Drawing and JPEG encoding happen on request, in a worker thread, once per image.
 """
@@ -9,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from streamer.config import DashboardConfig
+from streamer.config import CameraConfig, DashboardConfig, LineConfig, ZoneConfig
 from streamer.core.detections import Detections
 from streamer.core.frames import FrameResult
 
@@ -31,6 +35,18 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 # Lines and text scale with the image so labels stay legible on a scaled-down tile.
 LINE_WIDTH_PER_PIXEL = 1 / 320
 FONT_SCALE_PER_PIXEL = 1 / 1000
+ZONE_COLOUR_BGR = (255, 200, 60)
+LINE_COLOUR_BGR = (60, 60, 255)
+ZONE_FILL_ALPHA = 0.18
+ARROW_LENGTH_PER_PIXEL = 1 / 25  # the direction arrow on a line, relative to the image width
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A camera's zones and lines, as configured (pixels of the decoded frame or fractions)."""
+
+    zones: tuple[ZoneConfig, ...] = ()
+    lines: tuple[LineConfig, ...] = ()
 
 
 @dataclass
@@ -61,10 +77,71 @@ def _label_value(value: object) -> str | None:
     return text or None
 
 
-def annotate(
-    image: np.ndarray, tracks: Detections, label_fields: list[str], max_width: int
+def _on_canvas(
+    points: Iterable[tuple[float, float]], units: str, width: int, height: int, scale: float
 ) -> np.ndarray:
-    """A copy of the image (scaled to max_width) with boxes, track ids and names drawn on it."""
+    """Configured points in pixels of the (scaled) canvas, as int32 (N, 2)."""
+    array = np.asarray(list(points), dtype=np.float64)
+    if units == "fraction":
+        array = array * np.array([width, height], dtype=np.float64)
+    return np.round(array * scale).astype(np.int32)
+
+
+def _label(
+    canvas: np.ndarray, text: str, origin: tuple[int, int], colour: tuple[int, int, int],
+    font_scale: float, thickness: int,
+) -> None:
+    """Text on a filled box whose bottom-left corner is at origin (kept inside the image)."""
+    font_thickness = max(1, thickness - 1)
+    (text_width, text_height), baseline = cv2.getTextSize(text, FONT, font_scale, font_thickness)
+    x = min(max(0, origin[0]), max(0, canvas.shape[1] - text_width - 2 * thickness))
+    top = min(max(0, origin[1] - text_height - baseline - thickness),
+              max(0, canvas.shape[0] - text_height - baseline - thickness))
+    cv2.rectangle(
+        canvas, (x, top), (x + text_width + 2 * thickness, top + text_height + baseline + thickness),
+        colour, cv2.FILLED,
+    )
+    cv2.putText(canvas, text, (x + thickness, top + text_height + thickness // 2),
+                FONT, font_scale, TEXT_COLOUR_BGR, font_thickness, cv2.LINE_AA)
+
+
+def draw_geometry(
+    canvas: np.ndarray, geometry: Geometry, width: int, height: int, scale: float,
+    font_scale: float, thickness: int,
+) -> None:
+    """Zones and lines of a width x height frame onto its canvas, scaled by `scale`."""
+    if geometry.zones:
+        fill = canvas.copy()
+        polygons = [
+            _on_canvas(zone.points, zone.units, width, height, scale) for zone in geometry.zones
+        ]
+        cv2.fillPoly(fill, polygons, ZONE_COLOUR_BGR)
+        cv2.addWeighted(fill, ZONE_FILL_ALPHA, canvas, 1 - ZONE_FILL_ALPHA, 0, dst=canvas)
+        for zone, polygon in zip(geometry.zones, polygons):
+            cv2.polylines(canvas, [polygon], True, ZONE_COLOUR_BGR, thickness, cv2.LINE_AA)
+            top_left = polygon[np.lexsort((polygon[:, 0], polygon[:, 1]))[0]]
+            _label(canvas, zone.name, (int(top_left[0]), int(top_left[1]) + 1),
+                   ZONE_COLOUR_BGR, font_scale, thickness)
+    arrow = max(8.0, canvas.shape[1] * ARROW_LENGTH_PER_PIXEL)
+    for line in geometry.lines:
+        a, b = _on_canvas(line.points, line.units, width, height, scale)
+        cv2.line(canvas, tuple(int(v) for v in a), tuple(int(v) for v in b), LINE_COLOUR_BGR,
+                 thickness, cv2.LINE_AA)
+        middle = (a + b) / 2
+        along = (b - a) / max(1e-9, float(np.hypot(*(b - a))))
+        right = np.array([-along[1], along[0]])  # standing on A facing B, y down: the right side
+        tip = middle + right * arrow
+        cv2.arrowedLine(canvas, tuple(int(v) for v in middle), tuple(int(v) for v in tip),
+                        LINE_COLOUR_BGR, thickness, cv2.LINE_AA, tipLength=0.35)
+        _label(canvas, f"{line.name}: {line.directions[0]} ->", (int(tip[0]), int(tip[1])),
+               LINE_COLOUR_BGR, font_scale, thickness)
+
+
+def annotate(
+    image: np.ndarray, tracks: Detections, label_fields: list[str], max_width: int,
+    geometry: Geometry | None = None,
+) -> np.ndarray:
+    """A copy of the image (scaled to max_width) with zones, lines, boxes, track ids and names."""
     height, width = image.shape[:2]
     scale = min(1.0, max_width / width)
     canvas = (
@@ -76,6 +153,8 @@ def annotate(
     thickness = max(2, round(out_width * LINE_WIDTH_PER_PIXEL))
     font_scale = max(0.5, out_width * FONT_SCALE_PER_PIXEL)
     font_thickness = max(1, thickness - 1)
+    if geometry is not None:
+        draw_geometry(canvas, geometry, width, height, scale, font_scale, thickness)
     for row in range(len(tracks)):
         x1, y1, x2, y2 = (round(v * scale) for v in tracks.xyxy[row].tolist())
         track_id = None if tracks.tracker_id is None else int(tracks.tracker_id[row])
@@ -116,10 +195,19 @@ class SnapshotStore:
         self._requested_at: dict[str, float] = {}
         self._kept_at: dict[str, float] = {}
         self._latest: dict[str, _Kept] = {}
+        self._geometry: dict[str, Geometry] = {}
         self._encode_lock = asyncio.Lock()
 
     def add_camera(self, camera: str) -> None:
         self.cameras.add(camera)
+
+    def follow_cameras(self, cameras: Sequence[CameraConfig]) -> None:
+        """The cameras' current zones and lines (at start and after every change at runtime)."""
+        self._geometry = {
+            camera.name: Geometry(tuple(camera.zones), tuple(camera.lines))
+            for camera in cameras
+            if camera.zones or camera.lines
+        }
 
     def forget_camera(self, camera: str) -> None:
         """A removed (or restarted) camera: its image and watch times go with it."""
@@ -156,12 +244,14 @@ class SnapshotStore:
         if kept.jpeg is None:
             async with self._encode_lock:  # one encoder at a time: the machine is small
                 if kept.jpeg is None:
-                    kept.jpeg = await asyncio.to_thread(self._encode, kept)
+                    geometry = self._geometry.get(camera)
+                    kept.jpeg = await asyncio.to_thread(self._encode, kept, geometry)
         return Snapshot(kept.jpeg, kept.frame_index, kept.capture_ts)
 
-    def _encode(self, kept: _Kept) -> bytes:
+    def _encode(self, kept: _Kept, geometry: Geometry | None) -> bytes:
         canvas = annotate(
-            kept.image, kept.tracks, self.settings.label_fields, self.settings.snapshot_max_width
+            kept.image, kept.tracks, self.settings.label_fields, self.settings.snapshot_max_width,
+            geometry,
         )
         ok, encoded = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, self.settings.jpeg_quality])
         if not ok:

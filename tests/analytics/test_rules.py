@@ -230,7 +230,6 @@ async def test_prometheus_shows_occupancy_zone_events_and_crossings_from_the_sta
                        direction="in") == 1
 
 
-
 async def test_zones_and_lines_follow_a_camera_configured_at_runtime() -> None:
     """A camera added or changed through the API brings its zones and lines; old ones go."""
     s = script()  # started without any zone or line
@@ -243,3 +242,18 @@ async def test_zones_and_lines_follow_a_camera_configured_at_runtime() -> None:
     s.stage.forget_camera(CAMERA)
     s.stage.configure_camera(config().cameras[0])  # changed again: no line any more
     assert await s.walk(3, [(300, 100), (300, 200), (300, 400), (300, 500)]) == []
+
+
+async def test_a_zone_or_line_no_longer_configured_stops_being_reported() -> None:
+    s = script(zones=[{"name": "bay", "points": SQUARE, "exit_after_s": 0.0}])
+    await s.walk(1, [(300, 300)])
+    assert s.stage.stats.occupancy[(CAMERA, "bay")] == 1
+    changed = config(zones=[{"name": "kerb", "points": [[0, 500], [300, 500], [300, 600]]}],
+                     lines=[{"name": "door", "points": ACROSS}]).cameras[0]
+    s.stage.forget_camera(CAMERA)  # the camera stops (its tracks end) ...
+    s.stage.configure_camera(changed)  # ... and starts again with the new zones and lines
+    assert (CAMERA, "bay") not in s.stage.stats.occupancy, "a removed zone is no longer reported"
+    assert s.stage.stats.occupancy[(CAMERA, "kerb")] == 0
+    assert s.stage.stats.line_crossings[(CAMERA, "door", "in")] == 0
+    await s.walk(2, [(240, 520), (250, 520), (260, 520)])
+    assert s.stage.stats.occupancy[(CAMERA, "kerb")] == 1

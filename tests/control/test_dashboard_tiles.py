@@ -53,3 +53,19 @@ async def test_added_camera_gets_a_tile_and_a_removed_one_loses_it(
         await expect(page.locator('.tile[data-camera="lobby"]')).to_have_count(1)
     finally:
         await page.close()
+
+
+async def test_camera_view_says_event_history_needs_snapshots(
+    service_url: str, browser: BrowserContext  # noqa: F811
+) -> None:
+    page = await browser.new_page()
+    try:
+        await page.goto(f"{service_url}/?token={TOKEN}")
+        await page.locator('.tile[data-camera="lobby"]').click()
+        view = page.locator("#camera-view")
+        await expect(view.locator('[data-field="events"]')).to_contain_text(
+            "snapshots.enabled", timeout=LIVE_TIMEOUT_MS
+        )
+        await expect(page.locator("#events-link")).to_be_hidden()
+    finally:
+        await page.close()

@@ -13,6 +13,7 @@ names get an answer.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -91,12 +92,21 @@ async def get(url: str, host: str | None = None, token: str | None = None) -> tu
         return response.status, await response.text()
 
 
+def refused_details(state_body: str) -> int:
+    """Cameras whose current detail (not their state history) reports the refused connection."""
+    try:
+        cameras = json.loads(state_body)["cameras"]
+    except (ValueError, KeyError):
+        return 0
+    return sum("Connection refused" in (camera["detail"] or "") for camera in cameras)
+
+
 async def test_no_http_surface_shows_any_credential_form(browser: BrowserContext) -> None:
     async with serving(config(token=TOKEN), failing_registry()) as url:
         bodies: dict[str, str] = {}
         for _ in range(50):  # the first sample brings the details
             _status, bodies["/api/state"] = await get(f"{url}/api/state", token=TOKEN)
-            if bodies["/api/state"].count("Connection refused") == len(FORMS):
+            if refused_details(bodies["/api/state"]) == len(FORMS):
                 break
             await asyncio.sleep(0.1)
         for path in ("/metrics", "/api/live", "/readyz", "/healthz"):
@@ -110,7 +120,7 @@ async def test_no_http_surface_shows_any_credential_form(browser: BrowserContext
         finally:
             await page.close()
 
-    assert bodies["/api/state"].count("Connection refused") == len(FORMS), bodies["/api/state"]
+    assert refused_details(bodies["/api/state"]) == len(FORMS), bodies["/api/state"]
     for form in FORMS:
         shown = redact_url(form.url)
         assert f'"source": "{shown}"' in bodies["/api/state"].replace('":"', '": "')
@@ -172,3 +182,21 @@ async def test_configured_names_a_token_or_star_decide_other_hosts(
     async with serving(config(**dashboard)) as url:
         status, _body = await get(f"{url}/api/state", host=host, token=token)
     assert status == expected
+
+
+@pytest.mark.parametrize(
+    ("dashboard", "offered"),
+    [
+        ({}, False),  # no token: every change would be refused, so the page offers none
+        ({"api": {"allow_unauthenticated_loopback": True}}, True),
+        ({"token": TOKEN}, True),
+        ({"token": TOKEN, "api": {"enabled": False}}, False),
+    ],
+)
+async def test_the_state_says_whether_the_page_may_offer_camera_controls(
+    dashboard: dict[str, Any], offered: bool
+) -> None:
+    async with serving(config(**dashboard)) as url:
+        status, body = await get(f"{url}/api/state", token=dashboard.get("token"))
+    assert status == 200
+    assert json.loads(body)["api"]["mutations"] is offered
