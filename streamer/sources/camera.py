@@ -135,7 +135,12 @@ class LatestFrameSlot:
         self._loop.call_soon_threadsafe(self._ready.set)
 
     async def get(self) -> Frame | None:
-        """The newest frame, or None once the source has ended and the slot is empty."""
+        """The newest frame, or None once the source has ended and the slot is empty.
+
+        `take_interval_s` follows the pipeline's pace only: a take that found its frame waiting
+        counts, one that had to wait for the source (the source's pace) does not.
+        """
+        waited = False
         while True:
             with self._lock:
                 frame, self._frame = self._frame, None
@@ -144,7 +149,7 @@ class LatestFrameSlot:
                     self._taken.notify()
             if frame is not None:
                 now = time.monotonic()
-                if self._taken_at is not None:
+                if self._taken_at is not None and not waited:
                     interval = now - self._taken_at
                     previous = self._take_interval_s
                     self._take_interval_s = (
@@ -156,6 +161,7 @@ class LatestFrameSlot:
                 return None
             self._ready.clear()
             await self._ready.wait()
+            waited = True
 
 
 def open_stream(config: CameraConfig) -> Any:
