@@ -110,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--sections",
         default="detector,publishing,identities",
-        help="what to measure: detector, publishing, identities, gating (motion-gated detection), "
-        "fairness (sharing under overload)",
+        help="what to measure: detector, publishing, identities, zones (zones and lines, no "
+        "model), gating (motion-gated detection), fairness (sharing under overload)",
     )
     bench.add_argument("--mqtt", default="127.0.0.1:1883", help="MQTT broker for the sink runs")
     bench.add_argument("--redis", default="127.0.0.1:6379", help="Redis for the sink runs")
