@@ -123,7 +123,8 @@ class EmbeddedTritonServer:
         if self._process is None:
             return None
         try:
-            return await asyncio.wait_for(asyncio.shield(self._process.wait()), within_s)
+            async with asyncio.timeout(within_s):
+                return await asyncio.shield(self._process.wait())
         except TimeoutError:
             return None
 
@@ -237,7 +238,8 @@ class EmbeddedTritonServer:
                 with contextlib.suppress(ProcessLookupError):
                     process.send_signal(sig)
                 try:
-                    await asyncio.wait_for(process.wait(), grace)
+                    async with asyncio.timeout(grace):
+                        await process.wait()
                     break
                 except TimeoutError:
                     log.warning("embedded Triton ignored %s, escalating", sig.name)

@@ -18,6 +18,7 @@ from streamer.config import StreamerConfig
 from streamer.core.assets import PROJECT_ROOT
 from streamer.core.backoff import Backoff
 from streamer.core.stats import ServerStats, StatsRegistry
+from streamer.core.tasks import cancel_and_wait
 from streamer.inference.catalog import ensure_prepared
 from streamer.inference.client import TritonModel
 from streamer.inference.server import EmbeddedTritonServer
@@ -173,7 +174,10 @@ class TritonConnection:
 
     async def _supervise(self) -> None:
         interval = self.config.triton.health_interval_s
+        task = asyncio.current_task()
         while True:
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError  # a cancellation a library call swallowed
             await asyncio.sleep(interval)
             try:
                 problem = await self._problem()
@@ -191,14 +195,16 @@ class TritonConnection:
         assert self.client is not None
         timeout = self.config.triton.health_interval_s + HEALTH_TIMEOUT_MARGIN_S
         try:
-            ready = await asyncio.wait_for(self.client.is_server_ready(), timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # arrives as the call completes, and stop() would then wait on this task for ever.
+            async with asyncio.timeout(timeout):
+                ready = await self.client.is_server_ready()
             if not ready:
                 return "server not ready"
             expected = set().union(*(m.region_names() for m in self.models.values()))
             if expected:
-                status = await asyncio.wait_for(
-                    self.client.get_system_shared_memory_status(as_json=True), timeout
-                )
+                async with asyncio.timeout(timeout):
+                    status = await self.client.get_system_shared_memory_status(as_json=True)
                 known = {region.get("name") for region in (status.get("regions") or {}).values()}
                 if expected - known:
                     return "server restarted (it no longer knows this service's shared memory)"
@@ -251,7 +257,9 @@ class TritonConnection:
             self.url = self.stats.url = self.server.grpc_url
         client = connect(self.url)
         try:
-            if not await asyncio.wait_for(client.is_server_ready(), HEALTH_TIMEOUT_MARGIN_S * 2):
+            async with asyncio.timeout(HEALTH_TIMEOUT_MARGIN_S * 2):
+                ready = await client.is_server_ready()
+            if not ready:
                 raise TritonUnavailable("server not ready")
             await self._wait_models_ready(client, settings.startup_timeout_s)
             for model in self.models.values():
@@ -281,9 +289,7 @@ class TritonConnection:
 
     async def stop(self) -> None:
         if self._supervisor is not None:
-            self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+            await cancel_and_wait(self._supervisor)
             self._supervisor = None
         self.stats.up = False
         self.stats.fetch_statistics = None
@@ -303,3 +309,4 @@ class TritonConnection:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+

@@ -8,7 +8,6 @@ rates, connection quality and the sparkline history, and polls Triton's statisti
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import math
@@ -26,6 +25,7 @@ from streamer.config import MetricsConfig, StreamerConfig
 from streamer.core.frames import FrameResult
 from streamer.core.redaction import redact_url, scrub, url_secrets
 from streamer.core.stats import AnalyticsStats, CameraState, CameraStats, StatsRegistry
+from streamer.core.tasks import cancel_and_wait
 from streamer.inference.statistics import TritonStatistics
 
 log = logging.getLogger(__name__)
@@ -205,9 +205,7 @@ class PipelineMonitor:
     async def stop(self) -> None:
         if self._task is not None:
             task, self._task = self._task, None
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         self.wake()  # live-update listeners notice and end
 
     async def next_update(self) -> None:
@@ -308,9 +306,8 @@ class PipelineMonitor:
             return
         for name in self.stats.models():
             try:
-                response = await asyncio.wait_for(
-                    fetch(name), self.settings.triton_statistics_timeout_s
-                )
+                async with asyncio.timeout(self.settings.triton_statistics_timeout_s):
+                    response = await fetch(name)
                 entries = response.get("model_stats") or []
             except Exception as exc:
                 log.debug("Triton statistics for %s unavailable: %s", name, exc)

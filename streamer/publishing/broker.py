@@ -25,6 +25,7 @@ from streamer.config import BackoffConfig, DeliveryConfig
 from streamer.core.backoff import Backoff
 from streamer.core.events import CameraStatusEvent, Event
 from streamer.core.frames import FrameResult
+from streamer.core.tasks import cancel_and_wait
 from streamer.publishing.base import Sink, SinkStats
 from streamer.publishing.buffer import (
     DROP_FRAME_SEND_FAILED,
@@ -268,9 +269,7 @@ class BrokerSink(Sink):
         except Exception:
             log.exception("%s: delivery task failed", self.name)
         if not supervisor.done():
-            supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await supervisor
+            await cancel_and_wait(supervisor)
             await self._disconnect()
         self._supervisor = None
         self.connected = False
