@@ -165,17 +165,8 @@ class CameraLoop:
         tracks, events = self.tracker.update(frame, detections)
         frame.timings.add("track", time.perf_counter() - started)
         frame.timings.add_cpu("track", time.thread_time() - started_cpu)
-        result = FrameResult(
-            camera=frame.camera,
-            frame_index=frame.index,
-            capture_ts=frame.capture_ts,
-            width=frame.width,
-            height=frame.height,
-            tracks=tracks,
-            latency_s=0.0,
-            timings=frame.timings.seconds,
-            events=[*events],
-        )
+        result = self._result(frame, tracks, detected=True)
+        result.events = [*events]
         for stage in self.stages:
             started = time.perf_counter()
             try:
@@ -184,8 +175,6 @@ class CameraLoop:
                 self.stats.inference_errors += 1
                 log.debug("camera %s: stage %s skipped: %s", frame.camera, stage.name, exc)
             frame.timings.add(stage.name, time.perf_counter() - started)
-        if self.keep_images is not None and self.keep_images(frame.camera):
-            result.image = frame.image  # made here if the camera's thread did not (a few a second)
         self._last_tracks = result.tracks
         if self.on_tracks is not None:
             self.on_tracks(bool(self.tracker.states))
@@ -194,7 +183,12 @@ class CameraLoop:
     def _carry(self, frame: Frame) -> FrameResult:
         """A gated frame: the last published tracks as they were, no events, no stages."""
         tracks = self._last_tracks if self._last_tracks is not None else Detections.empty()
-        result = FrameResult(
+        self.stats.gated += 1
+        return self._finish(frame, self._result(frame, tracks, detected=False))
+
+    @staticmethod
+    def _result(frame: Frame, tracks: Detections, *, detected: bool) -> FrameResult:
+        return FrameResult(
             camera=frame.camera,
             frame_index=frame.index,
             capture_ts=frame.capture_ts,
@@ -203,14 +197,12 @@ class CameraLoop:
             tracks=tracks,
             latency_s=0.0,
             timings=frame.timings.seconds,
-            detected=False,
+            detected=detected,
         )
-        if self.keep_images is not None and self.keep_images(frame.camera):
-            result.image = frame.image  # made here if the camera's thread did not (a few a second)
-        self.stats.gated += 1
-        return self._finish(frame, result)
 
     def _finish(self, frame: Frame, result: FrameResult) -> FrameResult:
+        if self.keep_images is not None and self.keep_images(frame.camera):
+            result.image = frame.image  # made here if the camera's thread did not (a few a second)
         spent = self.stats.cpu_s
         for name, seconds in frame.timings.cpu.items():
             spent[name] = spent.get(name, 0.0) + seconds
