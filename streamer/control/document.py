@@ -48,14 +48,18 @@ def plain(value: Any) -> Any:
 
 
 def commented(value: Any) -> Any:
-    """JSON data as round-trip containers, so new entries are written in block style."""
+    """JSON data as round-trip containers: new entries in block style, lists of plain values
+    (points, classes) in flow style."""
     if isinstance(value, Mapping):
         mapping = CommentedMap()
         for key, item in value.items():
             mapping[key] = commented(item)
         return mapping
     if isinstance(value, list):
-        return CommentedSeq([commented(item) for item in value])
+        sequence = CommentedSeq([commented(item) for item in value])
+        if value and all(isinstance(item, int | float | str | bool) for item in value):
+            sequence.fa.set_flow_style()  # a point [x, y] or a class list stays on one line
+        return sequence
     return value
 
 

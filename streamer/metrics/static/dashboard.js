@@ -675,10 +675,15 @@ function renderHistory(list, history) {
     }
     return item;
   });
+  fillList(list, items, "no state reported yet");
+}
+
+// The list's items, or one greyed line saying why there are none.
+function fillList(list, items, emptyText) {
   if (!items.length) {
     const item = document.createElement("li");
     item.className = "empty";
-    item.textContent = "no state reported yet";
+    item.textContent = emptyText;
     items.push(item);
   }
   list.replaceChildren(...items);
@@ -929,13 +934,7 @@ function renderShapes() {
     item.appendChild(remove);
     return item;
   });
-  if (!items.length) {
-    const item = document.createElement("li");
-    item.className = "empty";
-    item.textContent = "no zones or lines yet";
-    items.push(item);
-  }
-  list.replaceChildren(...items);
+  fillList(list, items, "no zones or lines yet");
   const kind = shapeKind();
   field(editorBox(), "draw-hint").textContent = kind === "zone"
     ? `Zone: click its corners on the picture (${editor.points.length} so far, at least 3), then Finish zone.`
