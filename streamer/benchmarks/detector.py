@@ -149,11 +149,12 @@ async def run_pipeline(
     raw_fps: float = 0.0,
     label: str = "",
     repeat: int = 0,
+    inference: dict[str, Any] | None = None,
 ) -> PipelineRun:
     config = StreamerConfig.model_validate(
         {
             "triton": {"mode": "external", "url": server.grpc_url},
-            "inference": {"requests_in_flight": in_flight},
+            "inference": {"requests_in_flight": in_flight, **(inference or {})},
             "publishing": {"jsonl": {"enabled": False}, **(publishing or {})},
             "cameras": [
                 {"name": f"cam{i}", "url": str(clip), "loop": True, "pacing": "fast"}

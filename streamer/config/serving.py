@@ -68,6 +68,15 @@ class InferenceConfig(Section):
         description="Concurrent requests per model; Triton batches only concurrent requests, "
         "so this bounds the dynamic batch size.",
     )
+    max_request_batch: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Items (frames, crops) one request may carry: a worker sends what is already "
+        "queued, up to this many, in one request (never waiting for more), so that a loaded "
+        "service makes fewer, larger requests; capped by the model's max_batch_size. Shared "
+        "memory per model grows with requests_in_flight x this.",
+    )
     queue_size: int = Field(64, ge=1, description="Shared request queue length per model.")
     frames_in_flight_per_camera: int = Field(
         2,

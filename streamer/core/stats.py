@@ -79,6 +79,7 @@ class ModelStats:
     max_batch_size: int | None = None
     shared_memory: bool = False
     requests: int = 0
+    items: int = 0  # frames or crops those requests carried (a request may carry several)
     failures: int = 0
     request_seconds: float = 0.0
 

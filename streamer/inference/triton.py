@@ -139,6 +139,7 @@ class TritonConnection:
                 queue_size=self.config.inference.queue_size,
                 use_shared_memory=use_shm,
                 request_timeout_s=settings.request_timeout_s,
+                max_request_batch=self.config.inference.max_request_batch,
             )
             await model.start()
             self.models[name] = model

@@ -381,6 +381,7 @@ class PipelineMonitor:
                 {
                     "name": name,
                     "requests": model.requests if model else 0,
+                    "items": model.items if model else 0,
                     "failures": model.failures if model else 0,
                     "requests_per_s": round(model_watch.requests_per_s, 2),
                     "max_batch_size": model.max_batch_size if model else None,
@@ -624,6 +625,12 @@ class _PipelineCollector(Collector):
         requests = CounterMetricFamily(
             "streamer_model_requests", "Inference requests answered.", labels=labels
         )
+        items = CounterMetricFamily(
+            "streamer_model_request_items",
+            "Items (frames, crops) the answered requests carried; items/requests = mean items "
+            "per request.",
+            labels=labels,
+        )
         failures = CounterMetricFamily(
             "streamer_model_request_failures", "Inference requests that failed.", labels=labels
         )
@@ -662,6 +669,7 @@ class _PipelineCollector(Collector):
             model = models.get(name)
             if model is not None:
                 requests.add_metric([name], model.requests)
+                items.add_metric([name], model.items)
                 failures.add_metric([name], model.failures)
                 request_seconds.add_metric([name], model.request_seconds)
             rate.add_metric([name], watch.requests_per_s)
@@ -676,7 +684,7 @@ class _PipelineCollector(Collector):
             for size, count in sorted(triton.batch_executions.items()):
                 batches.add_metric([name, str(size)], count)
         yield from (
-            requests, failures, request_seconds, rate, inferences, executions, triton_failures,
+            requests, items, failures, request_seconds, rate, inferences, executions, triton_failures,
             queue, compute, batches,
         )
 

@@ -465,7 +465,7 @@ class CameraSource:
             captured_monotonic,
             convert=partial(decoded.to_ndarray, format="bgr24"),
             size=(decoded.width, decoded.height),
-            yuv420=_yuv420_planes(decoded),
+            yuv420=yuv420_planes(decoded),
         )
         if self._convert_in_thread:
             frame.image  # noqa: B018 - converted here, off the event loop
@@ -489,7 +489,7 @@ class CameraSource:
         return thread.native_id if thread is not None else None
 
 
-def _yuv420_planes(decoded: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def yuv420_planes(decoded: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Views (no copy) of a yuv420p picture's Y, U, V planes; None for other pixel formats.
 
     Full-range (`yuvj420p`) and other layouts go through FFmpeg's conversion instead.

@@ -2,8 +2,9 @@
 the person detector sees.
 
 A surveillance camera looks at an empty scene most of the day; detecting every frame of it spends
-the detector on nothing. The detector here works on a small grey copy of the frame (bilinear
-resize, then a blur: about 0.1 ms for 768x576): a running-average background, the absolute
+the detector on nothing. The detector here works on a small grey copy of the frame, taken from
+the decoded luma plane when there is one (bilinear resize, then a blur: about 0.1 ms for 768x576;
+the full-size colour picture is not made for it): a running-average background, the absolute
 difference to it, a threshold, a dilation that joins the pieces of one mover, and the areas of
 the outer contours; masked polygons never count. Motion over most of the picture at once is a
 lighting change (lights switched, the camera's day/night switch): the background restarts from
@@ -37,6 +38,8 @@ MOTION_KEY = "motion"
 BLUR_KERNEL = (5, 5)
 DILATE_KERNEL = np.ones((3, 3), np.uint8)
 DILATE_ITERATIONS = 2
+LUMA_BLACK = 16  # limited-range luma: 16 is black, 235 white
+LUMA_SCALE = 255 / 219
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,22 +83,28 @@ class MotionDetector:
             raise RuntimeError("no frame measured yet")
         return cv2.convertScaleAbs(self._background)
 
-    def grey(self, image: np.ndarray) -> np.ndarray:
-        """The small, blurred grey frame motion is measured on."""
+    def grey(self, image: np.ndarray, *, limited_range: bool = False) -> np.ndarray:
+        """The small, blurred grey frame motion is measured on.
+
+        `image` is BGR, or a grey plane; `limited_range`: a decoded luma plane (Y of BT.601
+        yuv420p, 16-235), stretched to the 0-255 grey that BGR gives, so thresholds mean the same.
+        """
         height, width = image.shape[:2]
         if self._size != (width, height):
             self._setup(width, height)
         small = cv2.resize(image, self._small, interpolation=cv2.INTER_LINEAR)
         if small.ndim == 3:
             small = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        elif limited_range:
+            small = cv2.convertScaleAbs(small, alpha=LUMA_SCALE, beta=-LUMA_BLACK * LUMA_SCALE)
         return cv2.GaussianBlur(small, BLUR_KERNEL, 0)
 
-    def measure(self, image: np.ndarray) -> float:
+    def measure(self, image: np.ndarray, *, limited_range: bool = False) -> float:
         """The moving share of the unmasked picture (0 when nothing moves); updates the background.
 
         The first frame (and the first after a change of size) only sets the background: 0.
         """
-        grey = self.grey(image)
+        grey = self.grey(image, limited_range=limited_range)
         assert self._keep is not None
         if self._background is None:
             self._background = grey.astype(np.float32)
@@ -148,7 +157,12 @@ class MotionGate:
 
     def inspect(self, frame: Frame) -> MotionVerdict:
         started = time.perf_counter()
-        area = self.detector.measure(frame.image)
+        # The decoded luma plane when the full-size colour picture is not made anyway: no
+        # conversion of the whole frame for a verdict taken on a small grey copy.
+        if frame.yuv420 is not None and not frame.has_image:
+            area = self.detector.measure(frame.yuv420[0], limited_range=True)
+        else:
+            area = self.detector.measure(frame.image)
         motion = area > 0.0
         keepalive_s = self.config.keepalive_s if self.tracking else self.config.idle_keepalive_s
         detect = motion or self._since_detected_s(frame) >= keepalive_s - 1e-6

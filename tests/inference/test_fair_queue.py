@@ -6,7 +6,7 @@ import asyncio
 
 import numpy as np
 
-from streamer.inference.client import FairQueue, _Job
+from streamer.inference.client import FairQueue, _Job, _same_shapes
 
 
 async def served_order(queued: list[tuple[str, float]], capacity: int = 64) -> list[str]:
@@ -75,3 +75,28 @@ async def test_a_full_queue_makes_the_caller_wait_and_a_stop_drains_it() -> None
     await queue.get()
     await asyncio.wait_for(third, timeout=10)
     assert len(queue.drain()) == 2
+
+
+async def test_a_free_worker_takes_what_is_queued_in_fair_order_up_to_its_limit() -> None:
+    queue = FairQueue(16)
+    loop = asyncio.get_running_loop()
+    for index, key in enumerate(["flood", "flood", "flood", "a", "b"]):
+        await queue.put(_Job({"index": np.array(index)}, loop.create_future()), key, 1.0)
+    first = await queue.get()
+    more = queue.take_ready(2, lambda job: True)
+    taken = [int(job.inputs["index"]) for job in [first, *more]]
+    assert taken == [0, 3, 4]  # flood's first, then a and b before flood's backlog
+    assert [int(job.inputs["index"]) for job in queue.take_ready(8, lambda job: True)] == [1, 2]
+    assert queue.take_ready(8, lambda job: True) == []  # never waits
+
+
+async def test_an_item_of_another_shape_waits_for_its_own_request() -> None:
+    queue = FairQueue(16)
+    loop = asyncio.get_running_loop()
+    shapes = [(4, 4), (4, 4), (2, 2), (4, 4)]
+    for index, shape in enumerate(shapes):
+        await queue.put(_Job({"x": np.full(shape, index)}, loop.create_future()), f"c{index}", 1.0)
+    first = await queue.get()
+    same = queue.take_ready(8, _same_shapes(first))
+    assert [int(job.inputs["x"].flat[0]) for job in same] == [1]  # stops at the 2x2 item
+    assert int((await queue.get()).inputs["x"].flat[0]) == 2  # which is served next, in order

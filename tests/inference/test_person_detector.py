@@ -173,14 +173,16 @@ def test_detections_from_yuv_planes_equal_those_from_the_bgr_image(tmp_path: Pat
     assert total >= 60 and matched / total >= 0.95
 
 
+@pytest.mark.parametrize("shared_memory", [True, False], ids=["shared-memory", "grpc"])
 async def test_concurrent_requests_get_their_own_outputs(
-    embedded_triton: EmbeddedTritonServer, sample_clip: Path
+    embedded_triton: EmbeddedTritonServer, sample_clip: Path, shared_memory: bool
 ) -> None:
-    """Concurrent requests (queued, batched by Triton) each get their own frame's output."""
+    """Queued frames share requests (several per request, then batched by Triton again), and
+    each frame still gets its own output, through shared memory and over gRPC alike."""
     client = grpcclient.InferenceServerClient(embedded_triton.grpc_url)
     model = TritonModel(
-        client, "person_detector", requests_in_flight=4, queue_size=16,
-        use_shared_memory=True, request_timeout_s=30,
+        client, "person_detector", requests_in_flight=2, queue_size=16,
+        use_shared_memory=shared_memory, request_timeout_s=30, max_request_batch=4,
     )
     await model.start()
     import asyncio
@@ -191,11 +193,17 @@ async def test_concurrent_requests_get_their_own_outputs(
             for image in first_frames(sample_clip, 60)[::6]
         ]
         alone = [(await model.infer({"frames": image}))[0]["output"] for image in inputs]
-        together = await asyncio.gather(*(model.infer({"frames": image}) for image in inputs))
+        alone_requests = model.counters.requests
+        together = await asyncio.gather(
+            *(model.infer({"frames": image}, key=f"cam{i % 3}") for i, image in enumerate(inputs))
+        )
     finally:
         await model.stop()
         await client.close()
     for single, (outputs, _timing) in zip(alone, together):
         np.testing.assert_allclose(outputs["output"], single, rtol=1e-4, atol=1e-4)
     assert not np.allclose(alone[0], alone[-1]), "different frames, different outputs"
-    assert model.counters.requests == 2 * len(inputs)
+    assert alone_requests == len(inputs)
+    together_requests = model.counters.requests - alone_requests
+    assert together_requests <= len(inputs) // 2, "queued frames share requests"
+    assert model.counters.items == 2 * len(inputs) and model.counters.failures == 0

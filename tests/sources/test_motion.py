@@ -14,6 +14,7 @@ from streamer.benchmarks.footage import IdleFootage, rotated
 from streamer.config import CameraConfig, MotionConfig
 from streamer.core.frames import Frame
 from streamer.core.stats import CameraStats
+from streamer.sources.camera import yuv420_planes
 from streamer.sources.motion import MotionDetector, MotionGate, gated_prepare, needs_detection
 
 GHOST_FRAMES = 30  # after people vanish, their trace fades from the background within this
@@ -183,3 +184,33 @@ def test_a_rotation_of_the_footage_is_the_same_frames_starting_later(
             assert np.array_equal(image, original[source_of(index)]), index
             compared += 1
     assert compared == len(sampled)
+
+
+def test_the_gate_reads_the_luma_plane_and_never_makes_the_colour_picture(
+    idle_footage: IdleFootage, motion_areas: dict[int, float]
+) -> None:
+    """Frames as the camera hands them over (YUV planes, colour made on demand): the verdicts
+    are those taken on the BGR picture, and the full-size conversion is never paid for them."""
+    stats = CameraStats("street", str(idle_footage.path), source_fps=idle_footage.fps)
+    gate = MotionGate(MotionConfig(keepalive_s=1.0), stats)
+    made: list[int] = []
+    luma_motion: dict[int, bool] = {}
+    with av.open(str(idle_footage.path)) as container:
+        for index, decoded in enumerate(container.decode(video=0), start=1):
+            frame = Frame(
+                "street", index, time.time(), time.monotonic(),
+                convert=lambda decoded=decoded, index=index: (
+                    made.append(index) or decoded.to_ndarray(format="bgr24")
+                ),
+                size=(decoded.width, decoded.height),
+                yuv420=yuv420_planes(decoded),
+            )
+            luma_motion[index] = gate.inspect(frame).motion
+            assert not frame.has_image
+    assert made == []
+    bgr_motion = {index: area > 0 for index, area in motion_areas.items()}
+    differing = [index for index in bgr_motion if bgr_motion[index] != luma_motion[index]]
+    assert len(differing) <= 0.01 * len(bgr_motion), differing
+    busy = [i for i in luma_motion if idle_footage.has_people(i)]
+    assert all(luma_motion[i] for i in busy)
+    assert not any(luma_motion[i] for i in quiet_frames(idle_footage))
