@@ -19,9 +19,11 @@ import itertools
 import logging
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
@@ -31,6 +33,13 @@ from tritonclient.utils import InferenceServerException, np_to_triton_dtype, tri
 from streamer.core.stats import ModelStats
 
 log = logging.getLogger(__name__)
+
+
+SHM_DIR = Path("/dev/shm")
+# Regions are sized for the fullest request; keep as much again free for the server's own
+# (its Python backend passes tensors through /dev/shm too). Writing into a full /dev/shm kills
+# the process (SIGBUS), so a region that would not fit is never made.
+SHM_HEADROOM = 2
 
 
 class InferenceError(RuntimeError):
@@ -75,6 +84,10 @@ class _Job:
     inputs: dict[str, np.ndarray]
     future: asyncio.Future[tuple[dict[str, np.ndarray], InferTiming]]
     queued_at: float = field(default_factory=time.monotonic)
+    start: float = 0.0  # the fair queue's start tag (virtual time)
+
+
+ROUND = 1.0  # virtual time of one request of a camera of weight 1
 
 
 class FairQueue:
@@ -98,7 +111,8 @@ class FairQueue:
     async def put(self, job: _Job, key: str, weight: float) -> None:
         await self._space.acquire()
         start = max(self._virtual, self._finish.get(key, 0.0))
-        self._finish[key] = start + 1.0 / weight
+        self._finish[key] = start + ROUND / weight
+        job.start = start
         heapq.heappush(self._heap, (start, next(self._order), job))
         async with self._ready:
             self._ready.notify()
@@ -108,13 +122,22 @@ class FairQueue:
             await self._ready.wait_for(lambda: bool(self._heap))
             return self._pop()
 
-    def take_ready(self, limit: int, fits: Callable[[_Job], bool]) -> list[_Job]:
-        """Up to `limit` more queued requests, without waiting, in their fair order.
+    def take_ready(self, first: _Job, limit: int, fits: Callable[[_Job], bool]) -> list[_Job]:
+        """Up to `limit` more queued requests to send with `first`, without waiting.
 
-        Stops at the first request that does not `fit` (another shape), which stays first.
+        In their fair order, and within one round of it: requests that start less than one
+        weight-1 turn after `first`. So a batch holds at most one request per camera of weight 1
+        (two of weight 2): a camera's backlog never fills a batch ahead of the others, and the
+        shares hold when few cameras keep all their frames in flight. Stops at the first request
+        that does not `fit` (another shape), which stays first.
         """
         taken: list[_Job] = []
-        while len(taken) < limit and self._heap and fits(self._heap[0][2]):
+        while (
+            len(taken) < limit
+            and self._heap
+            and self._heap[0][0] < first.start + ROUND
+            and fits(self._heap[0][2])
+        ):
             taken.append(self._pop())
         return taken
 
@@ -225,6 +248,8 @@ class TritonModel:
             log.info("%s: variable tensor shapes, sending tensors over gRPC", self.name)
             self.use_shared_memory = False
         if self.use_shared_memory:
+            self._fit_shared_memory(self.spec)
+        if self.use_shared_memory:
             prefix = f"streamer_{os.getpid()}_{self.name}_{id(self):x}"
             for index in range(self.requests_in_flight):
                 self._slots.append(
@@ -283,6 +308,30 @@ class TritonModel:
                 self._drop_shared_memory()
                 return
 
+    def _fit_shared_memory(self, spec: ModelSpec) -> None:
+        """Size requests to the free space of /dev/shm (64 MiB in a default Docker container)."""
+        try:
+            free = shutil.disk_usage(SHM_DIR).free
+        except OSError:
+            return
+        per_item = sum(t.nbytes for t in (*spec.inputs, *spec.outputs))
+        wanted = self.max_request_batch
+        batch = fitting_batch(per_item, self.requests_in_flight, wanted, free)
+        if batch == 0:
+            log.warning(
+                "%s: /dev/shm has %.0f MiB free, too little for %d requests in flight; sending "
+                "tensors over gRPC (give the container more, e.g. `--shm-size 1g`)",
+                self.name, free / 2**20, self.requests_in_flight,
+            )
+            self.use_shared_memory = False
+        elif batch < wanted:
+            log.warning(
+                "%s: /dev/shm has %.0f MiB free: at most %d items per request instead of %d "
+                "(give the container more, e.g. `--shm-size 1g`)",
+                self.name, free / 2**20, batch, wanted,
+            )
+            self.max_request_batch = batch
+
     def region_names(self) -> set[str]:
         """The shared-memory regions the server must know for this model's requests."""
         return {name for slot in self._slots for name, _handle, _size in slot.regions.values()}
@@ -297,7 +346,8 @@ class TritonModel:
     async def _work(self, index: int) -> None:
         while True:
             first = await self._queue.get()
-            jobs = [first, *self._queue.take_ready(self.max_request_batch - 1, _same_shapes(first))]
+            more = self._queue.take_ready(first, self.max_request_batch - 1, _same_shapes(first))
+            jobs = [first, *more]
             jobs = [job for job in jobs if not job.future.done()]  # e.g. a camera that stopped
             if not jobs:
                 continue
@@ -374,6 +424,15 @@ class TritonModel:
             else:
                 per_item[0][output.name] = array
         return per_item
+
+
+def fitting_batch(per_item_bytes: int, requests: int, wanted: int, free_bytes: int) -> int:
+    """The largest items per request, up to `wanted`, whose regions (one set per request in
+    flight, with the headroom) fit in `free_bytes`; 0 when not even one item per request does."""
+    for batch in range(wanted, 0, -1):
+        if SHM_HEADROOM * per_item_bytes * batch * requests <= free_bytes:
+            return batch
+    return 0
 
 
 def _same_shapes(first: _Job) -> Callable[[_Job], bool]:

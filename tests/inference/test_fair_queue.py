@@ -6,7 +6,7 @@ import asyncio
 
 import numpy as np
 
-from streamer.inference.client import FairQueue, _Job, _same_shapes
+from streamer.inference.client import FairQueue, _Job, _same_shapes, fitting_batch
 
 
 async def served_order(queued: list[tuple[str, float]], capacity: int = 64) -> list[str]:
@@ -77,17 +77,28 @@ async def test_a_full_queue_makes_the_caller_wait_and_a_stop_drains_it() -> None
     assert len(queue.drain()) == 2
 
 
-async def test_a_free_worker_takes_what_is_queued_in_fair_order_up_to_its_limit() -> None:
-    queue = FairQueue(16)
+async def test_a_request_carries_one_round_of_the_fair_order() -> None:
+    """What a free worker sends together: queued items in fair order, at most one per camera of
+    weight 1 and two of weight 2, so that a backlog never fills a request ahead of the others."""
+    queue = FairQueue(32)
     loop = asyncio.get_running_loop()
-    for index, key in enumerate(["flood", "flood", "flood", "a", "b"]):
-        await queue.put(_Job({"index": np.array(index)}, loop.create_future()), key, 1.0)
+    queued = [("flood", 1.0)] * 4 + [("a", 1.0), ("heavy", 2.0), ("heavy", 2.0), ("heavy", 2.0)]
+    for index, (key, weight) in enumerate(queued):
+        await queue.put(_Job({"index": np.array(index)}, loop.create_future()), key, weight)
+
+    def served(jobs: list[_Job]) -> list[str]:
+        return [queued[int(job.inputs["index"])][0] for job in jobs]
+
     first = await queue.get()
-    more = queue.take_ready(2, lambda job: True)
-    taken = [int(job.inputs["index"]) for job in [first, *more]]
-    assert taken == [0, 3, 4]  # flood's first, then a and b before flood's backlog
-    assert [int(job.inputs["index"]) for job in queue.take_ready(8, lambda job: True)] == [1, 2]
-    assert queue.take_ready(8, lambda job: True) == []  # never waits
+    together = [first, *queue.take_ready(first, 8, lambda job: True)]
+    assert sorted(served(together)) == ["a", "flood", "heavy", "heavy"]
+    first = await queue.get()
+    assert sorted(served([first, *queue.take_ready(first, 8, lambda job: True)])) == [
+        "flood", "heavy",
+    ]
+    first = await queue.get()
+    assert served([first, *queue.take_ready(first, 1, lambda job: True)]) == ["flood"]
+    assert queue.take_ready(first, 8, lambda job: True) == []  # the next round waits
 
 
 async def test_an_item_of_another_shape_waits_for_its_own_request() -> None:
@@ -97,6 +108,17 @@ async def test_an_item_of_another_shape_waits_for_its_own_request() -> None:
     for index, shape in enumerate(shapes):
         await queue.put(_Job({"x": np.full(shape, index)}, loop.create_future()), f"c{index}", 1.0)
     first = await queue.get()
-    same = queue.take_ready(8, _same_shapes(first))
+    same = queue.take_ready(first, 8, _same_shapes(first))
     assert [int(job.inputs["x"].flat[0]) for job in same] == [1]  # stops at the 2x2 item
     assert int((await queue.get()).inputs["x"].flat[0]) == 2  # which is served next, in order
+
+
+def test_requests_are_sized_to_the_free_shared_memory() -> None:
+    detector_item = 416 * 416 * 3 + 3549 * 85 * 4  # uint8 frame in, float32 anchors out
+    mib = 2**20
+    assert fitting_batch(detector_item, 8, 4, 1024 * mib) == 4
+    # Docker's default 64 MiB /dev/shm, partly used: fewer items per request, never a region
+    # that could not be written (a full /dev/shm kills the process with SIGBUS)
+    assert fitting_batch(detector_item, 8, 4, 60 * mib) == 2
+    assert 2 * 8 * 2 * detector_item <= 60 * mib
+    assert fitting_batch(detector_item, 8, 4, 20 * mib) == 0  # then tensors go over gRPC

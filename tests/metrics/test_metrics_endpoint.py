@@ -76,7 +76,8 @@ def running(scraped: Scrape) -> bool:
         for c in CAMERAS
     )
     batched = scraped.total("streamer_triton_batch_executions_total", model="person_detector") > 0
-    return per_camera and batched
+    requests = (scraped.value("streamer_model_requests_per_second", model="person_detector") or 0) > 0
+    return per_camera and batched and requests
 
 
 async def test_prometheus_endpoint_shows_fps_latency_and_the_drops_the_pipeline_counted(
@@ -142,7 +143,9 @@ async def test_prometheus_endpoint_shows_fps_latency_and_the_drops_the_pipeline_
         assert final.value("streamer_camera_info", camera=name, source=str(sample_clip)) == 1
 
     assert (live.value("streamer_model_requests_total", model="person_detector") or 0) > 0
-    assert (live.value("streamer_model_requests_per_second", model="person_detector") or 0) > 0
+    requests = final.value("streamer_model_requests_total", model="person_detector") or 0
+    items = final.value("streamer_model_request_items_total", model="person_detector") or 0
+    assert items >= requests > 0, "every request carries one or more frames"
     assert (live.value("streamer_triton_executions_total", model="person_detector") or 0) > 0
     jsonl = sinks[0].stats()
     assert jsonl.published > 0

@@ -112,8 +112,10 @@ async def test_a_camera_of_weight_two_gets_twice_the_frames(
         {"name": "light", "url": str(flood), "loop": True, "pacing": "realtime", "weight": 1},
         {"name": "heavy", "url": str(flood), "loop": True, "pacing": "realtime", "weight": 2},
     ]
-    # Fewer requests in flight than the cameras' frames in flight: the queue decides who goes next.
-    pipeline = Pipeline(config_for(embedded_triton.grpc_url, cameras, requests_in_flight=2))
+    # Fewer frames fit in the requests in flight (one request: at most one round of the fair
+    # order, heavy, heavy, light) than the cameras keep in flight (4 + 2): the queue holds a
+    # backlog and decides who goes next.
+    pipeline = Pipeline(config_for(embedded_triton.grpc_url, cameras, requests_in_flight=1))
     await pipeline.start()
     try:
         counts = await window(
