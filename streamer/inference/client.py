@@ -110,8 +110,11 @@ class FairQueue:
 
     async def put(self, job: _Job, key: str, weight: float) -> None:
         await self._space.acquire()
-        start = max(self._virtual, self._finish.get(key, 0.0))
-        self._finish[key] = start + ROUND / weight
+        if key:
+            start = max(self._virtual, self._finish.get(key, 0.0))
+            self._finish[key] = start + ROUND / weight
+        else:  # no camera to share with (e.g. the crops of a frame): the current turn, in order
+            start = self._virtual
         job.start = start
         heapq.heappush(self._heap, (start, next(self._order), job))
         async with self._ready:

@@ -122,3 +122,14 @@ def test_requests_are_sized_to_the_free_shared_memory() -> None:
     assert fitting_batch(detector_item, 8, 4, 60 * mib) == 2
     assert 2 * 8 * 2 * detector_item <= 60 * mib
     assert fitting_batch(detector_item, 8, 4, 20 * mib) == 0  # then tensors go over gRPC
+
+
+async def test_items_of_no_camera_go_together_in_arrival_order() -> None:
+    """The crops of a frame (no camera key) are not rationed per round: one request takes them."""
+    queue = FairQueue(32)
+    loop = asyncio.get_running_loop()
+    for index in range(6):
+        await queue.put(_Job({"index": np.array(index)}, loop.create_future()), "", 1.0)
+    first = await queue.get()
+    together = [first, *queue.take_ready(first, 3, lambda job: True)]
+    assert [int(job.inputs["index"]) for job in together] == [0, 1, 2, 3]
