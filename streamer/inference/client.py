@@ -200,7 +200,13 @@ class _SharedMemorySlot:
 
     async def register(self, client: grpcclient.InferenceServerClient) -> None:
         for name, _handle, size in self.regions.values():
-            await client.register_system_shared_memory(name, f"/{name}", size)
+            try:
+                await client.register_system_shared_memory(name, f"/{name}", size)
+            except InferenceServerException as exc:
+                # Still registered (a server that stayed up keeps a region a cancelled request
+                # was using): the name is this process's own, so it is this very region.
+                if "ALREADY_EXISTS" not in str(exc.status()):
+                    raise
 
     async def unregister(self, client: grpcclient.InferenceServerClient) -> None:
         for name, _handle, _size in self.regions.values():
@@ -356,16 +362,29 @@ class TritonModel:
                 continue
             slot = self._slots[index] if index < len(self._slots) else None
             started = time.monotonic()
+            failure: BaseException | None = None
             try:
                 outputs = await self._request([job.inputs for job in jobs], slot)
-            except asyncio.CancelledError:
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(InferenceError(f"{self.name}: stopped"))
-                raise
+            except asyncio.CancelledError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():  # this worker is being stopped
+                    for job in jobs:
+                        if not job.future.done():
+                            job.future.set_exception(InferenceError(f"{self.name}: stopped"))
+                    raise
+                # The call was cancelled under this worker (its connection was closed when the
+                # supervisor replaced it): that request failed, the worker goes on.
+                failure = exc
             except Exception as exc:
+                failure = exc
+            if failure is not None:
                 self.counters.failures += 1
-                message = exc.message() if isinstance(exc, InferenceServerException) else str(exc)
+                if isinstance(failure, InferenceServerException):
+                    message = failure.message()
+                elif isinstance(failure, asyncio.CancelledError):
+                    message = "request cancelled (the connection was replaced)"
+                else:
+                    message = str(failure)
                 for job in jobs:
                     if not job.future.done():
                         job.future.set_exception(InferenceError(f"{self.name}: {message}"))

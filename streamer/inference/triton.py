@@ -31,6 +31,9 @@ EXIT_REAP_WAIT_S = 2.0
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 EXTERNAL_READY_POLL_S = 0.5
 HEALTH_TIMEOUT_MARGIN_S = 2.0
+# A live server too busy to answer one health check in time (all cores computing) is not down:
+# restarting it would turn a slow minute into an outage. This many timeouts in a row are.
+UNANSWERED_CHECKS_BEFORE_DOWN = 3
 _KEEPALIVE = KeepAliveOptions()
 CHANNEL_DEFAULTS = [  # what tritonclient sets when it is given no channel arguments
     ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
@@ -93,6 +96,7 @@ class TritonConnection:
         self.url = config.triton.url
         self.stats = ServerStats(url=self.url, mode=config.triton.mode)
         self._supervisor: asyncio.Task[None] | None = None
+        self._unanswered_checks = 0  # health checks in a row that timed out (server alive)
 
     @property
     def is_local(self) -> bool:
@@ -214,7 +218,21 @@ class TritonConnection:
                 code = await self.server.exited(within_s=EXIT_REAP_WAIT_S)
                 if code is not None:
                     return f"embedded tritonserver exited with code {code}"
+            if isinstance(exc, TimeoutError):
+                self._unanswered_checks += 1
+                if self._unanswered_checks < UNANSWERED_CHECKS_BEFORE_DOWN:
+                    log.info(
+                        "Triton at %s: no health answer within %.1f s (%d in a row); asking again",
+                        self.url, timeout, self._unanswered_checks,
+                    )
+                    return None
+                self._unanswered_checks = 0
+                return (
+                    f"unreachable: no answer within {timeout:.1f} s, "
+                    f"{UNANSWERED_CHECKS_BEFORE_DOWN} times in a row"
+                )
             return f"unreachable: {_first_line(exc)}"
+        self._unanswered_checks = 0
         return None
 
     async def _recover(self, problem: str) -> None:

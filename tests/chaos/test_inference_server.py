@@ -6,6 +6,8 @@ down, and afterwards one restart is counted.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -22,10 +24,13 @@ CAMERAS = ("north", "south")
 RECOVERY_LIMIT_S = 30.0  # generous bound for a loaded 2-core CI machine; the note reports real times
 
 
-def config_for(triton: dict[str, object], clip: Path) -> StreamerConfig:
+def config_for(
+    triton: dict[str, object], clip: Path, inference: dict[str, object] | None = None
+) -> StreamerConfig:
     return StreamerConfig.model_validate(
         {
             "triton": {"health_interval_s": 0.5, **triton},
+            "inference": inference or {},
             "publishing": {"jsonl": {"enabled": False}},
             "metrics": {"stall_after_s": 2.0},
             "cameras": [{"name": name, "url": str(clip), "loop": True} for name in CAMERAS],
@@ -134,3 +139,63 @@ async def test_embedded_server_that_cannot_come_back_fails_the_pipeline(
         assert time.monotonic() - waited < RECOVERY_LIMIT_S
     finally:
         await pipeline.stop()
+
+
+async def test_a_frozen_external_server_is_waited_out_briefly_then_reported_and_reattached(
+    model_repository: Path, sample_clip: Path
+) -> None:
+    """SIGSTOP: the server keeps its connections and answers nothing. A freeze shorter than three
+    health checks in a row is a busy server, not a dead one (no reconnect); a longer one is
+    reported down, and once it thaws the one request worker, its call cancelled with the old
+    connection, goes on through the same shared-memory regions (still registered)."""
+    detector = "person_detector"
+    port = free_port()
+    server = EmbeddedTritonServer(model_repository, [detector], ort_threads=1, grpc_port=port)
+    await server.start()
+    assert server.pid is not None
+    config = config_for(
+        {
+            "mode": "external", "url": f"127.0.0.1:{port}", "shared_memory": "on",
+            "request_timeout_s": 3.0,
+        },
+        sample_clip,
+        inference={"requests_in_flight": 1},  # one worker: losing it would stop every frame
+    )
+    arrivals = Arrivals()
+    pipeline = Pipeline(config, observers=[arrivals])
+    seen_down: list[bool] = []
+    try:
+        await pipeline.start()
+        for camera in CAMERAS:
+            await arrivals.wait_for(camera, 5)
+        stats = pipeline.registry.server()
+        assert stats is not None
+
+        os.kill(server.pid, signal.SIGSTOP)  # shorter than one unanswered check plus the next
+        frozen_until = time.monotonic() + 3.0
+        while time.monotonic() < frozen_until:
+            seen_down.append(not stats.up)
+            await asyncio.sleep(0.05)
+        os.kill(server.pid, signal.SIGCONT)
+        thawed = time.monotonic()
+        for camera in CAMERAS:
+            await arrivals.wait_for(camera, 3, after=thawed)
+        assert not any(seen_down) and stats.restarts == 0, "a brief freeze is no outage"
+
+        os.kill(server.pid, signal.SIGSTOP)
+        await wait_until(lambda: not stats.up, "the frozen server reported down", limit_s=30.0)
+        assert "no answer" in (stats.last_error or "")
+        os.kill(server.pid, signal.SIGCONT)
+        thawed = time.monotonic()
+        for camera in CAMERAS:
+            resumed = await arrivals.wait_for(camera, 3, after=thawed)
+            assert resumed - thawed < RECOVERY_LIMIT_S
+        await wait_until(lambda: stats.up, "the server back up")
+        assert stats.restarts == 1
+        assert pipeline.registry.models()[detector].shared_memory, "the same regions, still registered"
+    finally:
+        if server.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(server.pid, signal.SIGCONT)
+        await pipeline.stop()
+        await server.stop()
