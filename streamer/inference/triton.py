@@ -221,10 +221,14 @@ class TritonConnection:
             if isinstance(exc, TimeoutError):
                 self._unanswered_checks += 1
                 if self._unanswered_checks < UNANSWERED_CHECKS_BEFORE_DOWN:
-                    log.info(
-                        "Triton at %s: no health answer within %.1f s (%d in a row); asking again",
-                        self.url, timeout, self._unanswered_checks,
+                    # Not serving now (readiness says so at once), but not restarted yet.
+                    unanswered = (
+                        f"no health answer within {timeout:.1f} s ({self._unanswered_checks} in a row)"
                     )
+                    log.info("Triton at %s: %s; asking again", self.url, unanswered)
+                    self.stats.up, self.stats.last_error = False, unanswered
+                    if self.stats.down_since_monotonic is None:
+                        self.stats.down_since_monotonic = time.monotonic()
                     return None
                 self._unanswered_checks = 0
                 return (
@@ -232,13 +236,16 @@ class TritonConnection:
                     f"{UNANSWERED_CHECKS_BEFORE_DOWN} times in a row"
                 )
             return f"unreachable: {_first_line(exc)}"
-        self._unanswered_checks = 0
+        if self._unanswered_checks:
+            log.info("Triton at %s answers again", self.url)
+            self._unanswered_checks = 0
+            self.stats.up, self.stats.down_since_monotonic, self.stats.last_error = True, None, None
         return None
 
     async def _recover(self, problem: str) -> None:
         """Bring the server back (restart or reconnect) with backoff; report downtime and loss."""
         settings = self.config.triton
-        down_at = time.monotonic()
+        down_at = self.stats.down_since_monotonic or time.monotonic()  # since it stopped answering
         skipped_before = self._frames_skipped()
         self.stats.up, self.stats.down_since_monotonic, self.stats.last_error = False, down_at, problem
         action = "restarting it" if self.server is not None else "waiting for it to come back"
