@@ -267,6 +267,7 @@ class TritonConnection:
                 self._give_up(down_s)
             await asyncio.sleep(backoff.next_delay())
         down_s = time.monotonic() - down_at
+        self._unanswered_checks = 0
         self.stats.up, self.stats.down_since_monotonic, self.stats.last_error = True, None, None
         self.stats.restarts += 1
         log.info(
