@@ -355,8 +355,9 @@ class TritonModel:
     async def _work(self, index: int) -> None:
         while True:
             first = await self._queue.get()
-            more = self._queue.take_ready(first, self.max_request_batch - 1, _same_shapes(first))
-            jobs = [first, *more]
+            jobs = [first]
+            if self.max_request_batch > 1:
+                jobs += self._queue.take_ready(first, self.max_request_batch - 1, _same_shapes(first))
             jobs = [job for job in jobs if not job.future.done()]  # e.g. a camera that stopped
             if not jobs:
                 continue
