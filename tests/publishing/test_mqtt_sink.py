@@ -63,7 +63,15 @@ async def test_topic_tree_carries_schema_valid_messages(mosquitto_broker: Broker
     # A subscriber arriving later finds the retained state.
     late = MqttCollector(mosquitto_broker.port, ["test/#"], client_id="late")
     await late.start()
-    await wait_until(lambda: late.last_on("test/gate/status") is not None, 10, "retained status")
+    # Retained messages arrive in no promised order: wait for each one this test reads.
+    await wait_until(
+        lambda: all(
+            late.last_on(topic) is not None
+            for topic in ("test/available", "test/gate/status", "test/stats")
+        ),
+        10,
+        "retained availability, status and stats",
+    )
     await late.stop()
     retained = {topic: (payload, retain) for topic, payload, retain in late.received}
     assert retained["test/available"] == (b"offline", True)
