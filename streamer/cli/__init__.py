@@ -99,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
         "arcface, imagenet-rgb, raw-bgr-nhwc (default: the model's own; ByteTrack's *_mot17 "
         "detectors need 'bytetrack')",
     )
+    models.add_argument(
+        "--classes",
+        type=int,
+        help="prepare person_detector: how many of the detector's leading classes its output "
+        "keeps (default 1: the person; 0 keeps all, e.g. COCO's 80); detector.class_ids must be "
+        "below it",
+    )
     models.set_defaults(handler=cmd_models)
 
     bench = commands.add_parser("bench", help="measure throughput and latency")

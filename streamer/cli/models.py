@@ -74,6 +74,14 @@ def main(args: argparse.Namespace) -> int:
     items, repository, assets = _selected(args)
     if args.action == "list":
         return list_models(items, repository, assets)
+    classes = getattr(args, "classes", None)
+    if classes is not None:
+        others = [item.name for item in items if item.detector_classes is None]
+        if classes < 0 or others or args.action != "prepare":
+            raise SystemExit(
+                f"error: --classes {classes}: a count of 0 or more, for `prepare person_detector` "
+                f"only" + (f" (not {', '.join(others)})" if others else "")
+            )
     failures = 0
     for item in items:
         try:
@@ -87,7 +95,7 @@ def main(args: argparse.Namespace) -> int:
                     known = ", ".join(PIXEL_PRESETS)
                     raise SystemExit(f"error: --pixels {args.pixels}: unknown (known: {known})")
                 pixels = PIXEL_PRESETS[args.pixels] if args.pixels else None
-                prepared = prepare(item, repository, args.source, assets, pixels)
+                prepared = prepare(item, repository, args.source, assets, pixels, classes)
                 print(f"{item.name}: prepared {prepared}")
         except WeightsMissing as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -23,6 +23,7 @@ import onnx
 from streamer.core.assets import assets_dir, user_cache_dir
 from streamer.inference.model_prep import InputSpec, prepare_model
 from streamer.inference.repository import MODEL_FILE
+from streamer.inference.yolox import FIRST_CLASS_COLUMN
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,8 @@ FETCH_TIMEOUT_S = 60.0
 MIRROR_ENV_VAR = "STREAMER_WEIGHTS_MIRROR"
 PROVENANCE_FILE = "model.onnx.provenance.json"
 # Bump when model_prep's rewrite changes, so files prepared by an older version are redone.
-PREP_VERSION = "streamer-prep-3"  # 3: per-image reductions, batch restored on SCRFD-2.5G outputs
+# 3: per-image reductions, batch restored on SCRFD-2.5G outputs; 4: YOLOX output cut to its classes
+PREP_VERSION = "streamer-prep-4"
 HASH_CHUNK_BYTES = 1 << 20
 
 
@@ -70,6 +72,8 @@ class CatalogEntry:
     fetch_url: str | None = None  # official public release of the demo weights, if permissive
     # Input height/width used when the weights take any size (SCRFD-2.5G/10G): the served size.
     default_input_size: tuple[int, int] | None = None
+    # Detectors (YOLOX): how many leading classes the served output keeps unless told otherwise.
+    detector_classes: int | None = None
 
 
 CATALOG: tuple[CatalogEntry, ...] = (
@@ -89,6 +93,8 @@ CATALOG: tuple[CatalogEntry, ...] = (
         fetch_url=(
             "https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0/yolox_nano.onnx"
         ),
+        # Class 0 is the person, in COCO and in ByteTrack's one-class MOT17 detectors.
+        detector_classes=1,
     ),
     CatalogEntry(
         name="face_detector",
@@ -194,10 +200,12 @@ def prepare(
     source: Path | None = None,
     assets: Path | None = None,
     pixels: Pixels | None = None,
+    classes: int | None = None,
 ) -> Path:
     """Write `model_repository/NAME/1/model.onnx` from the given or the demo weights.
 
-    `pixels` overrides the entry's convention for weights trained differently (see PIXEL_PRESETS).
+    `pixels` overrides the entry's convention for weights trained differently (see PIXEL_PRESETS);
+    `classes` the number of leading classes a detector's output keeps (0: all of them).
     """
     source = source or find_demo_weights(item, assets)
     if source is None:
@@ -213,8 +221,18 @@ def prepare(
         layout=pixels.layout,  # type: ignore[arg-type]
     )
     destination = repository / item.name / "1" / MODEL_FILE
-    prepare_model(source, destination, spec)
-    provenance = {"source": str(source), "source_sha256": sha256(source), "prepared_by": PREP_VERSION}
+    if classes is None:
+        classes = item.detector_classes
+    elif item.detector_classes is None:
+        raise ValueError(f"{item.name}: --classes applies to detectors only")
+    columns = FIRST_CLASS_COLUMN + classes if classes else None
+    prepare_model(source, destination, spec, output_columns=columns)
+    provenance = {
+        "source": str(source),
+        "source_sha256": sha256(source),
+        "prepared_by": PREP_VERSION,
+        "classes": classes or "all",
+    }
     destination.with_name(PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
     log.info("prepared %s from %s", destination, source)
     return destination
@@ -235,13 +253,21 @@ def is_stale(item: CatalogEntry, repository: Path, assets: Path | None = None) -
         provenance = json.loads(record.read_text())
     except (OSError, ValueError):
         return True
-    if provenance.get("prepared_by") != PREP_VERSION:
-        return True
     source = Path(str(provenance.get("source", "")))
     demo = find_demo_weights(item, assets)
-    if demo is not None and demo.resolve() != source.resolve():
-        return False  # prepared from weights the operator chose: keep
-    return source.is_file() and sha256(source) != provenance.get("source_sha256")
+    if demo is None or demo.resolve() != source.resolve():
+        # Prepared from weights the operator chose (or nothing to redo it from): keep; redoing it
+        # from the demo weights would swap the operator's model for the demo's.
+        if provenance.get("prepared_by") != PREP_VERSION:
+            log.warning(
+                "%s was prepared by %s, this version prepares as %s: run `streamer models "
+                "prepare %s --source %s` again", served, provenance.get("prepared_by"),
+                PREP_VERSION, item.name, source,
+            )
+        return False
+    if provenance.get("prepared_by") != PREP_VERSION:
+        return True
+    return sha256(source) != provenance.get("source_sha256")
 
 
 def ensure_prepared(names: list[str], repository: Path, assets: Path | None = None) -> None:

@@ -9,7 +9,7 @@ from streamer.core.detections import Detections
 from streamer.core.frames import Frame
 from streamer.core.imaging import Letterboxed, letterbox, letterbox_yuv420
 from streamer.inference.client import ModelSpec, TritonModel
-from streamer.inference.yolox import YOLOX_PAD_VALUE, YoloxDecoder
+from streamer.inference.yolox import FIRST_CLASS_COLUMN, YOLOX_PAD_VALUE, YoloxDecoder
 
 PREPARED_KEY = "person_detector"
 
@@ -34,6 +34,15 @@ class PersonDetector:
                 f"{tensor.dtype} {tensor.shape}; prepare it with `streamer models prepare`"
             )
         self._input, self._output = tensor.name, spec.outputs[0].name
+        served = spec.outputs[0].shape[-1] - FIRST_CLASS_COLUMN
+        missing = [c for c in self.settings.class_ids if c >= served]
+        if missing:
+            raise ValueError(
+                f"detector.class_ids: class {missing[0]} is not in model '{spec.name}''s output, "
+                f"which keeps {served} class{'es' if served != 1 else ''}; prepare it with "
+                f"`streamer models prepare {spec.name} --classes {max(missing) + 1}` and set "
+                f"{FIRST_CLASS_COLUMN + max(missing) + 1} output columns in its config.pbtxt"
+            )
         self._height, self._width = tensor.shape[0], tensor.shape[1]
         self._decoder = YoloxDecoder(self._height, self._width)
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
+import onnx
+import pytest
+
 from streamer.core.assets import PROJECT_ROOT
-from streamer.inference.catalog import PROVENANCE_FILE, ensure_prepared, entry, is_stale
+from streamer.inference.catalog import PROVENANCE_FILE, ensure_prepared, entry, is_stale, prepare
 from streamer.inference.repository import CONFIG_FILE, MODEL_FILE
 
 DETECTOR = "person_detector"
@@ -45,3 +49,41 @@ def test_operators_own_model_file_is_never_replaced(tmp_path: Path, assets: Path
     served.write_bytes(b"production weights")
     ensure_prepared([DETECTOR], repository, assets)
     assert served.read_bytes() == b"production weights"
+
+
+def test_weights_the_operator_prepared_are_kept_when_the_preparation_changes(
+    tmp_path: Path, assets: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new preparation version must not swap the operator's detector for the demo's."""
+    repository = repository_with_config(tmp_path)
+    own = tmp_path / "bytetrack_x_mot17.onnx"  # any weights other than the demo's
+    shutil.copy(assets / "models" / "yolox_nano.onnx", own)
+    prepare(entry(DETECTOR), repository, source=own)
+    served = repository / DETECTOR / "1" / MODEL_FILE
+    record = served.with_name(PROVENANCE_FILE)
+    record.write_text(json.dumps({**json.loads(record.read_text()), "prepared_by": "old"}))
+    before = served.read_bytes()
+    with caplog.at_level(logging.WARNING):
+        ensure_prepared([DETECTOR], repository, assets)
+    assert served.read_bytes() == before
+    assert json.loads(record.read_text())["source"] == str(own)
+    assert f"--source {own}" in caplog.text  # says how to redo it
+
+
+def test_the_detector_output_keeps_the_classes_asked_for(tmp_path: Path, assets: Path) -> None:
+    repository = repository_with_config(tmp_path)
+    served = repository / DETECTOR / "1" / MODEL_FILE
+    prepare(entry(DETECTOR), repository, assets=assets)
+    assert onnx_output_dims(served) == ["batch", 3549, 6]  # box, objectness, person
+    assert json.loads(served.with_name(PROVENANCE_FILE).read_text())["classes"] == 1
+    prepare(entry(DETECTOR), repository, assets=assets, classes=3)
+    assert onnx_output_dims(served) == ["batch", 3549, 8]
+    prepare(entry(DETECTOR), repository, assets=assets, classes=0)
+    assert onnx_output_dims(served) == ["batch", 3549, 85]  # all of COCO's 80
+    with pytest.raises(ValueError, match="detectors only"):
+        prepare(entry("face_embedder"), repository, assets=assets, classes=1)
+
+
+def onnx_output_dims(path: Path) -> list[int | str]:
+    (output,) = onnx.load(str(path)).graph.output
+    return [d.dim_value or d.dim_param for d in output.type.tensor_type.shape.dim]

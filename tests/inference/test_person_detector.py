@@ -14,7 +14,7 @@ from streamer.config import DetectorConfig
 from streamer.core.detections import Detections
 from streamer.core.frames import Frame
 from streamer.core.imaging import Letterboxed, letterbox, letterbox_yuv420
-from streamer.inference.client import TritonModel
+from streamer.inference.client import ModelSpec, TensorSpec, TritonModel
 from streamer.inference.detector import PersonDetector
 from streamer.inference.model_prep import InputSpec, prepare_model
 from streamer.inference.server import EmbeddedTritonServer
@@ -60,9 +60,24 @@ def test_decoder_places_a_box_from_its_grid_cell_and_stride() -> None:
     assert found.confidence[0] == pytest.approx(0.72)
 
 
+def test_classes_the_served_model_does_not_output_are_refused_at_start() -> None:
+    def served(columns: int) -> ModelSpec:
+        frames = TensorSpec("frames", np.dtype(np.uint8), (INPUT, INPUT, 3))
+        output = TensorSpec("output", np.dtype(np.float32), (3549, columns))
+        return ModelSpec("person_detector", 16, (frames,), (output,))
+
+    PersonDetector(None, DetectorConfig(class_ids=[0])).configure(served(6))  # type: ignore[arg-type]
+    PersonDetector(None, DetectorConfig(class_ids=[0, 2])).configure(served(85))  # type: ignore[arg-type]
+    cars = PersonDetector(None, DetectorConfig(class_ids=[0, 2]))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"detector.class_ids: class 2 .* --classes 3"):
+        cars.configure(served(6))
+
+
 def test_prepared_graph_gives_identical_batched_and_per_image_output(tmp_path: Path) -> None:
     source = require_asset("models/yolox_nano.onnx")
-    prepared = prepare_model(source, tmp_path / "model.onnx", InputSpec(INPUT, INPUT, "bgr"))
+    prepared = prepare_model(
+        source, tmp_path / "model.onnx", InputSpec(INPUT, INPUT, "bgr"), output_columns=6
+    )
     batched_session = ort.InferenceSession(str(prepared), providers=["CPUExecutionProvider"])
     original = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"])
     frames = np.stack(
@@ -70,11 +85,12 @@ def test_prepared_graph_gives_identical_batched_and_per_image_output(tmp_path: P
             require_asset("videos/vtest_first10s_h264.mp4"), 4)]
     )
     batched = batched_session.run(None, {"frames": frames})[0]
-    assert batched.shape == (4, 3549, 85)
+    assert batched.shape == (4, 3549, 6)  # box, objectness and the person class kept
     for index, frame in enumerate(frames):
         nchw = frame.transpose(2, 0, 1)[None].astype(np.float32)
         single = original.run(None, {"images": nchw})[0][0]
-        np.testing.assert_allclose(batched[index], single, rtol=1e-4, atol=1e-4)
+        assert single.shape == (3549, 85)
+        np.testing.assert_allclose(batched[index], single[:, :6], rtol=1e-4, atol=1e-4)
 
 
 async def test_real_detector_through_triton_finds_the_pedestrians(
