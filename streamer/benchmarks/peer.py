@@ -2,7 +2,8 @@
 
 One PyAV decoding thread per camera (the clip looped) that letterboxes its frames and queues them;
 two ONNX Runtime sessions of one thread each, each in its own thread, pulling from that one queue
-(whatever is queued, up to `MAX_BATCH`, in one run, as Triton's dynamic batcher does); the camera
+(whatever is queued, up to `max_batch`, in one run, as Triton's dynamic batcher does; the bench runs
+it with `MAX_BATCH` and with 1, and divides by the better); the camera
 thread decodes its next frame while its last one is being detected, then decodes the detector's
 output and runs the camera's ByteTrack (`CameraTracker`), in frame order.
 """
@@ -41,6 +42,7 @@ class PeerRun:
     fps: float
     cpu_ms_per_frame: float
     mean_batch: float
+    max_batch: int = MAX_BATCH
 
 
 @dataclass
@@ -60,8 +62,10 @@ def _looped_frames(clip: Path, stop: threading.Event) -> Iterator[np.ndarray]:
 
 
 class Peer:
-    def __init__(self, model_path: Path, clip: Path, cameras: int, size: int) -> None:
-        self.clip, self.cameras, self.size = clip, cameras, size
+    def __init__(
+        self, model_path: Path, clip: Path, cameras: int, size: int, max_batch: int = MAX_BATCH
+    ) -> None:
+        self.clip, self.cameras, self.size, self.max_batch = clip, cameras, size, max_batch
         self.sessions = [session(model_path, 1) for _ in range(WORKERS)]
         self.jobs: queue.Queue[_Job] = queue.Queue()
         self.stop = threading.Event()
@@ -78,7 +82,7 @@ class Peer:
                     jobs = [self.jobs.get(timeout=POLL_S)]
                 except queue.Empty:
                     continue
-                while len(jobs) < MAX_BATCH:
+                while len(jobs) < self.max_batch:
                     try:
                         jobs.append(self.jobs.get_nowait())
                     except queue.Empty:
@@ -173,8 +177,12 @@ class Peer:
             fps=round(frames / elapsed, 1),
             cpu_ms_per_frame=round(1000.0 * cpu / frames, 2) if frames else 0.0,
             mean_batch=round(batched / executions, 2) if executions else 0.0,
+            max_batch=self.max_batch,
         )
 
 
-def peer_run(model_path: Path, clip: Path, cameras: int, size: int, seconds: float) -> PeerRun:
-    return Peer(model_path, clip, cameras, size).run(seconds)
+def peer_run(
+    model_path: Path, clip: Path, cameras: int, size: int, seconds: float,
+    max_batch: int = MAX_BATCH,
+) -> PeerRun:
+    return Peer(model_path, clip, cameras, size, max_batch).run(seconds)

@@ -1,0 +1,44 @@
+"""The embedded server's copy of the model repository: Python backend, cores shared by instances."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from streamer.core.assets import PROJECT_ROOT
+from streamer.inference.repository import CONFIG_FILE, MODEL_FILE, build_embedded_repository
+
+DETECTOR = "person_detector"
+
+
+def embedded_config(tmp_path: Path, ort_threads: int) -> model_config_pb2.ModelConfig:
+    source = tmp_path / "repository"
+    (source / DETECTOR / "1").mkdir(parents=True)
+    (source / DETECTOR / CONFIG_FILE).write_bytes(
+        (PROJECT_ROOT / "model_repository" / DETECTOR / CONFIG_FILE).read_bytes()
+    )
+    (source / DETECTOR / "1" / MODEL_FILE).write_bytes(b"weights")
+    served = tmp_path / f"served-{ort_threads}"
+    build_embedded_repository(source, [DETECTOR], served, ort_threads)
+    config = model_config_pb2.ModelConfig()
+    text_format.Parse((served / DETECTOR / CONFIG_FILE).read_text(), config)
+    assert (served / DETECTOR / "1" / MODEL_FILE).read_bytes() == b"weights"
+    return config
+
+
+def test_one_thread_instances_run_each_request_alone(tmp_path: Path) -> None:
+    """On a CPU, a one-thread session is no faster per frame in a batch; requests still may
+    carry several frames (`inference.max_request_batch`)."""
+    config = embedded_config(tmp_path, ort_threads=1)
+    assert config.backend == "python"
+    assert config.parameters["ort_intra_op_threads"].string_value == "1"
+    assert not config.HasField("dynamic_batching")
+    assert config.max_batch_size == 16
+
+
+def test_instances_of_several_threads_keep_the_committed_dynamic_batching(tmp_path: Path) -> None:
+    config = embedded_config(tmp_path, ort_threads=4)
+    assert config.parameters["ort_intra_op_threads"].string_value == "4"
+    assert config.HasField("dynamic_batching")
