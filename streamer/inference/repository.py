@@ -91,6 +91,7 @@ def build_embedded_repository(
             # back: 112.7-118.6 FPS with each request executed alone, 101.3-107.7 with Triton's
             # dynamic batching (server CPU 12.7-13.2 ms/frame against 13.9-14.7).
             config.ClearField("dynamic_batching")
+            config.parameters["ort_one_image_per_run"].string_value = "1"
         version = destination / name / "1"
         version.mkdir(parents=True, exist_ok=True)
         (destination / name / CONFIG_FILE).write_text(

@@ -193,7 +193,8 @@ def test_detections_from_yuv_planes_equal_those_from_the_bgr_image(tmp_path: Pat
 async def test_concurrent_requests_get_their_own_outputs(
     embedded_triton: EmbeddedTritonServer, sample_clip: Path, shared_memory: bool
 ) -> None:
-    """Queued frames share requests (several per request, then batched by Triton again), and
+    """Queued frames share requests (several per request, run one at a time by the embedded
+    server of one-thread instances, batched by Triton elsewhere), and
     each frame still gets its own output, through shared memory and over gRPC alike."""
     client = grpcclient.InferenceServerClient(embedded_triton.grpc_url)
     model = TritonModel(

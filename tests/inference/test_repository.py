@@ -36,9 +36,12 @@ def test_one_thread_instances_run_each_request_alone(tmp_path: Path) -> None:
     assert config.parameters["ort_intra_op_threads"].string_value == "1"
     assert not config.HasField("dynamic_batching")
     assert config.max_batch_size == 16
+    # a request's several frames run one after another, each at batch 1
+    assert config.parameters["ort_one_image_per_run"].string_value == "1"
 
 
 def test_instances_of_several_threads_keep_the_committed_dynamic_batching(tmp_path: Path) -> None:
     config = embedded_config(tmp_path, ort_threads=4)
     assert config.parameters["ort_intra_op_threads"].string_value == "4"
     assert config.HasField("dynamic_batching")
+    assert "ort_one_image_per_run" not in config.parameters
