@@ -37,11 +37,13 @@ class PersonDetector:
         served = spec.outputs[0].shape[-1] - FIRST_CLASS_COLUMN
         missing = [c for c in self.settings.class_ids if c >= served]
         if missing:
+            needed = max(missing) + 1
+            anchors = spec.outputs[0].shape[0]
             raise ValueError(
-                f"detector.class_ids: class {missing[0]} is not in model '{spec.name}''s output, "
-                f"which keeps {served} class{'es' if served != 1 else ''}; prepare it with "
-                f"`streamer models prepare {spec.name} --classes {max(missing) + 1}` and set "
-                f"{FIRST_CLASS_COLUMN + max(missing) + 1} output columns in its config.pbtxt"
+                f"detector.class_ids: class {missing[0]} is not served: model {spec.name} "
+                f"outputs {served} class{'es' if served != 1 else ''}; prepare it with "
+                f"`streamer models prepare {spec.name} --classes {needed}` and set its output "
+                f"dims in config.pbtxt to [ {anchors}, {FIRST_CLASS_COLUMN + needed} ]"
             )
         self._height, self._width = tensor.shape[0], tensor.shape[1]
         self._decoder = YoloxDecoder(self._height, self._width)
