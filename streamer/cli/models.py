@@ -72,8 +72,6 @@ def list_models(items: list[CatalogEntry], repository: Path, assets: Path | None
 
 def main(args: argparse.Namespace) -> int:
     items, repository, assets = _selected(args)
-    if args.action == "list":
-        return list_models(items, repository, assets)
     classes = getattr(args, "classes", None)
     if classes is not None:
         others = [item.name for item in items if item.detector_classes is None]
@@ -82,6 +80,8 @@ def main(args: argparse.Namespace) -> int:
                 f"error: --classes {classes}: a count of 0 or more, for `prepare person_detector` "
                 f"only" + (f" (not {', '.join(others)})" if others else "")
             )
+    if args.action == "list":
+        return list_models(items, repository, assets)
     failures = 0
     for item in items:
         try:
@@ -99,5 +99,8 @@ def main(args: argparse.Namespace) -> int:
                 print(f"{item.name}: prepared {prepared}")
         except WeightsMissing as exc:
             print(f"error: {exc}", file=sys.stderr)
+            failures += 1
+        except ValueError as exc:  # weights the rewrite cannot handle: say which, and why
+            print(f"error: {item.name}: {exc}", file=sys.stderr)
             failures += 1
     return 1 if failures else 0

@@ -13,5 +13,9 @@ class DetectorConfig(Section):
         0.1, ge=0, le=1, description="Lowest score kept; ByteTrack uses low-score boxes too."
     )
     nms_iou_threshold: float = Field(0.45, gt=0, le=1, description="IoU above which NMS merges.")
-    class_ids: list[int] = Field(default_factory=lambda: [0], description="Classes kept (0=person).")
+    class_ids: list[int] = Field(
+        default_factory=lambda: [0],
+        description="Classes kept (0=person); each must be below the classes the prepared model "
+        "keeps (1 by default: `streamer models prepare person_detector --classes N`).",
+    )
     max_detections: int = Field(300, ge=1, description="Upper bound of boxes kept per frame.")

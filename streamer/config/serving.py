@@ -66,7 +66,8 @@ class InferenceConfig(Section):
         8,
         ge=1,
         description="Concurrent requests per model; Triton batches only concurrent requests, "
-        "so this bounds the dynamic batch size.",
+        "so this bounds the dynamic batch size (the embedded server of a 2-core machine runs "
+        "the detector's requests one at a time instead).",
     )
     max_request_batch: int = Field(
         2,

@@ -207,6 +207,7 @@ def prepare(
     `pixels` overrides the entry's convention for weights trained differently (see PIXEL_PRESETS);
     `classes` the number of leading classes a detector's output keeps (0: all of them).
     """
+    from_demo = source is None
     source = source or find_demo_weights(item, assets)
     if source is None:
         raise WeightsMissing(missing_message(item, repository, assets))
@@ -221,16 +222,18 @@ def prepare(
         layout=pixels.layout,  # type: ignore[arg-type]
     )
     destination = repository / item.name / "1" / MODEL_FILE
+    asked = classes is not None
     if classes is None:
         classes = item.detector_classes
     elif item.detector_classes is None:
         raise ValueError(f"{item.name}: --classes applies to detectors only")
     columns = FIRST_CLASS_COLUMN + classes if classes else None
-    prepare_model(source, destination, spec, output_columns=columns)
+    prepare_model(source, destination, spec, output_columns=columns, exact=asked)
     provenance = {
         "source": str(source),
         "source_sha256": sha256(source),
         "prepared_by": PREP_VERSION,
+        "from_demo": from_demo,
         "classes": classes or "all",
     }
     destination.with_name(PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
@@ -254,10 +257,10 @@ def is_stale(item: CatalogEntry, repository: Path, assets: Path | None = None) -
     except (OSError, ValueError):
         return True
     source = Path(str(provenance.get("source", "")))
-    demo = find_demo_weights(item, assets)
-    if demo is None or demo.resolve() != source.resolve():
-        # Prepared from weights the operator chose (or nothing to redo it from): keep; redoing it
-        # from the demo weights would swap the operator's model for the demo's.
+    # Files prepared before provenance said so: from the demo weights if the file name is theirs.
+    if not provenance.get("from_demo", source.name == item.demo_weights):
+        # Prepared from weights the operator chose: keep; redoing it from the demo weights would
+        # swap the operator's model for the demo's.
         if provenance.get("prepared_by") != PREP_VERSION:
             log.warning(
                 "%s was prepared by %s, this version prepares as %s: run `streamer models "
@@ -266,8 +269,21 @@ def is_stale(item: CatalogEntry, repository: Path, assets: Path | None = None) -
             )
         return False
     if provenance.get("prepared_by") != PREP_VERSION:
-        return True
-    return sha256(source) != provenance.get("source_sha256")
+        return True  # redone from the demo weights (missing ones are named then)
+    demo = find_demo_weights(item, assets)
+    return demo is not None and sha256(demo) != provenance.get("source_sha256")
+
+
+def recorded_classes(item: CatalogEntry, repository: Path) -> int | None:
+    """The classes a prepared detector was asked to keep (0: all), to keep them when redone."""
+    record = repository / item.name / "1" / PROVENANCE_FILE
+    try:
+        classes = json.loads(record.read_text()).get("classes")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if classes == "all":
+        return 0
+    return classes if isinstance(classes, int) and classes >= 0 else None
 
 
 def ensure_prepared(names: list[str], repository: Path, assets: Path | None = None) -> None:
@@ -275,7 +291,8 @@ def ensure_prepared(names: list[str], repository: Path, assets: Path | None = No
     for name in names:
         item = entry(name)
         if is_stale(item, repository, assets):
-            prepare(item, repository, assets=assets)
+            classes = recorded_classes(item, repository) if item.detector_classes else None
+            prepare(item, repository, assets=assets, classes=classes)
 
 
 def fetch(item: CatalogEntry, mirror: str | None = None, assets: Path | None = None) -> Path:

@@ -34,8 +34,8 @@ class PersonDetector:
                 f"{tensor.dtype} {tensor.shape}; prepare it with `streamer models prepare`"
             )
         self._input, self._output = tensor.name, spec.outputs[0].name
-        served = spec.outputs[0].shape[-1] - FIRST_CLASS_COLUMN
-        missing = [c for c in self.settings.class_ids if c >= served]
+        served = spec.outputs[0].shape[-1] - FIRST_CLASS_COLUMN  # negative: variable, unchecked
+        missing = [c for c in self.settings.class_ids if c >= served] if served >= 0 else []
         if missing:
             needed = max(missing) + 1
             anchors = spec.outputs[0].shape[0]

@@ -232,26 +232,42 @@ def prepend_uint8_preprocessing(model: onnx.ModelProto, spec: InputSpec) -> onnx
     return model
 
 
-def keep_leading_columns(model: onnx.ModelProto, columns: int) -> onnx.ModelProto:
+KEEP_ALL_HINT = "prepare with `--classes 0` to keep the output whole"
+
+
+def keep_leading_columns(
+    model: onnx.ModelProto, columns: int, exact: bool = False
+) -> onnx.ModelProto:
     """Cut the graph's single output to its first `columns` entries along the last axis.
 
-    A no-op when the output has no more than that (ByteTrack's MOT17 detectors: one class).
+    A no-op when the output has no more than that (ByteTrack's MOT17 detectors: one class),
+    unless `exact` (the operator asked for that many): then fewer is an error.
     """
     graph = model.graph
     if len(graph.output) != 1:
-        raise ValueError(f"expected one output, found {[o.name for o in graph.output]}")
+        raise ValueError(
+            f"expected one output, found {[o.name for o in graph.output]}; {KEEP_ALL_HINT}"
+        )
     output = graph.output[0]
     dims = output.type.tensor_type.shape.dim
     if not dims or not dims[-1].HasField("dim_value"):
-        raise ValueError(f"output '{output.name}' has no fixed last dimension to cut")
+        raise ValueError(f"output '{output.name}' has no fixed last dimension; {KEEP_ALL_HINT}")
+    if dims[-1].dim_value < columns and exact:
+        raise ValueError(
+            f"output '{output.name}' has {dims[-1].dim_value} columns, fewer than the "
+            f"{columns} asked for"
+        )
     if dims[-1].dim_value <= columns:
         return model
     prefix = "streamer_keep"
     whole = f"{output.name}_{prefix}_all_columns"
-    for node in graph.node:
+    for node in graph.node:  # the producer and any other reader now see the whole tensor
         for index, name in enumerate(node.output):
             if name == output.name:
                 node.output[index] = whole
+        for index, name in enumerate(node.input):
+            if name == output.name:
+                node.input[index] = whole
     graph.initializer.extend(
         [
             numpy_helper.from_array(np.array([0], np.int64), f"{prefix}_starts"),
@@ -271,7 +287,11 @@ def keep_leading_columns(model: onnx.ModelProto, columns: int) -> onnx.ModelProt
 
 
 def prepare_model(
-    source: Path, destination: Path, spec: InputSpec, output_columns: int | None = None
+    source: Path,
+    destination: Path,
+    spec: InputSpec,
+    output_columns: int | None = None,
+    exact: bool = False,
 ) -> Path:
     """Write the servable graph: dynamic batch, uint8 frames in, and the output cut to
     `output_columns` when given. Checked with onnx.checker."""
@@ -279,7 +299,7 @@ def prepare_model(
     model = make_batch_dynamic(model)
     model = prepend_uint8_preprocessing(model, spec)
     if output_columns is not None:
-        model = keep_leading_columns(model, output_columns)
+        model = keep_leading_columns(model, output_columns, exact)
     onnx.checker.check_model(model)
     destination.parent.mkdir(parents=True, exist_ok=True)
     tmp = destination.with_suffix(".tmp")

@@ -87,3 +87,22 @@ def test_the_detector_output_keeps_the_classes_asked_for(tmp_path: Path, assets:
 def onnx_output_dims(path: Path) -> list[int | str]:
     (output,) = onnx.load(str(path)).graph.output
     return [d.dim_value or d.dim_param for d in output.type.tensor_type.shape.dim]
+
+
+def test_a_detector_redone_by_a_new_version_keeps_the_classes_it_was_asked_for(
+    tmp_path: Path, assets: Path
+) -> None:
+    repository = repository_with_config(tmp_path)
+    served = repository / DETECTOR / "1" / MODEL_FILE
+    prepare(entry(DETECTOR), repository, assets=assets, classes=3)
+    record = served.with_name(PROVENANCE_FILE)
+    record.write_text(json.dumps({**json.loads(record.read_text()), "prepared_by": "old"}))
+    ensure_prepared([DETECTOR], repository, assets)
+    assert json.loads(record.read_text())["prepared_by"] != "old"
+    assert onnx_output_dims(served) == ["batch", 3549, 8]  # as its config.pbtxt was set for
+
+
+def test_more_classes_than_the_weights_have_is_refused(tmp_path: Path, assets: Path) -> None:
+    repository = repository_with_config(tmp_path)
+    with pytest.raises(ValueError, match="85 columns, fewer than the 86 asked for"):
+        prepare(entry(DETECTOR), repository, assets=assets, classes=81)

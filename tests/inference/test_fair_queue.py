@@ -114,7 +114,7 @@ async def test_an_item_of_another_shape_waits_for_its_own_request() -> None:
 
 
 def test_requests_are_sized_to_the_free_shared_memory() -> None:
-    detector_item = 416 * 416 * 3 + 3549 * 85 * 4  # uint8 frame in, anchors x 80 classes out
+    detector_item = 416 * 416 * 3 + 3549 * 85 * 4  # uint8 in; anchors x 85 columns (COCO) out
     mib = 2**20
     assert fitting_batch(detector_item, 8, 4, 1024 * mib) == 4
     # Docker's default 64 MiB /dev/shm, partly used: fewer items per request, never a region

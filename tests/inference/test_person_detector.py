@@ -68,6 +68,7 @@ def test_classes_the_served_model_does_not_output_are_refused_at_start() -> None
 
     PersonDetector(None, DetectorConfig(class_ids=[0])).configure(served(6))  # type: ignore[arg-type]
     PersonDetector(None, DetectorConfig(class_ids=[0, 2])).configure(served(85))  # type: ignore[arg-type]
+    PersonDetector(None, DetectorConfig(class_ids=[0, 2])).configure(served(-1))  # type: ignore[arg-type]
     cars = PersonDetector(None, DetectorConfig(class_ids=[0, 2]))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"detector.class_ids: class 2 .* --classes 3"):
         cars.configure(served(6))
@@ -194,9 +195,26 @@ async def test_concurrent_requests_get_their_own_outputs(
     embedded_triton: EmbeddedTritonServer, sample_clip: Path, shared_memory: bool
 ) -> None:
     """Queued frames share requests (several per request, run one at a time by the embedded
-    server of one-thread instances, batched by Triton elsewhere), and
-    each frame still gets its own output, through shared memory and over gRPC alike."""
-    client = grpcclient.InferenceServerClient(embedded_triton.grpc_url)
+    server of one-thread instances), and each frame still gets its own output, through shared
+    memory and over gRPC alike."""
+    await check_concurrent_outputs(embedded_triton.grpc_url, sample_clip, shared_memory)
+
+
+async def test_a_server_that_batches_requests_gives_each_frame_its_own_output(
+    model_repository: Path, sample_clip: Path
+) -> None:
+    """Instances of two threads keep Triton's dynamic batching: requests are concatenated into
+    one ONNX Runtime run and split again."""
+    server = EmbeddedTritonServer(model_repository, ["person_detector"], ort_threads=2)
+    await server.start()
+    try:
+        await check_concurrent_outputs(server.grpc_url, sample_clip, shared_memory=True)
+    finally:
+        await server.stop()
+
+
+async def check_concurrent_outputs(url: str, sample_clip: Path, shared_memory: bool) -> None:
+    client = grpcclient.InferenceServerClient(url)
     model = TritonModel(
         client, "person_detector", requests_in_flight=2, queue_size=16,
         use_shared_memory=shared_memory, request_timeout_s=30, max_request_batch=4,
