@@ -7,8 +7,8 @@ import asyncio
 from streamer.app import build_sinks, required_models
 from streamer.config import CameraConfig, StreamerConfig
 from streamer.core.redaction import redact_url, scrub, url_secrets
-from streamer.inference.catalog import entry, find_demo_weights, missing_message
-from streamer.inference.repository import RepositoryError, read_model
+from streamer.inference.catalog import entry, find_demo_weights, is_stale, missing_message
+from streamer.inference.repository import RepositoryError, check_output_dims, read_model
 from streamer.inference.triton import TritonConnection, resolve_repository
 from streamer.publishing.broker import BrokerProbeError, BrokerSink
 from streamer.sources.camera import probe_stream
@@ -50,6 +50,17 @@ def check_repository(config: StreamerConfig, models: list[str]) -> bool:
             healthy = False
             continue
         if model.weights.is_file():
+            if config.triton.mode == "embedded" and is_stale(
+                entry(name), repository, config.assets_dir
+            ):
+                print(f"  model  {name:<16} {OK:<4} will be prepared again at start")
+                continue
+            try:
+                check_output_dims(model)
+            except RepositoryError as exc:
+                print(f"  model  {name:<16} {FAIL:<4} {exc}")
+                healthy = False
+                continue
             print(f"  model  {name:<16} {OK:<4} {model.weights}")
         elif config.triton.mode == "embedded" and find_demo_weights(entry(name), config.assets_dir):
             print(f"  model  {name:<16} {OK:<4} will be prepared from the demo weights at start")

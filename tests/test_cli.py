@@ -144,6 +144,28 @@ def test_check_covers_the_face_and_reid_models_a_config_enables(
     assert checked == {"person_detector", "face_detector", "face_embedder", "person_reid"}
 
 
+def test_check_fails_a_detector_whose_config_dims_contradict_the_prepared_file(
+    tmp_path: Path, sample_clip: Path
+) -> None:
+    repository = tmp_path / "repository"
+    (repository / "person_detector").mkdir(parents=True)
+    config_pbtxt = PROJECT_ROOT / "model_repository" / "person_detector" / "config.pbtxt"
+    (repository / "person_detector" / "config.pbtxt").write_bytes(config_pbtxt.read_bytes())
+    prepared = streamer(
+        "models", "prepare", "person_detector", "--classes", "3", "--repository", str(repository)
+    )
+    assert prepared.returncode == 0, prepared.stderr
+    config = tmp_path / "cars.yaml"
+    config.write_text(
+        f"triton:\n  mode: embedded\n  model_repository: {repository}\n"
+        f"cameras:\n  - name: street\n    url: {sample_clip}\n"
+    )
+    result = streamer("check", str(config))
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("  model ")]
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert " FAIL " in line and "dims [3549, 6] differ from [3549, 8]" in line
+
+
 class SlowStart:
     """start/wait/stop of a service whose start takes long (Triton loading), recording each call.
 

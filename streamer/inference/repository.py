@@ -15,6 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import onnx
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
@@ -64,6 +65,39 @@ def threads_per_instance(config: model_config_pb2.ModelConfig) -> int:
     return max(1, (os.cpu_count() or 1) // instances)
 
 
+def check_output_dims(model: RepositoryModel) -> None:
+    """Refuse a config.pbtxt whose output dims contradict the prepared file's fixed ones.
+
+    The Python backend would serve the file's shapes anyway, and every request would then fail
+    on a shared-memory region sized from the config (e.g. a detector prepared with `--classes 3`
+    whose config still says 6 columns). Dims that are -1 or not fixed in the file are not compared.
+    """
+    try:
+        graph = onnx.load(str(model.weights), load_external_data=False).graph
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise RepositoryError(f"{model.weights}: not a readable ONNX file ({exc})") from None
+    served = {
+        output.name: [d.dim_value if d.HasField("dim_value") else -1
+                      for d in output.type.tensor_type.shape.dim]
+        for output in graph.output
+    }
+    for output in model.config.output:
+        dims = served.get(output.name)
+        if dims is None:
+            continue
+        if model.config.max_batch_size > 0:
+            dims = dims[1:]
+        configured = list(output.dims)
+        if len(dims) != len(configured):
+            continue
+        if any(a > 0 and b > 0 and a != b for a, b in zip(dims, configured)):
+            raise RepositoryError(
+                f"{model.directory / CONFIG_FILE}: output '{output.name}' dims {configured} "
+                f"differ from {dims} in {model.weights}; set them in config.pbtxt (a detector "
+                "prepared with --classes N has 5 + N columns)"
+            )
+
+
 def build_embedded_repository(
     repository: Path, models: list[str], destination: Path, ort_threads: int
 ) -> None:
@@ -74,6 +108,7 @@ def build_embedded_repository(
             raise RepositoryError(
                 f"{model.weights}: missing; run `streamer models prepare` (or `streamer models`)"
             )
+        check_output_dims(model)
         config = model_config_pb2.ModelConfig()
         config.CopyFrom(model.config)
         config.name = name
@@ -89,10 +124,10 @@ def build_embedded_repository(
         if threads == 1 and instances >= 2 and config.max_batch_size > 0:
             # An instance of one ONNX Runtime thread runs a frame no faster inside a batch (the
             # ceiling grid: 2 sessions x 1 thread is best at batch 1), and while one instance
-            # runs a batch of five the other may wait. (Measured for the detector; a single
-            # instance of a small embedder keeps its batches.) Measured on 2 cores, 8 cameras, back to
-            # back: 112.7-118.6 FPS with each request executed alone, 101.3-107.7 with Triton's
-            # dynamic batching (server CPU 12.7-13.2 ms/frame against 13.9-14.7).
+            # runs a batch of five the other may wait. Measured for the detector on 2 cores, 8
+            # cameras, back to back: 112.7-118.6 FPS with each request executed alone,
+            # 101.3-107.7 with Triton's dynamic batching (server CPU 12.7-13.2 ms/frame against
+            # 13.9-14.7). A single instance (the small embedders) keeps its batches.
             config.ClearField("dynamic_batching")
             config.parameters["ort_one_image_per_run"].string_value = "1"
         version = destination / name / "1"
