@@ -194,17 +194,16 @@ def test_detections_from_yuv_planes_equal_those_from_the_bgr_image(tmp_path: Pat
 async def test_concurrent_requests_get_their_own_outputs(
     embedded_triton: EmbeddedTritonServer, sample_clip: Path, shared_memory: bool
 ) -> None:
-    """Queued frames share requests (several per request, run one at a time by the embedded
-    server of one-thread instances), and each frame still gets its own output, through shared
-    memory and over gRPC alike."""
+    """Queued frames share requests (several per request, then batched by Triton again), and
+    each frame still gets its own output, through shared memory and over gRPC alike."""
     await check_concurrent_outputs(embedded_triton.grpc_url, sample_clip, shared_memory)
 
 
 async def test_a_server_that_batches_requests_gives_each_frame_its_own_output(
     model_repository: Path, sample_clip: Path
 ) -> None:
-    """Instances of two threads keep Triton's dynamic batching: requests are concatenated into
-    one ONNX Runtime run and split again."""
+    """Instances of two threads: requests are concatenated into one ONNX Runtime run and split
+    again."""
     server = EmbeddedTritonServer(model_repository, ["person_detector"], ort_threads=2)
     await server.start()
     try:
