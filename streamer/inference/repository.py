@@ -116,8 +116,9 @@ def build_embedded_repository(
         for group in config.instance_group:
             group.kind = model_config_pb2.ModelInstanceGroup.KIND_CPU
             del group.gpus[:]
-        threads = ort_threads or threads_per_instance(config)
-        config.parameters["ort_intra_op_threads"].string_value = str(threads)
+        config.parameters["ort_intra_op_threads"].string_value = str(
+            ort_threads or threads_per_instance(config)
+        )
         version = destination / name / "1"
         version.mkdir(parents=True, exist_ok=True)
         (destination / name / CONFIG_FILE).write_text(
