@@ -256,3 +256,23 @@ def test_a_malformed_camera_url_is_one_line_without_the_secret(
     assert errors[0].startswith(f"error: {config}:3: cameras[0].url: malformed URL: "), errors[0]
     assert "Traceback" not in result.stderr
     assert leaks(result.stdout + result.stderr, [form]) == []
+
+
+def test_every_command_runs_opencv_in_the_calling_thread_only() -> None:
+    """OpenCV's thread pool would wake its threads around every small picture (letterbox,
+    motion) of every camera's thread: the commands turn it off before doing anything."""
+    script = (
+        "import cv2\n"
+        "from streamer.cli import main\n"
+        "before = cv2.getNumThreads()\n"
+        "main(['models', 'list'])\n"
+        "print('threads', before, cv2.getNumThreads())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+        cwd=PROJECT_ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    before, after = done.stdout.split("threads")[-1].split()
+    assert int(after) == 1
+    assert (os.cpu_count() or 1) == 1 or int(before) > 1, "the default must differ to be tested"

@@ -5,7 +5,7 @@ over a grid of batch sizes x {one session of N threads, two sessions of one thre
 `ceiling.py`), a naive loop (cameras one after another, one frame at a time, no Triton), an
 in-process peer (what a user could write instead: decode threads, two one-thread sessions, ByteTrack;
 see `peer.py`), and the pipeline with 1, 4 and 8 cameras through the embedded Triton server (and at
-8 once more with up to 2 frames per request, `inference.max_request_batch: 2`), with
+8 once more with one frame per request, `inference.max_request_batch: 1`), with
 Triton's batch-size distribution, CPU seconds per frame of the service process and of the server's
 process tree, and mean wall time per stage. Every figure is measured `--repeat` times, the repeats
 interleaved so that the machine's drift touches every figure alike, and printed as min-max. Ratios
@@ -467,12 +467,12 @@ async def _detector_section(
                     raw_fps=best_so_far, label=f"{cameras}+sinks", repeat=repeat,
                 )
                 runs.setdefault(run.label, []).append(run)
-                # The same cameras with up to 2 frames per request (`max_request_batch`): what
+                # The same cameras with one frame per request (`max_request_batch`): what
                 # sharing requests saves, measured back to back.
                 run = await run_pipeline(
                     server, clip, cameras, args.duration, max(cameras, 8),
-                    raw_fps=best_so_far, label=f"{cameras} 2/req", repeat=repeat,
-                    inference={"max_request_batch": 2},
+                    raw_fps=best_so_far, label=f"{cameras} 1/req", repeat=repeat,
+                    inference={"max_request_batch": 1},
                 )
                 runs.setdefault(run.label, []).append(run)
                 print(

@@ -146,8 +146,19 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    quiet_opencv_threads()
     handler: Callable[[argparse.Namespace], int] = args.handler
     return handler(args)
+
+
+def quiet_opencv_threads() -> None:
+    """OpenCV's work in this service is small pictures (the letterbox, the motion detector's
+    120-pixel frame), each camera in its own thread: its thread pool only wakes threads around
+    each call. Measured (24 motion-gated cameras, 2 cores): those threads took 0.49 ms of CPU
+    per frame, 14% of the service's, and the camera threads got no slower without them."""
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,10 @@ class ModelSpec:
     max_batch_size: int
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    # Instances that execute requests at once, where the server's config says (None: unknown),
+    # and whether Triton batches concurrent requests (else each executes alone, in arrival order).
+    instances: int | None = None
+    dynamic_batching: bool = True
 
     def input(self, name: str | None = None) -> TensorSpec:
         return self.inputs[0] if name is None else next(t for t in self.inputs if t.name == name)
@@ -88,6 +92,9 @@ class _Job:
 
 
 ROUND = 1.0  # virtual time of one request of a camera of weight 1
+# Requests queued at a server that runs each alone, beyond its instances (see
+# `requests_worth_sending`).
+SERVER_BACKLOG = 2
 
 
 class FairQueue:
@@ -180,7 +187,38 @@ async def fetch_model_spec(client: grpcclient.InferenceServerClient, name: str) 
         max_batch_size=int(config.get("max_batch_size", 0)),
         inputs=tensors(config["input"]),
         outputs=tensors(config["output"]),
+        instances=_instances(config.get("instance_group", [])),
+        dynamic_batching="dynamic_batching" in config,
     )
+
+
+def _instances(groups: list[dict[str, object]]) -> int | None:
+    """Model instances from the server's own (completed) config: a GPU group's count is per
+    listed GPU. None where it cannot be told (no group, a GPU group without its GPUs)."""
+    total = 0
+    for group in groups:
+        count = int(str(group.get("count", 1)))
+        if str(group.get("kind", "")) == "KIND_GPU":
+            gpus = group.get("gpus") or []
+            if not isinstance(gpus, list) or not gpus:
+                return None
+            count *= len(gpus)
+        total += count
+    return total or None
+
+
+def requests_worth_sending(spec: ModelSpec, wanted: int) -> int:
+    """Requests to keep in flight: `wanted`, except where the server would only queue them.
+
+    A model without dynamic batching executes each request alone, so requests beyond its
+    instances wait in Triton's queue in arrival order, where a camera that refills at once
+    (a flooding file) gets ahead of one whose next frame is 100 ms away. Beyond the instances
+    and SERVER_BACKLOG more (so that a finishing instance never waits for this process), they
+    wait in the fair queue instead, which serves cameras in turn.
+    """
+    if spec.dynamic_batching or spec.instances is None:
+        return wanted
+    return max(1, min(wanted, spec.instances + SERVER_BACKLOG))
 
 
 class _SharedMemorySlot:
@@ -250,6 +288,15 @@ class TritonModel:
     async def start(self) -> ModelSpec:
         self.spec = await fetch_model_spec(self.client, self.name)
         self.counters.max_batch_size = self.spec.max_batch_size
+        worth = requests_worth_sending(self.spec, self.requests_in_flight)
+        if worth < self.requests_in_flight:
+            log.info(
+                "%s: %d requests in flight instead of %d: the server runs each request alone "
+                "on %s instances, and the rest wait here, in the fair queue",
+                self.name, worth, self.requests_in_flight, self.spec.instances,
+            )
+            self.requests_in_flight = worth
+            self.counters.requests_in_flight = worth
         # A model without a batch dimension takes one item per request.
         self.max_request_batch = max(1, min(self.max_request_batch, self.spec.max_batch_size))
         variable = any(d < 0 for t in (*self.spec.inputs, *self.spec.outputs) for d in t.shape)

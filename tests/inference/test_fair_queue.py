@@ -6,7 +6,16 @@ import asyncio
 
 import numpy as np
 
-from streamer.inference.client import FairQueue, _Job, _same_shapes, fitting_batch
+from streamer.inference.client import (
+    SERVER_BACKLOG,
+    FairQueue,
+    ModelSpec,
+    _instances,
+    _Job,
+    _same_shapes,
+    fitting_batch,
+    requests_worth_sending,
+)
 
 
 async def served_order(queued: list[tuple[str, float]], capacity: int = 64) -> list[str]:
@@ -133,3 +142,26 @@ async def test_items_of_no_camera_go_together_in_arrival_order() -> None:
     first = await queue.get()
     together = [first, *queue.take_ready(first, 3, lambda job: True)]
     assert [int(job.inputs["index"]) for job in together] == [0, 1, 2, 3]
+
+
+def spec_of(config: dict[str, object]) -> ModelSpec:
+    return ModelSpec(
+        "m", 16, (), (),
+        instances=_instances(config.get("instance_group", [])),  # type: ignore[arg-type]
+        dynamic_batching="dynamic_batching" in config,
+    )
+
+
+def test_requests_beyond_what_a_non_batching_server_runs_wait_in_the_fair_queue() -> None:
+    """A server that runs requests alone queues the rest in arrival order, where flooding
+    cameras get ahead: only its instances and a small backlog are sent, the rest stay here."""
+    cpu = {"instance_group": [{"kind": "KIND_CPU", "count": 2}]}
+    assert requests_worth_sending(spec_of(cpu), 8) == 2 + SERVER_BACKLOG
+    assert requests_worth_sending(spec_of(cpu), 1) == 1
+    # Triton batches concurrent requests: every one in flight is worth sending
+    assert requests_worth_sending(spec_of({**cpu, "dynamic_batching": {}}), 8) == 8
+    # GPU groups count per listed GPU; without the list the instances are unknown: unchanged
+    gpus = {"instance_group": [{"kind": "KIND_GPU", "count": 1, "gpus": [0, 1, 2]}]}
+    assert requests_worth_sending(spec_of(gpus), 16) == 3 + SERVER_BACKLOG
+    unknown = {"instance_group": [{"kind": "KIND_GPU", "count": 1}]}
+    assert requests_worth_sending(spec_of(unknown), 16) == 16

@@ -14,7 +14,7 @@ from streamer.config import DetectorConfig
 from streamer.core.detections import Detections
 from streamer.core.frames import Frame
 from streamer.core.imaging import Letterboxed, letterbox, letterbox_yuv420
-from streamer.inference.client import ModelSpec, TensorSpec, TritonModel
+from streamer.inference.client import SERVER_BACKLOG, ModelSpec, TensorSpec, TritonModel
 from streamer.inference.detector import PersonDetector
 from streamer.inference.model_prep import InputSpec, prepare_model
 from streamer.inference.server import EmbeddedTritonServer
@@ -194,16 +194,17 @@ def test_detections_from_yuv_planes_equal_those_from_the_bgr_image(tmp_path: Pat
 async def test_concurrent_requests_get_their_own_outputs(
     embedded_triton: EmbeddedTritonServer, sample_clip: Path, shared_memory: bool
 ) -> None:
-    """Queued frames share requests (several per request, then batched by Triton again), and
-    each frame still gets its own output, through shared memory and over gRPC alike."""
+    """Queued frames share requests (several per request, run one at a time by the embedded
+    server of one-thread instances), and each frame still gets its own output, through shared
+    memory and over gRPC alike."""
     await check_concurrent_outputs(embedded_triton.grpc_url, sample_clip, shared_memory)
 
 
 async def test_a_server_that_batches_requests_gives_each_frame_its_own_output(
     model_repository: Path, sample_clip: Path
 ) -> None:
-    """Instances of two threads: requests are concatenated into one ONNX Runtime run and split
-    again."""
+    """Instances of two threads keep Triton's dynamic batching: requests are concatenated into
+    one ONNX Runtime run and split again."""
     server = EmbeddedTritonServer(model_repository, ["person_detector"], ort_threads=2)
     await server.start()
     try:
@@ -241,3 +242,23 @@ async def check_concurrent_outputs(url: str, sample_clip: Path, shared_memory: b
     together_requests = model.counters.requests - alone_requests
     assert together_requests <= len(inputs) // 2, "queued frames share requests"
     assert model.counters.items == 2 * len(inputs) and model.counters.failures == 0
+
+
+async def test_requests_the_server_would_only_queue_wait_in_the_fair_queue(
+    embedded_triton: EmbeddedTritonServer,
+) -> None:
+    """The embedded server of one-thread instances runs each request alone: the client keeps
+    its two instances and SERVER_BACKLOG more busy, not the eight requests configured, so that
+    the backlog is ordered by the fair queue rather than by arrival at the server."""
+    client = grpcclient.InferenceServerClient(embedded_triton.grpc_url)
+    model = TritonModel(
+        client, "person_detector", requests_in_flight=8, queue_size=16,
+        use_shared_memory=True, request_timeout_s=30,
+    )
+    await model.start()
+    try:
+        assert model.requests_in_flight == model.counters.requests_in_flight == 2 + SERVER_BACKLOG
+        assert len(model.region_names()) == 2 * (2 + SERVER_BACKLOG)  # input, output per request
+    finally:
+        await model.stop()
+        await client.close()

@@ -1,4 +1,4 @@
-"""The embedded server's copy of the model repository: Python backend, checked against the files."""
+"""The embedded server's copy of the model repository: Python backend, cores shared by instances."""
 
 from __future__ import annotations
 
@@ -41,13 +41,25 @@ def embedded_config(tmp_path: Path, assets: Path, ort_threads: int) -> model_con
     return config
 
 
-def test_the_python_backend_copy_keeps_the_committed_batching_and_shares_the_cores(
-    tmp_path: Path, assets: Path
-) -> None:
+def test_one_thread_instances_run_each_request_alone(tmp_path: Path, assets: Path) -> None:
+    """On a CPU, a one-thread session is no faster per frame in a batch; requests still may
+    carry several frames (`inference.max_request_batch`)."""
     config = embedded_config(tmp_path, assets, ort_threads=1)
     assert config.backend == "python"
     assert config.parameters["ort_intra_op_threads"].string_value == "1"
-    assert config.HasField("dynamic_batching") and config.max_batch_size == 16
+    assert not config.HasField("dynamic_batching")
+    assert config.max_batch_size == 16
+    # a request's several frames run one after another, each at batch 1
+    assert config.parameters["ort_one_image_per_run"].string_value == "1"
+
+
+def test_instances_of_several_threads_keep_the_committed_dynamic_batching(
+    tmp_path: Path, assets: Path
+) -> None:
+    config = embedded_config(tmp_path, assets, ort_threads=4)
+    assert config.parameters["ort_intra_op_threads"].string_value == "4"
+    assert config.HasField("dynamic_batching")
+    assert "ort_one_image_per_run" not in config.parameters
 
 
 def test_output_dims_the_prepared_file_contradicts_are_refused_before_serving(
