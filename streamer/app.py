@@ -1,8 +1,5 @@
-"""The service: the one owner of what a configuration needs (models, stages, sinks) and of their life.
-
-`run`, `check`, `bench` and `faces` all ask this module, so they never disagree on which models a
-configuration serves or which sinks it publishes to.
-"""
+"""The service: the one owner of the pipeline, the metrics server and the camera control, and of
+their life (what they are built from is `streamer/assembly.py`'s)."""
 
 from __future__ import annotations
 
@@ -10,64 +7,15 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from streamer.analytics.stage import ZoneLineStage
+from streamer.assembly import Assembly, default_assembly
 from streamer.config import StreamerConfig
 from streamer.control import CameraApi, CameraControl, ChangeRefused, ReloadReport
-from streamer.core.interfaces import FrameStage
 from streamer.core.stats import StatsRegistry
-from streamer.identities.stage import IdentityStage
 from streamer.metrics.service import MetricsService
-from streamer.pipeline import Pipeline
-from streamer.publishing.base import Sink
-from streamer.publishing.jsonl import JsonlSink
-from streamer.publishing.messages import AnalyticsLayout
 from streamer.publishing.mqtt import MqttSink
-from streamer.publishing.redis_sink import RedisSink
-from streamer.recording import SnapshotStage, snapshot_routes
+from streamer.snapshots import snapshot_routes
 
 log = logging.getLogger(__name__)
-
-
-def build_stages(config: StreamerConfig) -> list[FrameStage]:
-    """The stages after tracking that this configuration enables, in processing order."""
-    stages: list[FrameStage] = []
-    if config.faces.enabled or config.reid.enabled:
-        stages.append(IdentityStage(config))
-    # Always there (a frame of a camera without zones costs one lookup): a camera added or
-    # changed at runtime may bring zones and lines.
-    stages.append(ZoneLineStage(config))
-    if config.snapshots.enabled:
-        stages.append(SnapshotStage(config))  # last: it pictures the events of every stage before
-    return stages
-
-
-def required_models(config: StreamerConfig) -> list[str]:
-    """The repository models this configuration needs, detector first."""
-    models = [config.detector.model]
-    for stage in build_stages(config):
-        models.extend(stage.models)
-    return list(dict.fromkeys(models))
-
-
-def analytics_layout(config: StreamerConfig) -> AnalyticsLayout:
-    """The enabled cameras' zones and lines, as the broker sinks announce them at start."""
-    cameras = config.enabled_cameras
-    return AnalyticsLayout(
-        zones={c.name: [z.name for z in c.zones] for c in cameras if c.zones},
-        lines={c.name: {x.name: list(x.directions) for x in c.lines} for c in cameras if c.lines},
-    )
-
-
-def build_sinks(config: StreamerConfig) -> list[Sink]:
-    sinks: list[Sink] = []
-    layout = analytics_layout(config)
-    if config.publishing.jsonl.enabled:
-        sinks.append(JsonlSink(config.publishing.jsonl))
-    if config.publishing.mqtt.enabled:
-        sinks.append(MqttSink(config.publishing.mqtt, layout))
-    if config.publishing.redis.enabled:
-        sinks.append(RedisSink(config.publishing.redis, layout))
-    return sinks
 
 
 class Service:
@@ -77,20 +25,26 @@ class Service:
     last until the service stops.
     """
 
-    def __init__(self, config: StreamerConfig, config_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: StreamerConfig,
+        config_path: Path | None = None,
+        assembly: Assembly | None = None,
+    ) -> None:
         self.config = config
+        self.assembly = assembly if assembly is not None else default_assembly()
         self.stats = StatsRegistry()
-        self.control = CameraControl(config, config_path)
+        self.control = CameraControl(config, config_path, registered=self.assembly.registered())
         api = CameraApi(self.control, config.dashboard, self.stats, rates=self._rates)
         routes = api.routes() if config.dashboard.api.enabled else []
         if config.snapshots.enabled:
             routes.extend(snapshot_routes(config.snapshots))
         self.metrics = MetricsService(config, self.stats, routes=routes)
-        self.pipeline = Pipeline(
+        self.pipeline = self.assembly.pipeline(
             config,
             registry=self.stats,
-            sinks=build_sinks(config),
-            stages=build_stages(config),
+            sinks=self.assembly.build_sinks(config),
+            stages=self.assembly.build_stages(config),
             observers=[self.metrics],
             keep_images=self.metrics.keep_images,
             stay_when_empty=True,  # cameras may come back through the API or a reload

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from streamer.app import build_sinks, required_models
+from streamer.assembly import build_sinks, required_models
 from streamer.config import CameraConfig, StreamerConfig
 from streamer.core.redaction import redact_url, scrub, url_secrets
 from streamer.inference.catalog import entry, find_demo_weights, is_stale, missing_message

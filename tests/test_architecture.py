@@ -1,7 +1,7 @@
 """The layers read bottom-up, checked from the source so they stay that way.
 
 core -> config -> stages (sources, inference, tracking, identities, analytics, publishing,
-recording) -> pipeline -> metrics -> control -> app (app, check, benchmarks) -> cli. A module may
+snapshots) -> pipeline -> metrics -> control -> app (app, check, benchmarks) -> cli. A module may
 import its own layer or lower ones; there are no import cycles, lazy imports inside functions
 included.
 """
@@ -24,11 +24,12 @@ LAYERS: dict[str, int] = {
     "identities": 2,
     "analytics": 2,
     "publishing": 2,
-    "recording": 2,
+    "snapshots": 2,
     "pipeline": 3,
     "metrics": 4,
     "control": 5,
     "app": 6,
+    "assembly": 6,
     "check": 6,
     "benchmarks": 6,
     "cli": 7,
@@ -84,7 +85,7 @@ def test_no_module_imports_a_higher_layer() -> None:
 
 
 @pytest.mark.parametrize(
-    "stage", ["sources", "inference", "tracking", "identities", "analytics", "publishing", "recording"]
+    "stage", ["sources", "inference", "tracking", "identities", "analytics", "publishing", "snapshots"]
 )
 def test_stages_never_import_the_pipeline_metrics_app_or_cli(stage: str) -> None:
     forbidden = ("pipeline", "metrics", "app", "check", "benchmarks", "cli")

@@ -23,7 +23,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from tritonclient.grpc import model_config_pb2
 
-from streamer.app import required_models
+from streamer.assembly import required_models
 from streamer.config import StreamerConfig, load_config
 from streamer.core.assets import PROJECT_ROOT
 from streamer.metrics.server import HEALTH_PATH, PROBE_PATHS, READY_PATH

@@ -35,8 +35,8 @@ from streamer.config.analytics import Anchor
 from streamer.core.detections import Detections
 from streamer.core.events import Event, LineCrossEvent, TrackEvent, ZoneEvent, ZoneEventType
 from streamer.core.frames import Frame, FrameResult
-from streamer.core.interfaces import TrackBook
-from streamer.core.stats import AnalyticsStats
+from streamer.core.interfaces import FrameStage, TrackBook
+from streamer.core.stats import AnalyticsStats, StatsKind
 
 ZONES_COLUMN = "zones"  # per track in frame messages: the zones it has entered
 
@@ -296,23 +296,24 @@ class CameraAnalytics:
         return events
 
 
-class ZoneLineStage:
-    """FrameStage for zones and lines; needs no model."""
+class ZoneLineStage(FrameStage[CameraConfig]):
+    """Zones and lines; needs no model."""
 
     name = "zones"
     needs_image = False  # boxes only: the camera's thread need not make the full-size picture
 
     def __init__(self, config: StreamerConfig) -> None:
-        self.models: list[str] = []
         self.cameras = {
             camera.name: camera for camera in config.enabled_cameras if camera.zones or camera.lines
         }
         self.min_track_frames = config.analytics.min_track_frames
         self.stats = AnalyticsStats()
-        self.registered_stats = {"analytics": self.stats}
         self._state: dict[str, CameraAnalytics] = {}
         for camera in self.cameras.values():
             self._camera(camera.name)  # every configured zone and line reports 0 from the start
+
+    def registered_stats(self) -> dict[StatsKind, object]:
+        return {StatsKind.ANALYTICS: self.stats}
 
     def configure_camera(self, camera: CameraConfig) -> None:
         """A camera starts (at start, or added or changed at runtime): its zones and lines now;
@@ -337,9 +338,6 @@ class ZoneLineStage:
             )
         return state
 
-    async def start(self, models: dict[str, object]) -> None:
-        """Nothing to take: zones and lines need no model."""
-
     async def process(self, frame: Frame, result: FrameResult, tracks: TrackBook) -> None:
         state = self._camera(frame.camera)
         if state is not None:
@@ -353,9 +351,6 @@ class ZoneLineStage:
         if state is None or not ends:
             return events
         return [*events, *state.finish(ends[-1].frame_index, ends[-1].capture_ts)]
-
-    async def stop(self) -> None:
-        """Nothing runs in the background."""
 
     def forget_camera(self, camera: str) -> None:
         state = self._state.pop(camera, None)

@@ -32,7 +32,7 @@ import numpy as np
 import onnxruntime as ort
 import tritonclient.grpc.aio as grpcclient
 
-from streamer.app import build_sinks
+from streamer.assembly import build_pipeline, build_sinks
 from streamer.benchmarks import ceiling as ceiling_grid
 from streamer.benchmarks.cpu import process_cpu_s, thread_cpu_s, tree_cpu_s
 from streamer.benchmarks.peer import MAX_BATCH as MAX_PEER_BATCH
@@ -169,7 +169,7 @@ async def run_pipeline(
         }
     )
     latencies = _Latencies()
-    pipeline = Pipeline(config, observers=[latencies], sinks=build_sinks(config))
+    pipeline = build_pipeline(config, observers=[latencies], sinks=build_sinks(config))
     client = grpcclient.InferenceServerClient(server.grpc_url)
     try:
         await pipeline.start()
@@ -250,14 +250,12 @@ class _CpuClocks:
     def _read(self) -> dict[str, float]:
         cameras = self.pipeline.registry.cameras().values()
         stages: dict[str, float] = {}
-        for counters in cameras:
-            for stage, seconds in list(counters.cpu_s.items()):
+        for camera in cameras:
+            for stage, seconds in list(camera.cpu_s.items()):
                 stages[stage] = stages.get(stage, 0.0) + seconds
         return {
             **stages,
-            "camera threads": sum(
-                thread_cpu_s(runtime.source.thread_id) for runtime in self.pipeline.cameras.values()
-            ),
+            "camera threads": sum(thread_cpu_s(camera.thread_id) for camera in cameras),
             "loop thread": thread_cpu_s(self.loop_thread),
             "service": process_cpu_s(),
             "server": tree_cpu_s(self.server_pid),

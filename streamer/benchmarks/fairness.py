@@ -18,9 +18,9 @@ from pathlib import Path
 import av
 import numpy as np
 
+from streamer.assembly import build_pipeline
 from streamer.config import StreamerConfig
 from streamer.core.frames import FrameResult
-from streamer.pipeline import Pipeline
 
 FLOOD_SPEEDUP = 100
 WARMUP_S = 3.0
@@ -116,7 +116,7 @@ async def fairness_run(
         }
     )
     observer = _PerCamera()
-    pipeline = Pipeline(config, observers=[observer])
+    pipeline = build_pipeline(config, observers=[observer])
     try:
         await pipeline.start()
         await asyncio.sleep(WARMUP_S)

@@ -33,6 +33,7 @@ from typing import Any
 import av
 import numpy as np
 
+from streamer.assembly import build_pipeline
 from streamer.benchmarks.cpu import process_cpu_s, tree_cpu_s
 from streamer.benchmarks.footage import IdleFootage, build_idle_footage, rotated
 from streamer.benchmarks.report import Span
@@ -42,7 +43,6 @@ from streamer.core.frames import FrameResult
 from streamer.inference.catalog import entry, prepare
 from streamer.inference.repository import CONFIG_FILE
 from streamer.inference.server import EmbeddedTritonServer
-from streamer.pipeline import Pipeline
 from streamer.sources.motion import MotionDetector
 
 DETECTOR = "person_detector"
@@ -154,7 +154,7 @@ async def probe(
         max(cameras, 8),
     )
     recorder = _Recorder()
-    pipeline = Pipeline(config, observers=[recorder])
+    pipeline = build_pipeline(config, observers=[recorder])
     try:
         await pipeline.start()
         await asyncio.sleep(WARMUP_S)
@@ -251,7 +251,7 @@ async def played_once(server_url: str, footage: IdleFootage, gated: bool) -> lis
         8,
     )
     recorder = _Recorder(keep_results=True)
-    pipeline = Pipeline(config, observers=[recorder])
+    pipeline = build_pipeline(config, observers=[recorder])
     try:
         await pipeline.start()
         task = pipeline.cameras["street"].task
@@ -350,7 +350,7 @@ async def busy_fps(
         max(cameras, 8),
     )
     motion = _MotionTime()
-    pipeline = Pipeline(config, observers=[motion])
+    pipeline = build_pipeline(config, observers=[motion])
     try:
         await pipeline.start()
         await asyncio.sleep(WARMUP_S)

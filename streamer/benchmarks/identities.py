@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
 
-from streamer.app import build_stages
+from streamer.assembly import build_pipeline, build_stages
 from streamer.config import StreamerConfig
 from streamer.core.assets import PROJECT_ROOT
 from streamer.core.frames import FrameResult
@@ -33,7 +33,6 @@ from streamer.inference.client import TritonModel
 from streamer.inference.embedding import EmbeddingModel
 from streamer.inference.repository import CONFIG_FILE
 from streamer.inference.server import EmbeddedTritonServer
-from streamer.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +162,7 @@ class _StageTimes:
 async def _pipeline_fps(config: StreamerConfig, seconds: float) -> tuple[float, _StageTimes, Any]:
     times = _StageTimes()
     stages = build_stages(config)
-    pipeline = Pipeline(
+    pipeline = build_pipeline(
         config, stages=stages, observers=[times]
     )
     try:
@@ -197,8 +196,8 @@ async def stage_cost(url: str, clip: Path, cameras: int, seconds: float) -> Stag
         fps_without=round(fps_without, 1),
         fps_with=round(fps_with, 1),
         stage_ms_mean=round(1000 * float(np.mean(times.seconds)), 1) if times.seconds else 0.0,
-        face_embeddings=stage.counters.face_embeddings,
-        reid_embeddings=stage.counters.reid_embeddings,
+        face_embeddings=stage.stats.face_embeddings,
+        reid_embeddings=stage.stats.reid_embeddings,
     )
 
 

@@ -170,8 +170,10 @@ async def _bounded(stop: Callable[[], Awaitable[None]], limit_s: float) -> None:
 
 def load_config_or_exit(path: str) -> StreamerConfig:
     """The config, or its problems on stderr (one line each) and exit code 2."""
+    from streamer.assembly import registered  # the components' modules load only when needed
+
     try:
-        return load_config(path)
+        return load_config(path, registered=registered())
     except ConfigError as exc:
         for line in exc.lines:
             print(f"error: {line}", file=sys.stderr)

@@ -27,14 +27,14 @@ def _selected(args: argparse.Namespace) -> tuple[list[CatalogEntry], Path, Path 
     assets = None
     names = list(args.names)
     if args.config:
+        from streamer.assembly import registered, required_models
+
         try:
-            config = load_config(args.config)
+            config = load_config(args.config, registered=registered())
         except ConfigError as exc:
             raise SystemExit("\n".join(f"error: {line}" for line in exc.lines)) from None
         repository = repository or resolve_repository(config)
         assets = config.assets_dir
-        from streamer.app import required_models
-
         names = names or required_models(config)
     if repository is None:
         from streamer.core.assets import PROJECT_ROOT

@@ -6,8 +6,13 @@ import their section from here; nothing here imports a stage.
 """
 
 from streamer.config.analytics import AnalyticsConfig, LineConfig, ZoneConfig
-from streamer.config.base import BackoffConfig, Section
-from streamer.config.cameras import CAMERA_NAME_PATTERN, STREAM_SCHEMES, CameraConfig, ReconnectConfig
+from streamer.config.base import BackoffConfig, Registered, Section
+from streamer.config.cameras import (
+    CAMERA_NAME_PATTERN,
+    FILE_SCHEMES,
+    CameraConfig,
+    ReconnectConfig,
+)
 from streamer.config.detector import DetectorConfig
 from streamer.config.identities import (
     FaceMode,
@@ -43,7 +48,7 @@ from streamer.config.tracker import TrackerConfig
 __all__ = [
     "ALL_SNAPSHOT_EVENTS",
     "CAMERA_NAME_PATTERN",
-    "STREAM_SCHEMES",
+    "FILE_SCHEMES",
     "AnalyticsConfig",
     "BackoffConfig",
     "BrokerSinkConfig",
@@ -66,6 +71,7 @@ __all__ = [
     "PublishingConfig",
     "ReconnectConfig",
     "RedisSinkConfig",
+    "Registered",
     "ReidConfig",
     "Section",
     "SnapshotEventType",

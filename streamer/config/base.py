@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo
 
 
 class Section(BaseModel):
@@ -44,3 +45,22 @@ def on_off(value: Any) -> Any:
     if isinstance(value, bool):
         return "on" if value else "off"
     return value
+
+
+@dataclass(frozen=True)
+class Registered:
+    """The names the service has components for (`streamer.assembly`): validation given these
+    refuses others with the file, line and key. A config built in code without them is checked
+    when its components are built instead."""
+
+    url_schemes: frozenset[str]
+    detector_families: frozenset[str]
+
+
+REGISTERED_CONTEXT = "registered"
+
+
+def registered(info: ValidationInfo) -> Registered | None:
+    """The `Registered` names a validation was given, if any."""
+    value = (info.context or {}).get(REGISTERED_CONTEXT)
+    return value if isinstance(value, Registered) else None

@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from streamer.config.analytics import LineConfig, ZoneConfig
-from streamer.config.base import MAX_DELAY_S, BackoffConfig, LocatedError, Section
+from streamer.config.base import MAX_DELAY_S, BackoffConfig, LocatedError, Section, registered
 from streamer.config.motion import MotionConfig
 
 CAMERA_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "srt")
+FILE_SCHEMES = ("", "file")  # a path, or file://; everything else is a stream
 ENCODE_HINT = (
     "percent-encode '/', '?', '#', '@', '[' and ']' in a user name or password "
     "(%2F, %3F, %23, %40, %5B, %5D)"
@@ -112,22 +112,22 @@ class CameraConfig(Section):
 
     @field_validator("url")
     @classmethod
-    def _known_scheme(cls, url: str) -> str:
+    def _known_scheme(cls, url: str, info: ValidationInfo) -> str:
         """A URL that cannot be parsed is one config line here, not a traceback at start; the
         message never shows the URL, which may hold credentials."""
         try:
             parts = urlsplit(url)
-            scheme = parts.scheme.lower()
-            if scheme in STREAM_SCHEMES:
+            scheme = url_scheme(url)
+            if scheme not in FILE_SCHEMES:
                 parts.port  # noqa: B018 - raises ValueError for a port that is not a number
         except ValueError as exc:
             problem = "unbalanced '[' or ']'" if "IPv6" in str(exc) else "the port is not a number 0-65535"
             raise ValueError(f"malformed URL: {problem}; {ENCODE_HINT}") from None
-        if scheme in STREAM_SCHEMES or scheme == "file":
-            return url
-        if scheme and len(scheme) > 1:  # one letter is a Windows drive, not a scheme
+        known = registered(info)
+        if known is not None and scheme not in FILE_SCHEMES and scheme not in known.url_schemes:
+            streams = sorted(s for s in known.url_schemes if s not in FILE_SCHEMES)
             raise ValueError(
-                f"unsupported URL scheme '{scheme}' (expected {', '.join(STREAM_SCHEMES)}, "
+                f"unsupported URL scheme '{scheme}' (expected {', '.join(streams)}, "
                 "file:// or a file path)"
             )
         return url
@@ -138,10 +138,21 @@ class CameraConfig(Section):
         return self.motion.enabled if self.motion.enabled is not None else not self.is_file
 
     @property
+    def scheme(self) -> str:
+        """The URL's scheme in lower case; "" for a file path."""
+        return url_scheme(self.url)
+
+    @property
     def is_file(self) -> bool:
-        return urlsplit(self.url).scheme.lower() not in STREAM_SCHEMES
+        return self.scheme in FILE_SCHEMES
 
     @property
     def file_path(self) -> Path:
         parts = urlsplit(self.url)
         return Path(parts.path if parts.scheme.lower() == "file" else self.url)
+
+
+def url_scheme(url: str) -> str:
+    """The scheme of a camera URL in lower case; "" for a path (one letter is a Windows drive)."""
+    scheme = urlsplit(url).scheme.lower()
+    return scheme if len(scheme) > 1 else ""

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from streamer.config.base import LocatedError
+from streamer.config.base import REGISTERED_CONTEXT, LocatedError, Registered
 from streamer.config.root import StreamerConfig
 from streamer.core.redaction import scrub
 
@@ -183,9 +183,15 @@ def _suggest(loc: Loc) -> str:
 
 
 def parse_config(
-    text: str, source: str = "<config>", env: dict[str, str] | None = None
+    text: str,
+    source: str = "<config>",
+    env: dict[str, str] | None = None,
+    registered: Registered | None = None,
 ) -> StreamerConfig:
-    """Parse YAML text into a validated config, or raise ConfigError with one line per problem."""
+    """Parse YAML text into a validated config, or raise ConfigError with one line per problem.
+
+    `registered`: the names the service has components for (URL schemes, detector families);
+    given them, validation refuses others."""
     env = dict(os.environ) if env is None else env
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -207,17 +213,22 @@ def parse_config(
                 return f"{source}:{lines[loc[:end]]}"
         return source
 
-    return _validate(raw, env, line_of)
+    return _validate(raw, env, line_of, registered)
 
 
-def validate_data(raw: Any, env: dict[str, str] | None = None) -> StreamerConfig:
+def validate_data(
+    raw: Any, env: dict[str, str] | None = None, registered: Registered | None = None
+) -> StreamerConfig:
     """Validate already-parsed data (e.g. the file with an API change applied) the same way as a
     file, `${ENV}` included; ConfigError lines are `key.path: message`, without file and line."""
-    return _validate(raw, dict(os.environ) if env is None else env, None)
+    return _validate(raw, dict(os.environ) if env is None else env, None, registered)
 
 
 def _validate(
-    raw: Any, env: dict[str, str], line_of: Callable[[Loc], str] | None
+    raw: Any,
+    env: dict[str, str],
+    line_of: Callable[[Loc], str] | None,
+    registered: Registered | None,
 ) -> StreamerConfig:
     def line(loc: Loc, message: str) -> str:
         prefix = f"{line_of(loc)}: " if line_of is not None else ""
@@ -228,7 +239,8 @@ def _validate(
     if interpolation.problems:
         raise ConfigError([line(loc, problem) for loc, problem in interpolation.problems])
     try:
-        return StreamerConfig.model_validate(data)
+        context = None if registered is None else {REGISTERED_CONTEXT: registered}
+        return StreamerConfig.model_validate(data, context=context)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
@@ -246,7 +258,9 @@ def _validate(
         raise ConfigError(problems) from None
 
 
-def load_config(path: str | Path, env: dict[str, str] | None = None) -> StreamerConfig:
+def load_config(
+    path: str | Path, env: dict[str, str] | None = None, registered: Registered | None = None
+) -> StreamerConfig:
     """Load a YAML file; relative camera file paths are taken relative to the file's folder."""
     path = Path(path)
     try:
@@ -255,7 +269,7 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> Streamer
         raise ConfigError([f"{path}: config file not found"]) from None
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read config file: {exc.strerror}"]) from None
-    config = parse_config(text, str(path), env)
+    config = parse_config(text, str(path), env, registered)
     resolve_relative_paths(config, path)
     return config
 

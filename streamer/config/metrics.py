@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, SecretStr, field_validator
+from pydantic import AfterValidator, AliasChoices, Field, SecretStr, field_validator
 
 from streamer.config.base import Section
 
@@ -115,22 +115,32 @@ class DashboardConfig(Section):
     history_points: int = Field(
         120, ge=2, le=3600, description="Samples kept per camera for the page's sparklines."
     )
-    snapshot_max_fps: float = Field(
-        2.0, gt=0, le=10, description="At most this many images per second kept per camera."
+    live_view_max_fps: float = Field(
+        2.0,
+        gt=0,
+        le=10,
+        validation_alias=AliasChoices("live_view_max_fps", "snapshot_max_fps"),
+        description="At most this many live view pictures per second kept per camera "
+        "(formerly snapshot_max_fps, still accepted).",
     )
-    snapshot_watch_s: float = Field(
+    live_view_watch_s: float = Field(
         5.0,
         gt=0,
-        description="Images are kept only while a snapshot of that camera was requested "
-        "within this time (someone is watching).",
+        validation_alias=AliasChoices("live_view_watch_s", "snapshot_watch_s"),
+        description="Pictures are kept only while the live view of that camera was requested "
+        "within this time (someone is watching; formerly snapshot_watch_s, still accepted).",
     )
-    snapshot_max_width: int = Field(
-        960, ge=64, description="Snapshots wider than this are scaled down before encoding."
+    live_view_max_width: int = Field(
+        960,
+        ge=64,
+        validation_alias=AliasChoices("live_view_max_width", "snapshot_max_width"),
+        description="Live view pictures wider than this are scaled down before encoding "
+        "(formerly snapshot_max_width, still accepted).",
     )
-    jpeg_quality: int = Field(80, ge=10, le=100, description="JPEG quality of snapshots.")
+    jpeg_quality: int = Field(80, ge=10, le=100, description="JPEG quality of live view pictures.")
     label_fields: list[str] = Field(
         default_factory=lambda: ["name", "global_id"],
-        description="Track data fields shown next to the track id on snapshots, first present wins.",
+        description="Track data fields shown next to the track id on live view pictures, first present wins.",
     )
     shutdown_timeout_s: float = Field(
         2.0, gt=0, description="Open connections are closed after this long when stopping."

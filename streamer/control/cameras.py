@@ -18,6 +18,7 @@ from urllib.parse import unquote
 from streamer.config import (
     CameraConfig,
     ConfigError,
+    Registered,
     StreamerConfig,
     format_loc,
     load_config,
@@ -97,9 +98,14 @@ class CameraControl:
     """add/update/remove/set_enabled/reload; attach the pipeline (and listeners) before use."""
 
     def __init__(
-        self, config: StreamerConfig, path: Path | None, env: dict[str, str] | None = None
+        self,
+        config: StreamerConfig,
+        path: Path | None,
+        env: dict[str, str] | None = None,
+        registered: Registered | None = None,
     ) -> None:
         self.config = config
+        self.registered = registered  # URL schemes and detector families the service can build
         self.path = path
         self.env = env
         self.settings = config.dashboard.api
@@ -199,7 +205,7 @@ class CameraControl:
             if self.path is None:
                 raise ChangeRefused(409, ["reload: the service was not started from a file"])
             try:
-                new = load_config(self.path, self.env)
+                new = load_config(self.path, self.env, self.registered)
             except ConfigError as exc:
                 raise ChangeRefused(422, exc.lines) from None
             old = self.config
@@ -254,7 +260,7 @@ class CameraControl:
 
     def _validate(self, document: ConfigDocument | MemoryDocument) -> StreamerConfig:
         try:
-            config = validate_data(document.plain(), self.env)
+            config = validate_data(document.plain(), self.env, self.registered)
         except ConfigError as exc:
             raise ChangeRefused(422, exc.lines) from None
         if self.path is not None:

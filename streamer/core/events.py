@@ -33,7 +33,7 @@ class TrackEvent:
     capture_ts: float
     before: dict[str, Any] | None
     after: dict[str, Any] | None
-    snapshot_id: str | None = None  # the event's picture (streamer.recording), when one is kept
+    snapshot_id: str | None = None  # the event's picture (streamer.snapshots), when one is kept
     id: str = field(default_factory=new_id)
 
     def payload(self) -> dict[str, Any]:

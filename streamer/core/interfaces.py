@@ -1,17 +1,35 @@
-"""The interfaces the pipeline is built from, one verb each: a frame source, a detector, a stage.
+"""The contracts the pipeline is built from: a frame source, a detector, a stage and a sink.
 
-A stage after tracking (faces, ReID, later zones) gets the frame, the result so far, and a
-`TrackBook`: a read-only view of the camera's tracks with one explicit way to annotate them. It
+Each states everything the pipeline relies on, so that a new one is one class and one
+registration (`streamer/assembly.py`), and the pipeline never reads a component with `getattr`:
+
+* what it needs from the camera's thread (`FrameStage.needs_image`, `Detector.prepare`),
+* what it wants to know of each camera (`configure_camera`, `set_camera_weight`),
+* which stats it reports (`registered_stats`: kind -> stats object, read by metrics),
+* how it starts and stops.
+
+The camera settings type is a parameter (`CameraT`): `core` knows no configuration, the pipeline
+uses these with `streamer.config.CameraConfig`.
+
+A stage after tracking (faces, ReID, zones, event pictures) gets the frame, the result so far, and
+a `TrackBook`: a read-only view of the camera's tracks with one explicit way to annotate them. It
 never reaches into a tracker's internals.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+import abc
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 from streamer.core.detections import Detections
-from streamer.core.events import Event, TrackEvent
+from streamer.core.events import CameraStatusEvent, Event, TrackEvent
 from streamer.core.frames import Frame, FrameResult
+from streamer.core.stats import CameraState, CameraStats, SinkStats, StatsKind
+
+CameraT = TypeVar("CameraT")
+CameraT_contra = TypeVar("CameraT_contra", contravariant=True)
 
 
 class TrackBook(Protocol):
@@ -26,51 +44,144 @@ class TrackBook(Protocol):
         ...
 
 
-@runtime_checkable
-class FrameStage(Protocol):
-    """Adds to a frame's result after tracking; `models` names what it needs served."""
+class FrameStage(abc.ABC, Generic[CameraT]):
+    """Adds to a frame's result after tracking, in the order the stages were built.
 
-    name: str
-    models: list[str]
-
-    async def start(self, models: dict[str, Any]) -> None:
-        """Take the served models (by name) before the first frame; may refuse them."""
-        ...
-
-    async def process(self, frame: Frame, result: FrameResult, tracks: TrackBook) -> None: ...
-
-    def forget_camera(self, camera: str) -> None: ...
-
-
-@runtime_checkable
-class FinishingStage(Protocol):
-    """A stage that also sees the `end` events of a stopping camera (no frame), and must stop.
-
-    `finish_events` may return them changed (a snapshot id); `stop` runs after every camera ended.
+    Every stage says `name` and `needs_image` (no default: a stage that reads only boxes must not
+    make every camera's thread convert every frame to a full-size picture by forgetting to say so).
+    Everything else has a default that does nothing.
     """
 
-    def finish_events(self, camera: str, events: list[Event]) -> list[Event]: ...
+    @property
+    @abc.abstractmethod
+    def name(self) -> str:
+        """The stage's name in logs, metrics (`streamer_stage_*{stage}`) and errors."""
 
-    async def stop(self) -> None: ...
+    @property
+    @abc.abstractmethod
+    def needs_image(self) -> bool:
+        """Whether `process` reads `frame.image` (the full-size BGR picture): the camera's thread
+        then makes it for every frame, off the event loop."""
+
+    models: Sequence[str] = ()
+    """Models this stage needs served, by repository name; handed to `start`."""
+
+    def registered_stats(self) -> Mapping[StatsKind, object]:
+        """Stats objects to register under this stage's name, by kind (read at sample time)."""
+        return {}
+
+    def configure_camera(self, camera: CameraT) -> None:
+        """A camera starts (at start, or added or changed at runtime) with these settings."""
+
+    async def start(self, models: Mapping[str, Any]) -> None:
+        """Take the served models (by name) before the first frame; may refuse them (raise)."""
+
+    @abc.abstractmethod
+    async def process(self, frame: Frame, result: FrameResult, tracks: TrackBook) -> None:
+        """Add to `result` (track data, `result.events`); runs on the event loop."""
+
+    def finish_events(self, camera: str, events: list[Event]) -> list[Event]:
+        """A stopping camera's `end` events (no frame): return them, changed or with more."""
+        return events
+
+    def forget_camera(self, camera: str) -> None:
+        """The camera stopped; drop what is kept for it."""
+
+    async def stop(self) -> None:
+        """After every camera ended: stop what the stage runs in the background."""
 
 
-class FrameSource(Protocol):
-    """One camera's frames: `start()` in the event loop, `await next_frame()` until None, `stop()`."""
+StatusCallback = Callable[[str, CameraState, str | None], None]
+
+
+@dataclass(frozen=True)
+class SourceHooks:
+    """What the pipeline gives a source: work for the camera's thread and where to report."""
+
+    stats: CameraStats
+    prepare: Callable[[Frame], None] | None = None  # the detector's input, made in the thread
+    convert_in_thread: bool = True  # make the full-size picture in the thread (a stage reads it)
+    on_status: StatusCallback | None = None
+
+
+class FrameSource(abc.ABC):
+    """One camera's frames: `start()` in the event loop, `await next_frame()` until None, `stop()`.
+
+    A source writes the decoding side of its `CameraStats` (state, decoded, dropped, reconnects,
+    errors) and calls `on_status` when its state changes; it runs `prepare` on every frame it
+    hands over, off the event loop.
+    """
 
     name: str
+    stats: CameraStats
 
+    @abc.abstractmethod
     def start(self) -> None: ...
 
+    @abc.abstractmethod
     async def next_frame(self) -> Frame | None:
         """The newest frame, or None once the source has ended for good."""
-        ...
 
-    async def stop(self) -> None: ...
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Stop within a bounded time (a blocked read must not hold shutdown hostage)."""
 
 
-class Detector(Protocol):
+SourceFactory = Callable[[CameraT, SourceHooks], FrameSource]
+
+
+class Detector(abc.ABC):
     """Finds objects in a frame; `prepare` runs in the camera's thread, off the event loop."""
 
-    def prepare(self, frame: Frame) -> None: ...
+    @abc.abstractmethod
+    def prepare(self, frame: Frame) -> None:
+        """Make the model's input from the frame (letterbox) into `frame.prepared`."""
 
-    async def detect(self, frame: Frame) -> Detections: ...
+    @abc.abstractmethod
+    async def detect(self, frame: Frame) -> Detections:
+        """Boxes in frame pixels, scores and class ids."""
+
+    def set_camera_weight(self, camera: str, weight: float) -> None:
+        """The camera's share of the detector when cameras ask for more than it gives."""
+
+
+DetectorFactory = Callable[[Mapping[str, Any]], Detector]
+"""Builds the detector from the served models (by name), once they are up."""
+
+
+class Sink(abc.ABC):
+    """Receives results from the pipeline. `publish*` must return at once: buffer or drop, never wait.
+
+    Events arrive typed (`streamer.core.events`); a sink routes on their types.
+    """
+
+    name: str = "sink"
+
+    def stats(self) -> SinkStats:
+        return SinkStats()
+
+    async def start(self) -> None:
+        """Connect; a broker that is down is retried in the background, not raised."""
+
+    def publish(self, result: FrameResult) -> None:
+        """One processed frame and the track and identity events it produced: one call per result."""
+        self.publish_frame(result)
+        if result.events:
+            self.publish_events(result.events)
+
+    @abc.abstractmethod
+    def publish_frame(self, result: FrameResult) -> None:
+        """The frame's message (tracks, boxes, timings)."""
+
+    def publish_events(self, events: Sequence[Event]) -> None:
+        """Track lifecycle (new/update/end), zone, line and identity events; these must not be lost."""
+
+    def publish_status(self, status: CameraStatusEvent) -> None:
+        """A camera changed state (connecting, streaming, stalled, degraded, backoff, ...)."""
+
+    def publish_availability(self, availability: str) -> None:
+        """The service is `online`, or `degraded` (running, but frames are not processed)."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Flush what can be flushed in a bounded time and say what could not."""

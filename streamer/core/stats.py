@@ -44,6 +44,7 @@ class CameraStats:
     source_state_since: float = field(default_factory=time.monotonic)
     detail: str | None = None
     # decoding (the camera's thread)
+    thread_id: int | None = None  # the decoding thread's native id (its CPU time in /proc)
     decoded: int = 0
     skipped: int = 0  # left out by the camera's max_fps cap
     dropped: int = 0  # replaced in the handoff slot before the pipeline took them
@@ -100,19 +101,41 @@ class ServerStats:
     fetch_statistics: StatisticsFetcher | None = None  # model name -> Triton's statistics JSON
 
 
+class StatsKind(StrEnum):
+    """What a registered stats object describes; each kind has its own type."""
+
+    CAMERA = "camera"  # CameraStats
+    MODEL = "model"  # ModelStats
+    SERVER = "server"  # ServerStats
+    STAGE = "stage"  # a stage's dataclass of counts (exported as streamer_stage_*{stage})
+    SINK = "sink"  # a zero-argument callable returning SinkStats
+    ANALYTICS = "analytics"  # AnalyticsStats (zones and lines)
+
+
+@dataclass
+class SinkStats:
+    """What an operator wants to know about a sink (metrics and dashboard read this)."""
+
+    connected: bool = True
+    published: int = 0
+    buffered: int = 0
+    dropped: int = 0
+    errors: int = 0
+
+
 @dataclass
 class StatsRegistry:
-    """Stats objects by kind ("camera", "model", "server", "stage", "sink") and name."""
+    """Stats objects by kind and name."""
 
-    _entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _entries: dict[StatsKind, dict[str, Any]] = field(default_factory=dict)
 
-    def register(self, kind: str, name: str, stats: Any) -> None:
+    def register(self, kind: StatsKind, name: str, stats: Any) -> None:
         self._entries.setdefault(kind, {})[name] = stats
 
-    def unregister(self, kind: str, name: str) -> None:
+    def unregister(self, kind: StatsKind, name: str) -> None:
         self._entries.get(kind, {}).pop(name, None)
 
-    def read(self, kind: str) -> dict[str, Any]:
+    def read(self, kind: StatsKind) -> dict[str, Any]:
         """Name -> stats (callables are called for their snapshot), in registration order."""
         return {
             name: stats() if callable(stats) else stats
@@ -120,13 +143,13 @@ class StatsRegistry:
         }
 
     def cameras(self) -> dict[str, CameraStats]:
-        return self.read("camera")
+        return self.read(StatsKind.CAMERA)
 
     def models(self) -> dict[str, ModelStats]:
-        return self.read("model")
+        return self.read(StatsKind.MODEL)
 
     def server(self) -> ServerStats | None:
-        return next(iter(self.read("server").values()), None)
+        return next(iter(self.read(StatsKind.SERVER).values()), None)
 
 
 @dataclass

@@ -17,8 +17,8 @@ from streamer.config import FaceMode, FacesConfig
 from streamer.core.detections import Detections
 from streamer.core.frames import Frame
 from streamer.core.imaging import clip_box, nms
-from streamer.identities.counters import IdentityCounters
 from streamer.identities.quality import NO_TRACK, link_faces
+from streamer.identities.stats import IdentityStats
 from streamer.identities.track_embeddings import TrackIdentity, track_ids
 from streamer.inference.faces import FaceDetector
 from streamer.inference.scrfd import empty_faces
@@ -37,9 +37,9 @@ class LinkedFaces:
 class FaceFinder:
     """Face search policy per camera and face-to-track linking; `detector` is set at start."""
 
-    def __init__(self, settings: FacesConfig, counters: IdentityCounters) -> None:
+    def __init__(self, settings: FacesConfig, stats: IdentityStats) -> None:
         self.settings = settings
-        self.counters = counters
+        self.stats = stats
         self.detector: FaceDetector | None = None
 
     def unknown_cameras(self, cameras: set[str]) -> set[str]:
@@ -64,7 +64,7 @@ class FaceFinder:
             return None
         if mode == "frame":
             found = await self.detector.detect(frame.image)
-            self.counters.face_detections += 1
+            self.stats.face_detections += 1
             return found.faces
         return await self._search_regions(self.detector, frame, tracks, confirmed, identities)
 
@@ -88,7 +88,7 @@ class FaceFinder:
             left, top, right, bottom = bounds
             searches.append(detector.detect(frame.image[top:bottom, left:right], (left, top)))
         found_parts = await asyncio.gather(*searches)
-        self.counters.face_detections += len(found_parts)
+        self.stats.face_detections += len(found_parts)
         faces = Detections.merge([part.faces for part in found_parts], empty=empty_faces())
         kept = nms(
             faces.xyxy, faces.confidence, self.settings.nms_iou_threshold, self.settings.max_faces

@@ -13,10 +13,10 @@ from streamer.config import FacesConfig, IdentitiesConfig
 from streamer.core.detections import Detections
 from streamer.core.events import IdentityEvent
 from streamer.core.frames import Frame
-from streamer.identities.counters import IdentityCounters
 from streamer.identities.enrolment import FaceStore
 from streamer.identities.gallery import IdentityGallery, Sighting
 from streamer.identities.scheduling import Embedded
+from streamer.identities.stats import IdentityStats
 from streamer.identities.track_embeddings import TrackEmbedding, TrackIdentity
 
 QUALITY_DECIMALS = 3
@@ -31,13 +31,13 @@ class IdentityResolver:
         settings: IdentitiesConfig,
         gallery: IdentityGallery,
         face_store: FaceStore | None,
-        counters: IdentityCounters,
+        stats: IdentityStats,
     ) -> None:
         self.faces = faces
         self.settings = settings
         self.gallery = gallery
         self.face_store = face_store
-        self.counters = counters
+        self.stats = stats
 
     async def track_ended(self, camera: str, track_id: int) -> None:
         await self.gallery.track_ended(camera, track_id)
@@ -55,7 +55,7 @@ class IdentityResolver:
         if not (identity_changed or history.changed_enough(self.settings.min_embedding_change)):
             return None
         history.published = embedding
-        self.counters.identity_events += 1
+        self.stats.identity_events += 1
         return identity_event(frame, embedded, identity, history)
 
     def _match_enrolled(self, identity: TrackIdentity, embedding: np.ndarray) -> bool:

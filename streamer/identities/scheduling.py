@@ -17,9 +17,9 @@ from streamer.config import FacesConfig, IdentitiesConfig, ReidConfig
 from streamer.core.detections import Detections
 from streamer.core.frames import Frame
 from streamer.core.interfaces import TrackBook
-from streamer.identities.counters import IdentityCounters
 from streamer.identities.faces import LinkedFaces
 from streamer.identities.quality import face_quality, person_quality
+from streamer.identities.stats import IdentityStats
 from streamer.identities.track_embeddings import TrackIdentity
 from streamer.inference.faces import FaceEmbedder
 from streamer.inference.reid import PersonEmbedder
@@ -46,12 +46,12 @@ class EmbeddingScheduler:
         faces: FacesConfig,
         reid: ReidConfig,
         settings: IdentitiesConfig,
-        counters: IdentityCounters,
+        stats: IdentityStats,
     ) -> None:
         self.faces = faces
         self.reid = reid
         self.settings = settings
-        self.counters = counters
+        self.stats = stats
         self.face_embedder: FaceEmbedder | None = None
         self.person_embedder: PersonEmbedder | None = None
 
@@ -117,7 +117,7 @@ class EmbeddingScheduler:
     ) -> Embedded:
         embedding, _timing = await embedder.embed(crop)
         if kind == "face":
-            self.counters.face_embeddings += 1
+            self.stats.face_embeddings += 1
         else:
-            self.counters.reid_embeddings += 1
+            self.stats.reid_embeddings += 1
         return Embedded(track_id, kind, embedding, quality)

@@ -15,19 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 
-from streamer.config import FaceMode, StreamerConfig
+from streamer.config import CameraConfig, FaceMode, StreamerConfig
 from streamer.core.events import Event, TrackEvent
 from streamer.core.frames import Frame, FrameResult
-from streamer.core.interfaces import TrackBook
-from streamer.identities.counters import IdentityCounters
+from streamer.core.interfaces import FrameStage, TrackBook
+from streamer.core.stats import StatsKind
 from streamer.identities.enrolment import FaceStore, store_path
 from streamer.identities.faces import FACE_TRACK_KEY, FaceFinder
 from streamer.identities.gallery import IdentityGallery, build_gallery
 from streamer.identities.resolver import IdentityResolver, with_identity_columns
 from streamer.identities.scheduling import Embedded, EmbeddingScheduler
+from streamer.identities.stats import IdentityStats
 from streamer.identities.track_embeddings import TrackIdentity, track_ids
 from streamer.inference.client import InferenceError, TritonModel
 from streamer.inference.faces import FaceDetector, FaceEmbedder
@@ -36,8 +37,8 @@ from streamer.inference.scrfd import ScrfdSettings
 
 __all__ = [
     "FACE_TRACK_KEY",
-    "IdentityCounters",
     "IdentityStage",
+    "IdentityStats",
     "resolve_store_path",
 ]
 
@@ -57,10 +58,11 @@ def log_store(store: FaceStore) -> None:
     log.info("faces store %s: %d people, %d images", store.path, store.people, len(store.names))
 
 
-class IdentityStage:
-    """FrameStage for faces, ReID and identities; `start` refuses incompatible models."""
+class IdentityStage(FrameStage[CameraConfig]):
+    """Faces, ReID and identities; `start` refuses incompatible models."""
 
     name = "identities"
+    needs_image = True  # faces and people are cut out of the full-size picture
 
     def __init__(
         self,
@@ -73,19 +75,22 @@ class IdentityStage:
         self.faces = config.faces
         self.reid = config.reid
         self.settings = config.identities
-        self.counters = IdentityCounters()
-        self.finder = FaceFinder(self.faces, self.counters)
-        self.scheduler = EmbeddingScheduler(self.faces, self.reid, self.settings, self.counters)
+        self.stats = IdentityStats()
+        self.finder = FaceFinder(self.faces, self.stats)
+        self.scheduler = EmbeddingScheduler(self.faces, self.reid, self.settings, self.stats)
         self.resolver = IdentityResolver(
             self.faces,
             self.settings,
             gallery if gallery is not None else build_gallery(self.settings.gallery),
             face_store,
-            self.counters,
+            self.stats,
         )
         self.models = self._needed_models()
         self._tracks: dict[str, dict[int, TrackIdentity]] = {}
         self._frames_seen: dict[str, int] = {}
+
+    def registered_stats(self) -> dict[StatsKind, object]:
+        return {StatsKind.STAGE: self.stats}
 
     @property
     def gallery(self) -> IdentityGallery:
@@ -115,7 +120,7 @@ class IdentityStage:
             models.append(self.reid.model)
         return models
 
-    async def start(self, models: dict[str, TritonModel]) -> None:
+    async def start(self, models: Mapping[str, TritonModel]) -> None:
         """Take input sizes and embedding sizes from the served models; refuse mismatches."""
         unknown = self.finder.unknown_cameras({c.name for c in self.config.cameras})
         if unknown:
@@ -125,7 +130,7 @@ class IdentityStage:
         if self.reid.enabled:
             await self._start_reid(models)
 
-    def _start_faces(self, models: dict[str, TritonModel]) -> None:
+    def _start_faces(self, models: Mapping[str, TritonModel]) -> None:
         if self.resolver.face_store is None:
             self.resolver.face_store = FaceStore(resolve_store_path(self.config))
         log_store(self.resolver.face_store)
@@ -145,7 +150,7 @@ class IdentityStage:
         face_embedder.configure(embedder.spec)
         self.resolver.face_store.check_size(face_embedder.embedding_size, embedder.name)
 
-    async def _start_reid(self, models: dict[str, TritonModel]) -> None:
+    async def _start_reid(self, models: Mapping[str, TritonModel]) -> None:
         model = models[self.reid.model]
         assert model.spec is not None, "models not started"
         person_embedder = PersonEmbedder(model)
@@ -229,7 +234,7 @@ class IdentityStage:
         updated: list[Embedded] = []
         for outcome in outcomes:
             if isinstance(outcome, InferenceError):
-                self.counters.failures += 1
+                self.stats.failures += 1
                 log.debug("camera %s: embedding skipped: %s", camera, outcome)
             elif isinstance(outcome, BaseException):
                 raise outcome

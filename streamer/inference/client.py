@@ -278,7 +278,7 @@ class TritonModel:
         self.max_request_batch = max_request_batch
         self.use_shared_memory = use_shared_memory
         self.request_timeout_s = request_timeout_s
-        self.counters = ModelStats(name, requests_in_flight)
+        self.stats = ModelStats(name, requests_in_flight)
         self.spec: ModelSpec | None = None
         self._queue = FairQueue(queue_size)
         self.weights: dict[str, float] = {}  # share of each key (camera) under overload; default 1
@@ -287,7 +287,7 @@ class TritonModel:
 
     async def start(self) -> ModelSpec:
         self.spec = await fetch_model_spec(self.client, self.name)
-        self.counters.max_batch_size = self.spec.max_batch_size
+        self.stats.max_batch_size = self.spec.max_batch_size
         worth = requests_worth_sending(self.spec, self.requests_in_flight)
         if worth < self.requests_in_flight:
             log.info(
@@ -296,7 +296,7 @@ class TritonModel:
                 self.name, worth, self.requests_in_flight, self.spec.instances,
             )
             self.requests_in_flight = worth
-            self.counters.requests_in_flight = worth
+            self.stats.requests_in_flight = worth
         # A model without a batch dimension takes one item per request.
         self.max_request_batch = max(1, min(self.max_request_batch, self.spec.max_batch_size))
         variable = any(d < 0 for t in (*self.spec.inputs, *self.spec.outputs) for d in t.shape)
@@ -312,7 +312,7 @@ class TritonModel:
                     _SharedMemorySlot(f"{prefix}_{index}", self.spec, batch=self.max_request_batch)
                 )
             await self.reattach(self.client)
-        self.counters.shared_memory = self.use_shared_memory
+        self.stats.shared_memory = self.use_shared_memory
         self._workers = [
             asyncio.create_task(self._work(index), name=f"triton:{self.name}:{index}")
             for index in range(self.requests_in_flight)
@@ -395,7 +395,7 @@ class TritonModel:
     def _drop_shared_memory(self) -> None:
         slots, self._slots = self._slots, []
         self.use_shared_memory = False
-        self.counters.shared_memory = False
+        self.stats.shared_memory = False
         for slot in slots:
             slot.destroy()
 
@@ -426,7 +426,7 @@ class TritonModel:
             except Exception as exc:
                 failure = exc
             if failure is not None:
-                self.counters.failures += 1
+                self.stats.failures += 1
                 if isinstance(failure, InferenceServerException):
                     message = failure.message()
                 elif isinstance(failure, asyncio.CancelledError):
@@ -438,9 +438,9 @@ class TritonModel:
                         job.future.set_exception(InferenceError(f"{self.name}: {message}"))
                 continue
             finished = time.monotonic()
-            self.counters.requests += 1
-            self.counters.items += len(jobs)
-            self.counters.request_seconds += finished - started
+            self.stats.requests += 1
+            self.stats.items += len(jobs)
+            self.stats.request_seconds += finished - started
             for job, result in zip(jobs, outputs):
                 if not job.future.done():
                     job.future.set_result(

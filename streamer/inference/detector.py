@@ -1,21 +1,34 @@
-"""The person detection stage: letterbox (in the camera's thread), Triton, YOLOX decoding."""
+"""The YOLOX detector family: letterbox (in the camera's thread), Triton, YOLOX decoding."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from streamer.config import DetectorConfig
 from streamer.core.detections import Detections
 from streamer.core.frames import Frame
 from streamer.core.imaging import Letterboxed, letterbox, letterbox_yuv420
+from streamer.core.interfaces import Detector
 from streamer.inference.client import ModelSpec, TritonModel
 from streamer.inference.yolox import FIRST_CLASS_COLUMN, YOLOX_PAD_VALUE, YoloxDecoder
 
 PREPARED_KEY = "person_detector"
 
 
-class PersonDetector:
+class YoloxDetector(Detector):
     """`detect(frame) -> Detections`, boxes in frame pixels."""
+
+    @classmethod
+    def from_models(cls, models: Mapping[str, Any], settings: DetectorConfig) -> YoloxDetector:
+        """The detector on its served model, configured from the model's tensors."""
+        model: TritonModel = models[settings.model]
+        if model.spec is None:
+            raise ValueError(f"model '{settings.model}' is not served")
+        detector = cls(model, settings)
+        detector.configure(model.spec)
+        return detector
 
     def __init__(self, model: TritonModel, settings: DetectorConfig) -> None:
         self.model = model
@@ -47,6 +60,9 @@ class PersonDetector:
             )
         self._height, self._width = tensor.shape[0], tensor.shape[1]
         self._decoder = YoloxDecoder(self._height, self._width)
+
+    def set_camera_weight(self, camera: str, weight: float) -> None:
+        self.model.weights[camera] = weight
 
     def prepare(self, frame: Frame) -> None:
         """Runs in the camera's decoding thread, off the event loop.

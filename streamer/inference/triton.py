@@ -17,7 +17,7 @@ from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, KeepAliveOptions
 from streamer.config import StreamerConfig
 from streamer.core.assets import PROJECT_ROOT
 from streamer.core.backoff import Backoff
-from streamer.core.stats import ServerStats, StatsRegistry
+from streamer.core.stats import ServerStats, StatsKind, StatsRegistry
 from streamer.core.tasks import cancel_and_wait
 from streamer.inference.catalog import ensure_prepared
 from streamer.inference.client import TritonModel
@@ -131,7 +131,7 @@ class TritonConnection:
         await self._wait_models_ready(self.client, settings.startup_timeout_s)
         self.stats.up = True
         self.stats.fetch_statistics = self._fetch_statistics
-        self.registry.register("server", "triton", self.stats)
+        self.registry.register(StatsKind.SERVER, "triton", self.stats)
         use_shm = settings.shared_memory == "on" or (
             settings.shared_memory == "auto" and self.is_local
         )
@@ -147,7 +147,7 @@ class TritonConnection:
             )
             await model.start()
             self.models[name] = model
-            self.registry.register("model", name, model.counters)
+            self.registry.register(StatsKind.MODEL, name, model.stats)
         self._supervisor = asyncio.create_task(self._supervise(), name="triton:supervisor")
 
     async def _fetch_statistics(self, model: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 from streamer.config import MetricsConfig, StreamerConfig
 from streamer.core.frames import FrameResult
 from streamer.core.redaction import redact_url, scrub, url_secrets
-from streamer.core.stats import AnalyticsStats, CameraState, CameraStats, StatsRegistry
+from streamer.core.stats import AnalyticsStats, CameraState, CameraStats, StatsKind, StatsRegistry
 from streamer.core.tasks import cancel_and_wait
 from streamer.inference.statistics import TritonStatistics
 
@@ -417,7 +417,7 @@ class PipelineMonitor:
         def entry(camera: str) -> dict[str, Any]:
             return cameras.setdefault(camera, {"zones": {}, "lines": {}})
 
-        for stats in self.stats.read("analytics").values():
+        for stats in self.stats.read(StatsKind.ANALYTICS).values():
             if not isinstance(stats, AnalyticsStats):
                 continue
             for (camera, zone), occupancy in sorted(stats.occupancy.items()):
@@ -445,7 +445,7 @@ class PipelineMonitor:
     def sink_stats(self) -> Iterator[tuple[str, Any]]:
         """(unique name, SinkStats) per sink; a sink that fails to report is skipped."""
         try:
-            sinks = self.stats.read("sink")
+            sinks = self.stats.read(StatsKind.SINK)
         except Exception:
             log.debug("a sink failed to report stats", exc_info=True)
             return
@@ -494,7 +494,7 @@ class _PipelineCollector(Collector):
         """Every counter a stage registers (e.g. identities: face detections, embeddings, events);
         fields with `metadata={"gauge": True}` are levels, exported as gauges."""
         families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
-        for stage, counters in self.monitor.stats.read("stage").items():
+        for stage, counters in self.monitor.stats.read(StatsKind.STAGE).items():
             if not dataclasses.is_dataclass(counters):
                 continue
             for item in dataclasses.fields(counters):
@@ -526,7 +526,7 @@ class _PipelineCollector(Collector):
             "streamer_line_crossings", "Line crossings reported, per direction name.",
             labels=["camera", "line", "direction"],
         )
-        entries = self.monitor.stats.read("analytics").values()
+        entries = self.monitor.stats.read(StatsKind.ANALYTICS).values()
         for stats in entries:
             if not isinstance(stats, AnalyticsStats):
                 continue

@@ -1,4 +1,4 @@
-"""The HTTP side: dashboard page, live updates (SSE), snapshots, JSON state, /metrics and the
+"""The HTTP side: dashboard page, live updates (SSE), live view pictures, JSON state, /metrics and the
 health probes /healthz and /readyz (aiohttp).
 
 Everything is served from the package (the machines are offline: no CDN). With a token set, every
@@ -36,8 +36,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from streamer.config import DashboardConfig, MetricsConfig
 from streamer.core.redaction import scrub
 from streamer.core.stats import CameraStats, ServerStats
+from streamer.metrics.live_view import LiveViewStore
 from streamer.metrics.monitor import PipelineMonitor
-from streamer.metrics.snapshots import SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class DashboardServer:
     def __init__(
         self,
         monitor: PipelineMonitor,
-        snapshots: SnapshotStore,
+        live_view: LiveViewStore,
         settings: DashboardConfig,
         metrics: MetricsConfig,
         routes: Sequence[web.AbstractRouteDef] = (),
@@ -91,7 +91,7 @@ class DashboardServer:
         self.monitor = monitor
         self.events_enabled = events_enabled  # the events list and pictures are served (snapshots)
         self.routes = list(routes)  # more endpoints from the layers above (camera API, events)
-        self.snapshots = snapshots
+        self.live_view = live_view
         self.settings = settings
         self.metrics = metrics
         self.port: int | None = None
@@ -118,7 +118,9 @@ class DashboardServer:
         app.router.add_get(STATIC_PREFIX + "{name}", self._static)
         app.router.add_get("/api/state", self._state)
         app.router.add_get("/api/live", self._live)
-        app.router.add_get("/api/snapshot/{camera}", self._snapshot)
+        app.router.add_get("/api/live-view/{camera}", self._live_picture)
+        # The name this route had before "snapshot" came to mean event pictures only.
+        app.router.add_get("/api/snapshot/{camera}", self._live_picture)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get(HEALTH_PATH, self._healthz)
         app.router.add_get(READY_PATH, self._readyz)
@@ -204,7 +206,7 @@ class DashboardServer:
     def state(self) -> dict[str, Any]:
         return {
             **self.monitor.state(),
-            "snapshot_interval_s": 1.0 / self.settings.snapshot_max_fps,
+            "live_view_interval_s": 1.0 / self.settings.live_view_max_fps,
             "metrics_enabled": self.metrics.enabled,
             "api": {"enabled": self.settings.api.enabled, "mutations": self.mutations_allowed},
             "events_enabled": self.events_enabled,
@@ -235,18 +237,18 @@ class DashboardServer:
             pass  # the viewer went away
         return response
 
-    async def _snapshot(self, request: web.Request) -> web.Response:
+    async def _live_picture(self, request: web.Request) -> web.Response:
         camera = request.match_info["camera"]
-        if camera not in self.snapshots.cameras:
+        if camera not in self.live_view.cameras:
             raise web.HTTPNotFound(text="unknown camera")
-        snapshot = await self.snapshots.snapshot(camera)
-        if snapshot is None:
+        picture = await self.live_view.picture(camera)
+        if picture is None:
             return web.Response(status=204)  # watched from now on; an image follows shortly
         return web.Response(
-            body=snapshot.jpeg,
+            body=picture.jpeg,
             content_type="image/jpeg",
-            headers={"X-Frame-Index": str(snapshot.frame_index),
-                     "X-Capture-Time": f"{snapshot.capture_ts:.3f}"},
+            headers={"X-Frame-Index": str(picture.frame_index),
+                     "X-Capture-Time": f"{picture.capture_ts:.3f}"},
         )
 
     async def _metrics(self, _request: web.Request) -> web.Response:

@@ -1,4 +1,4 @@
-"""The metrics side of the service: monitor, snapshots and HTTP server behind one start/stop.
+"""The metrics side of the service: monitor, live view and HTTP server behind one start/stop.
 
 Built before the pipeline (the pipeline takes it as observer and keep_images hook); it reads what
 the pipeline's components report through the stats registry, never the pipeline itself.
@@ -14,9 +14,9 @@ from aiohttp import web
 from streamer.config import CameraConfig, StreamerConfig
 from streamer.core.frames import FrameResult
 from streamer.core.stats import StatsRegistry
+from streamer.metrics.live_view import LiveViewStore
 from streamer.metrics.monitor import PipelineMonitor
 from streamer.metrics.server import DashboardServer
-from streamer.metrics.snapshots import SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +34,15 @@ class MetricsService:
         self.monitor = PipelineMonitor(
             config, config.metrics, history_points=config.dashboard.history_points, stats=stats
         )
-        self.snapshots = SnapshotStore(
+        self.live_view = LiveViewStore(
             config.dashboard, [camera.name for camera in config.enabled_cameras]
         )
-        self.snapshots.follow_cameras(config.cameras)
-        self.monitor.on_camera_added.append(self.snapshots.add_camera)
-        self.monitor.on_camera_removed.append(self.snapshots.forget_camera)
+        self.live_view.follow_cameras(config.cameras)
+        self.monitor.on_camera_added.append(self.live_view.add_camera)
+        self.monitor.on_camera_removed.append(self.live_view.forget_camera)
         self.server: DashboardServer | None = (
             DashboardServer(
-                self.monitor, self.snapshots, config.dashboard, config.metrics, routes=routes,
+                self.monitor, self.live_view, config.dashboard, config.metrics, routes=routes,
                 events_enabled=config.snapshots.enabled,
             )
             if config.dashboard.enabled
@@ -58,7 +58,7 @@ class MetricsService:
         if self.server is None:
             return
         self.monitor.observe(result)
-        self.snapshots.observe(result)
+        self.live_view.observe(result)
 
     def cameras_changed(self, urls: Sequence[str] = ()) -> None:
         """Cameras were added or removed at runtime: learn new URLs' secrets, follow the registry."""
@@ -66,11 +66,11 @@ class MetricsService:
         self.monitor.sync_cameras(pipeline_running=True)
 
     def follow_cameras(self, cameras: Sequence[CameraConfig]) -> None:
-        """The cameras' settings changed at runtime: snapshots draw their current zones and lines."""
-        self.snapshots.follow_cameras(cameras)
+        """The cameras' settings changed at runtime: the live view draws their current zones and lines."""
+        self.live_view.follow_cameras(cameras)
 
     def keep_images(self, camera: str) -> bool:
-        return self.server is not None and self.snapshots.wants_image(camera)
+        return self.server is not None and self.live_view.wants_image(camera)
 
     async def start(self) -> None:
         """Serve before the pipeline starts, so the page shows cameras connecting."""

@@ -24,7 +24,7 @@ from streamer.config import CameraConfig, TrackerConfig
 from streamer.core.detections import Detections
 from streamer.core.events import Event
 from streamer.core.frames import Frame, FrameResult
-from streamer.core.interfaces import Detector, FinishingStage, FrameSource, FrameStage
+from streamer.core.interfaces import Detector, FrameSource, FrameStage
 from streamer.core.stats import CameraStats
 from streamer.inference.client import InferenceError
 from streamer.sources.motion import needs_detection
@@ -47,7 +47,7 @@ class CameraLoop:
         source: FrameSource,
         *,
         detector: Detector,
-        stages: list[FrameStage],
+        stages: Sequence[FrameStage[CameraConfig]],
         tracker_settings: TrackerConfig,
         depth: int,
         stats: CameraStats,
@@ -122,12 +122,11 @@ class CameraLoop:
         if self.tracker is not None and self.tracker.states:
             events: list[Event] = [*self.tracker.finish(frame_index, capture_ts)]
             for stage in self.stages:
-                if isinstance(stage, FinishingStage):
-                    try:
-                        events = stage.finish_events(self.name, events)
-                    except Exception:
-                        log.exception("camera %s: stage %s failed on the final events",
-                                      self.name, stage.name)
+                try:
+                    events = stage.finish_events(self.name, events)
+                except Exception:
+                    log.exception("camera %s: stage %s failed on the final events",
+                                  self.name, stage.name)
             self.deliver_events(events)
         self.tracker = None
         self._last_tracks = None

@@ -11,7 +11,7 @@ from typing import Any
 
 from streamer.core.events import CameraStatusEvent, Event
 from streamer.core.frames import FrameResult
-from streamer.publishing.base import Sink
+from streamer.core.interfaces import Sink
 
 log = logging.getLogger(__name__)
 

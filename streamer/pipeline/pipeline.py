@@ -1,7 +1,9 @@
 """The pipeline: owns Triton, the cameras, the per-camera tasks and the sinks, and stops them in order.
 
-The path of a frame: sources/ (decode thread -> latest-frame slot) -> inference/ (shared queue ->
-Triton) -> tracking/ -> extra stages (faces, ReID) -> publishing/ sinks, with metrics observing.
+The path of a frame: a source (decode thread -> latest-frame slot) -> the detector (shared queue ->
+Triton) -> tracking/ -> the stages (faces, ReID, zones, event pictures) -> the sinks, with metrics
+observing. The pipeline names no concrete component: sources and the detector come from the
+factories it is given, stages and sinks are given built (`streamer/assembly.py`).
 """
 
 from __future__ import annotations
@@ -12,23 +14,28 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from streamer.config import BackoffConfig, CameraConfig, StreamerConfig
 from streamer.core.backoff import Backoff
 from streamer.core.events import CameraStatusEvent, Event
 from streamer.core.frames import Frame, FrameResult
-from streamer.core.interfaces import FinishingStage, FrameStage
+from streamer.core.interfaces import (
+    Detector,
+    DetectorFactory,
+    FrameSource,
+    FrameStage,
+    Sink,
+    SourceFactory,
+    SourceHooks,
+)
 from streamer.core.redaction import redact_url, url_secrets
-from streamer.core.stats import CameraState, CameraStats, StatsRegistry
-from streamer.inference.detector import PersonDetector
+from streamer.core.stats import CameraState, CameraStats, StatsKind, StatsRegistry
 from streamer.inference.triton import TritonConnection
 from streamer.pipeline.camera_loop import CameraLoop
 from streamer.pipeline.fanout import SinkFanout
 from streamer.pipeline.health import CameraWatchdog
-from streamer.publishing.base import Sink
 from streamer.publishing.messages import AVAILABLE_DEGRADED, AVAILABLE_ONLINE
-from streamer.sources.camera import CameraSource
 from streamer.sources.motion import MotionGate, gated_prepare
 
 log = logging.getLogger(__name__)
@@ -47,18 +54,10 @@ class ResultObserver(Protocol):
     def observe(self, result: FrameResult) -> None: ...
 
 
-@runtime_checkable
-class ConfiguredStage(Protocol):
-    """A stage with per-camera settings (zones, lines): told each camera's settings as it starts,
-    also when a camera is added or changed at runtime, so it never works from a stale copy."""
-
-    def configure_camera(self, camera: CameraConfig) -> None: ...
-
-
 @dataclass
 class CameraRuntime:
     config: CameraConfig
-    source: CameraSource
+    source: FrameSource
     stats: CameraStats
     loop: CameraLoop
     task: asyncio.Task[None] | None = None
@@ -71,8 +70,10 @@ class Pipeline:
         self,
         config: StreamerConfig,
         *,
+        sources: SourceFactory[CameraConfig],
+        detector: DetectorFactory,
         sinks: list[Sink] | None = None,
-        stages: list[FrameStage] | None = None,
+        stages: list[FrameStage[CameraConfig]] | None = None,
         stay_when_empty: bool = False,
         observers: list[ResultObserver] | None = None,
         keep_images: Callable[[str], bool] | None = None,
@@ -90,7 +91,9 @@ class Pipeline:
         self.triton = TritonConnection(
             config, list(dict.fromkeys(models)), self.registry, on_fatal=self._fail
         )
-        self.detector: PersonDetector | None = None
+        self.build_source = sources
+        self.build_detector = detector
+        self.detector: Detector | None = None
         self.cameras: dict[str, CameraRuntime] = {}
         self.watchdog = CameraWatchdog(
             stall_after_s=config.metrics.stall_after_s,
@@ -109,24 +112,17 @@ class Pipeline:
     async def start(self) -> None:
         try:
             await self.triton.start()
-            model = self.triton.models[self.config.detector.model]
-            assert model.spec is not None
-            self.detector = PersonDetector(model, self.config.detector)
-            self.detector.configure(model.spec)
+            self.detector = self.build_detector(self.triton.models)
             for stage in self.stages:
                 await stage.start(self.triton.models)
-                counters = getattr(stage, "counters", None)
-                if counters is not None:
-                    self.registry.register("stage", stage.name, counters)
-                # Stats of other kinds a stage reports (zones: occupancy and crossings).
-                for kind, stats in getattr(stage, "registered_stats", {}).items():
+                for kind, stats in stage.registered_stats().items():
                     self.registry.register(kind, stage.name, stats)
             names: dict[str, int] = {}
             for sink in self.sinks:
                 await sink.start()
                 names[sink.name] = names.get(sink.name, 0) + 1
                 unique = sink.name if names[sink.name] == 1 else f"{sink.name}#{names[sink.name]}"
-                self.registry.register("sink", unique, sink.stats)
+                self.registry.register(StatsKind.SINK, unique, sink.stats)
         except BaseException:
             await self.stop()
             raise
@@ -169,26 +165,24 @@ class Pipeline:
     def _start_camera(self, camera: CameraConfig) -> CameraRuntime:
         assert self.detector is not None, "start() first"
         for stage in self.stages:
-            if isinstance(stage, ConfiguredStage):
-                stage.configure_camera(camera)
-        self.detector.model.weights[camera.name] = camera.weight
+            stage.configure_camera(camera)
+        self.detector.set_camera_weight(camera.name, camera.weight)
         stats = CameraStats(camera.name, redact_url(camera.url))
-        self.registry.register("camera", camera.name, stats)
+        self.registry.register(StatsKind.CAMERA, camera.name, stats)
         prepare: Callable[[Frame], None] = self.detector.prepare
         gate: MotionGate | None = None
         if camera.motion_gated:  # motion is measured in the camera's thread, before prepare
             stats.motion_gated = True
             gate = MotionGate(camera.motion, stats)
             prepare = gated_prepare(gate, prepare)
-        source = CameraSource(
-            camera,
-            prepare=prepare,
-            # The extra stages (faces, ReID) read every frame's full-size picture; a stage
-            # that never does can say so with `needs_image = False`.
-            convert_in_thread=any(getattr(s, "needs_image", True) for s in self.stages),
-            on_status=self._source_changed,
+        hooks = SourceHooks(
             stats=stats,
+            prepare=prepare,
+            # A stage that reads the full-size picture (faces, ReID) has it made in the thread.
+            convert_in_thread=any(stage.needs_image for stage in self.stages),
+            on_status=self._source_changed,
         )
+        source = self.build_source(camera, hooks)
         loop = CameraLoop(
             camera,
             source,
@@ -236,7 +230,7 @@ class Pipeline:
                 runtime.task.cancel()
             await asyncio.gather(runtime.task, return_exceptions=True)
         self.watchdog.evaluate(runtime.stats)  # publish `stopped` for this camera
-        self.registry.unregister("camera", name)
+        self.registry.unregister(StatsKind.CAMERA, name)
         log.info("camera %s removed", name)
         self._changed.set()
         return True
@@ -269,11 +263,10 @@ class Pipeline:
         for runtime in self.cameras.values():
             self.watchdog.evaluate(runtime.stats)  # publish `stopped` before the sinks flush
         for stage in self.stages:
-            if isinstance(stage, FinishingStage):
-                try:
-                    await stage.stop()
-                except Exception:
-                    log.exception("stage %s failed to stop cleanly", stage.name)
+            try:
+                await stage.stop()
+            except Exception:
+                log.exception("stage %s failed to stop cleanly", stage.name)
         for sink in self.sinks:
             try:
                 await sink.stop()

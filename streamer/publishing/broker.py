@@ -25,8 +25,9 @@ from streamer.config import BackoffConfig, DeliveryConfig
 from streamer.core.backoff import Backoff
 from streamer.core.events import CameraStatusEvent, Event
 from streamer.core.frames import FrameResult
+from streamer.core.interfaces import Sink
+from streamer.core.stats import SinkStats
 from streamer.core.tasks import cancel_and_wait
-from streamer.publishing.base import Sink, SinkStats
 from streamer.publishing.buffer import (
     DROP_FRAME_SEND_FAILED,
     DeliveryBuffer,

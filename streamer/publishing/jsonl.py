@@ -29,7 +29,8 @@ from typing import IO, Protocol
 from streamer.config import JsonlSinkConfig
 from streamer.core.events import CameraStatusEvent, Event
 from streamer.core.frames import FrameResult
-from streamer.publishing.base import Sink, SinkStats
+from streamer.core.interfaces import Sink
+from streamer.core.stats import SinkStats
 from streamer.publishing.messages import (
     camera_status_message,
     event_message,

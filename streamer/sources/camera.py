@@ -24,6 +24,7 @@ import numpy as np
 from streamer.config import CameraConfig
 from streamer.core.backoff import Backoff
 from streamer.core.frames import Frame
+from streamer.core.interfaces import FrameSource, SourceHooks, StatusCallback
 from streamer.core.redaction import redact_url
 from streamer.core.stats import CameraState, CameraStats
 
@@ -91,9 +92,9 @@ class LatestFrameSlot:
     dropping frames of a file gains nothing and decoding them would steal CPU from inference.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, counters: CameraStats) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, stats: CameraStats) -> None:
         self._loop = loop
-        self._counters = counters
+        self._stats = stats
         self._lock = threading.Lock()
         self._taken = threading.Condition(self._lock)
         self._frame: Frame | None = None
@@ -108,7 +109,7 @@ class LatestFrameSlot:
         with self._lock:
             was_empty = self._frame is None
             if not was_empty:
-                self._counters.dropped += 1
+                self._stats.dropped += 1
             self._frame = frame
         if was_empty:
             self._loop.call_soon_threadsafe(self._ready.set)
@@ -195,11 +196,20 @@ def _leaped(time_s: float, previous_s: float) -> bool:
     return time_s < previous_s - TIMESTAMP_EPSILON_S or time_s > previous_s + TIMESTAMP_LEAP_S
 
 
-StatusCallback = Callable[[str, CameraState, str | None], None]
+class CameraSource(FrameSource):
+    """Owns the decoding thread of one camera (PyAV: files and network streams); `await
+    next_frame()` from the pipeline."""
 
-
-class CameraSource:
-    """Owns the decoding thread of one camera; `await next_frame()` from the pipeline."""
+    @classmethod
+    def build(cls, config: CameraConfig, hooks: SourceHooks) -> CameraSource:
+        """The `SourceFactory` of the schemes PyAV opens."""
+        return cls(
+            config,
+            prepare=hooks.prepare,
+            convert_in_thread=hooks.convert_in_thread,
+            on_status=hooks.on_status,
+            stats=hooks.stats,
+        )
 
     def __init__(
         self,
@@ -212,7 +222,7 @@ class CameraSource:
     ) -> None:
         self.config = config
         self.name = config.name
-        self.counters = stats or CameraStats(config.name, redact_url(config.url))
+        self.stats = stats or CameraStats(config.name, redact_url(config.url))
         self.status = CameraState.CONNECTING
         self._prepare = prepare
         self._convert_in_thread = convert_in_thread
@@ -226,7 +236,7 @@ class CameraSource:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._slot = LatestFrameSlot(self._loop, self.counters)
+        self._slot = LatestFrameSlot(self._loop, self.stats)
         self._thread = threading.Thread(target=self._run, name=f"camera:{self.name}", daemon=True)
         self._thread.start()
 
@@ -249,13 +259,14 @@ class CameraSource:
         if status == self.status:
             return
         self.status = status
-        self.counters.source_state = status
-        self.counters.source_state_since = time.monotonic()
+        self.stats.source_state = status
+        self.stats.source_state_since = time.monotonic()
         if self._on_status is not None and self._loop is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):  # loop closed during shutdown
                 self._loop.call_soon_threadsafe(self._on_status, self.name, status, detail)
 
     def _run(self) -> None:
+        self.stats.thread_id = threading.get_native_id()
         backoff = Backoff(self.config.reconnect)
         safe_url = redact_url(self.config.url)
         last_reason: str | None = None
@@ -281,14 +292,14 @@ class CameraSource:
                 backoff.reset()
             delay = backoff.next_delay()
             reason = attempt.error or "stream ended"
-            self.counters.last_error = reason
-            self.counters.reconnects += 1
+            self.stats.last_error = reason
+            self.stats.reconnects += 1
             self._set_status(CameraState.FAILED if attempt.permanent else CameraState.BACKOFF, reason)
             # The same failure again and again is one line, not one per attempt.
             level = logging.DEBUG if reason == last_reason else logging.WARNING
             log.log(
                 level, "camera %s (%s): %s; reconnecting in %.1fs (reconnect #%d)",
-                self.name, safe_url, reason, delay, self.counters.reconnects,
+                self.name, safe_url, reason, delay, self.stats.reconnects,
             )
             last_reason = reason
             self._stop.wait(delay)
@@ -305,7 +316,7 @@ class CameraSource:
             with open_stream(self.config) as container:
                 attempt.ended = self._decode(container, attempt)
         except Exception as exc:  # PyAV raises many types (OSError, TimeoutError, av errors)
-            self.counters.errors += 1
+            self.stats.errors += 1
             attempt.error = f"{type(exc).__name__}: {exc}".replace(self.config.url, safe_url)
             # FFmpeg reports an RTSP server that accepts the connection but never answers, once
             # open_timeout_s has passed, as invalid data: a stream that waited that long is out.
@@ -313,7 +324,7 @@ class CameraSource:
             attempt.permanent = (
                 isinstance(exc, (*PERMANENT_ERRORS, NoVideo)) and attempt.frames == 0 and not waited_out
             )
-            self.counters.last_error = attempt.error
+            self.stats.last_error = attempt.error
             if self.config.is_file and attempt.frames > 0:
                 # A broken tail of a file ends it; replaying it would duplicate every event.
                 log.warning("camera %s: file ended early: %s", self.name, attempt.error)
@@ -339,7 +350,7 @@ class CameraSource:
         stream = container.streams.video[0]
         stream.codec_context.thread_count = self.config.decode_threads  # before the first decode
         if stream.average_rate:
-            self.counters.source_fps = float(stream.average_rate)
+            self.stats.source_fps = float(stream.average_rate)
         frame_s = 1.0 / float(stream.average_rate) if stream.average_rate else 0.0
         min_interval = 1.0 / self.config.max_fps if self.config.max_fps else 0.0
         realtime = self.config.is_file and self.config.pacing == "realtime"
@@ -382,7 +393,7 @@ class CameraSource:
             if packet.size and self._skip(packet.is_keyframe, skipping):
                 skipping = True  # undecoded up to a keyframe: the frames between depend on it
                 self._index += 1
-                self.counters.dropped += 1
+                self.stats.dropped += 1
                 attempt.frames += 1  # the stream delivered it: a file of skipped frames is not empty
                 continue
             skipping = skipping and not packet.is_keyframe
@@ -391,38 +402,38 @@ class CameraSource:
             try:
                 decoded_frames = packet.decode()
             except av.error.FFmpegError as exc:
-                self.counters.errors += 1
-                self.counters.last_error = f"undecodable packet skipped: {exc}"
+                self.stats.errors += 1
+                self.stats.last_error = f"undecodable packet skipped: {exc}"
                 continue
             finally:
                 self._count_cpu("decode", started_cpu)
             decode_s = (time.perf_counter() - started) / max(1, len(decoded_frames))
             for decoded in decoded_frames:
                 self._index += 1
-                self.counters.decoded += 1
+                self.stats.decoded += 1
                 window_frames += 1
                 now = time.monotonic()
-                self.counters.last_decoded_monotonic = now
+                self.stats.last_decoded_monotonic = now
                 attempt.frames += 1
                 attempt.last_frame_monotonic = now
                 if attempt.first_frame_monotonic is None:
                     attempt.first_frame_monotonic = now
                     self._set_status(CameraState.STREAMING)
                 if now - window_start >= FPS_WINDOW_S:
-                    self.counters.decode_fps = window_frames / (now - window_start)
+                    self.stats.decode_fps = window_frames / (now - window_start)
                     window_start, window_frames = now, 0
                 video_s = float(decoded.time) if decoded.time is not None else now - wall_start
                 if video_s < last_kept_s - TIMESTAMP_EPSILON_S:
                     last_kept_s = -float("inf")  # time went back: a new time base, keep this one
                 if video_s - last_kept_s < min_interval - TIMESTAMP_EPSILON_S:
-                    self.counters.skipped += 1
+                    self.stats.skipped += 1
                     continue
                 last_kept_s = video_s
                 frame = self._frame(decoded, capture_ts, captured_monotonic, decode_s)
                 if backpressure:  # a packet may carry several frames (the decoder's flush)
                     self._slot.wait_until_free(self._stop)
                 self._slot.put(frame)
-                self.counters.last_handed_monotonic = time.monotonic()
+                self.stats.last_handed_monotonic = time.monotonic()
         # In real time the last frame lasts its duration too: a short looping file keeps its rate.
         wait = end_s - (time.monotonic() - wall_start)
         return not (realtime and wait > 0 and self._stop.wait(wait))
@@ -479,14 +490,8 @@ class CameraSource:
 
     def _count_cpu(self, stage: str, started_cpu: float) -> None:
         """CPU seconds of this thread spent on `stage` (decode, preprocess), for the bench."""
-        spent = self.counters.cpu_s
+        spent = self.stats.cpu_s
         spent[stage] = spent.get(stage, 0.0) + time.thread_time() - started_cpu
-
-    @property
-    def thread_id(self) -> int | None:
-        """The decoding thread's native id (per-thread CPU in /proc), None when not running."""
-        thread = self._thread
-        return thread.native_id if thread is not None else None
 
 
 def yuv420_planes(decoded: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamer.app import build_stages
+from streamer.assembly import build_stages
 from streamer.config import ConfigError, parse_config
 
 CAMERA = "cameras:\n  - name: gate\n    url: clip.mp4\n"

@@ -213,7 +213,7 @@ async def test_prometheus_shows_occupancy_zone_events_and_crossings_from_the_sta
 
     s = script(zones=[{"name": "bay", "points": SQUARE}], lines=[{"name": "door", "points": ACROSS}])
     registry = StatsRegistry()
-    for kind, stats in s.stage.registered_stats.items():  # what the pipeline does at start
+    for kind, stats in s.stage.registered_stats().items():  # what the pipeline does at start
         registry.register(kind, s.stage.name, stats)
     settings = config()
     monitor = PipelineMonitor(settings, settings.metrics, history_points=2, stats=registry)

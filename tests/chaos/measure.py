@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from streamer.assembly import build_pipeline
 from streamer.config import StreamerConfig
 from streamer.core.assets import PROJECT_ROOT
 from streamer.core.stats import CameraState
@@ -85,7 +86,7 @@ async def run_with(pipeline: Pipeline, arrivals: Arrivals, body: Any) -> dict[st
 async def triton_killed(repository: Path) -> dict[str, Any]:
     cameras = [{"name": f"cam{i}", "url": str(CLIP), "loop": True} for i in range(2)]
     arrivals = Arrivals()
-    pipeline = Pipeline(
+    pipeline = build_pipeline(
         config({"mode": "embedded", "model_repository": str(repository)}, cameras),
         observers=[arrivals],
     )
@@ -117,7 +118,7 @@ async def external_restarted(repository: Path) -> dict[str, Any]:
     await server.start()
     cameras = [{"name": f"cam{i}", "url": str(CLIP), "loop": True} for i in range(2)]
     arrivals = Arrivals()
-    pipeline = Pipeline(
+    pipeline = build_pipeline(
         config({"mode": "external", "url": f"127.0.0.1:{port}", "shared_memory": "on"}, cameras),
         observers=[arrivals],
     )
@@ -148,7 +149,7 @@ async def camera_crash(repository: Path) -> dict[str, Any]:
     cameras = [{"name": n, "url": str(CLIP), "loop": True} for n in ("faulty", "steady")]
     arrivals = Arrivals()
     buggy = Crashes("faulty", on_frames={60})
-    pipeline = Pipeline(
+    pipeline = build_pipeline(
         config({"mode": "external", "url": server.grpc_url}, cameras),
         stages=[buggy],  # type: ignore[list-item]
         observers=[arrivals],
@@ -184,7 +185,9 @@ async def rtsp_frozen(repository: Path) -> dict[str, Any]:
         {"name": "steady", "url": str(CLIP), "loop": True},
     ]
     arrivals = Arrivals()
-    pipeline = Pipeline(config({"mode": "external", "url": server.grpc_url}, cameras), observers=[arrivals])
+    pipeline = build_pipeline(
+        config({"mode": "external", "url": server.grpc_url}, cameras), observers=[arrivals]
+    )
 
     async def body(pipeline: Pipeline) -> dict[str, Any]:
         frozen = pipeline.registry.cameras()["frozen"]

@@ -26,13 +26,13 @@ from pathlib import Path
 
 import redis.asyncio as redis
 
-from streamer.app import build_sinks
+from streamer.assembly import build_pipeline, build_sinks
 from streamer.config import StreamerConfig
 from streamer.core.assets import PROJECT_ROOT
 from streamer.core.events import CameraStatusEvent, Event, TrackEvent
 from streamer.core.frames import FrameResult
+from streamer.core.interfaces import Sink
 from streamer.pipeline import Pipeline
-from streamer.publishing.base import Sink
 from tests.publishing.brokers import BrokerProcess, mosquitto, redis_server
 from tests.support.rtsp import RtspServer
 
@@ -170,7 +170,7 @@ async def soak(minutes: float, cameras: int, every_s: float, scratch: Path) -> R
         ] + [{"name": name, "url": str(CLIP), "loop": True} for name in names[rtsp_count:]],
     })
     ledger = Ledger()
-    pipeline = Pipeline(config, sinks=[ledger, *build_sinks(config)])
+    pipeline = build_pipeline(config, sinks=[ledger, *build_sinks(config)])
     report = Report(minutes=minutes, cameras=cameras)
     started = time.monotonic()
     try:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from streamer.assembly import build_pipeline
 from streamer.config import StreamerConfig
 from streamer.core.frames import Frame, FrameResult
 from streamer.core.interfaces import TrackBook
 from streamer.core.stats import CameraState
 from streamer.inference.server import EmbeddedTritonServer
-from streamer.pipeline import Pipeline
 from tests.chaos.conftest import Arrivals, wait_until
 from tests.support.rtsp import RtspServerFactory
 
@@ -54,7 +54,7 @@ async def test_a_crash_in_one_cameras_processing_restarts_it_and_the_other_never
     )
     buggy = Crashes(FAULTY, on_frames={20, 40})
     arrivals = Arrivals()
-    pipeline = Pipeline(config, stages=[buggy], observers=[arrivals])
+    pipeline = build_pipeline(config, stages=[buggy], observers=[arrivals])
     await pipeline.start()
     try:
         await arrivals.wait_for(STEADY, 5)
@@ -91,7 +91,7 @@ async def test_frozen_rtsp_camera_reads_stalled_then_streaming_after_it_thaws(
     )
     arrivals = Arrivals()
     states: list[CameraState] = []
-    pipeline = Pipeline(config, observers=[arrivals])
+    pipeline = build_pipeline(config, observers=[arrivals])
     await pipeline.start()
     gate = pipeline.registry.cameras()["gate"]
     try:

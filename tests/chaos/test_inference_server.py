@@ -13,6 +13,7 @@ import signal
 import time
 from pathlib import Path
 
+from streamer.assembly import build_pipeline
 from streamer.config import StreamerConfig
 from streamer.core.stats import CameraState
 from streamer.inference.repository import CONFIG_FILE
@@ -50,7 +51,7 @@ async def test_embedded_server_killed_is_restarted_and_frames_resume(
         sample_clip,
     )
     arrivals = Arrivals()
-    pipeline = Pipeline(config, observers=[arrivals])
+    pipeline = build_pipeline(config, observers=[arrivals])
     await pipeline.start()
     try:
         for camera in CAMERAS:
@@ -86,7 +87,7 @@ async def test_external_server_restarted_with_shared_memory_resumes(
         {"mode": "external", "url": f"127.0.0.1:{port}", "shared_memory": "on"}, sample_clip
     )
     arrivals = Arrivals()
-    pipeline = Pipeline(config, observers=[arrivals])
+    pipeline = build_pipeline(config, observers=[arrivals])
     try:
         await pipeline.start()
         for camera in CAMERAS:
@@ -121,7 +122,7 @@ async def test_embedded_server_that_cannot_come_back_fails_the_pipeline(
         },
         sample_clip,
     )
-    pipeline = Pipeline(config)
+    pipeline = build_pipeline(config)
     await pipeline.start()
     try:
         server = pipeline.triton.server
@@ -163,7 +164,7 @@ async def test_a_frozen_external_server_is_waited_out_briefly_then_reported_and_
         inference={"requests_in_flight": 1},  # one worker: losing it would stop every frame
     )
     arrivals = Arrivals()
-    pipeline = Pipeline(config, observers=[arrivals])
+    pipeline = build_pipeline(config, observers=[arrivals])
     seen_down: list[bool] = []
     try:
         await pipeline.start()

@@ -9,11 +9,11 @@ import numpy as np
 from streamer.config import FacesConfig, GalleryConfig, IdentitiesConfig, ReidConfig
 from streamer.core.detections import Detections
 from streamer.core.frames import Frame
-from streamer.identities.counters import IdentityCounters
 from streamer.identities.faces import FACE_TRACK_KEY, FaceFinder
 from streamer.identities.gallery import InMemoryGallery
 from streamer.identities.resolver import IdentityResolver
 from streamer.identities.scheduling import EmbeddingScheduler
+from streamer.identities.stats import IdentityStats
 from streamer.identities.track_embeddings import TrackIdentity, track_ids
 
 SETTINGS = IdentitiesConfig(confirm_frames=3, refresh_interval_s=10.0)
@@ -57,7 +57,7 @@ def _frame(index: int) -> Frame:
 
 
 async def test_reid_is_requested_once_a_track_is_confirmed_and_not_again_for_the_same_view() -> None:
-    counters = IdentityCounters()
+    counters = IdentityStats()
     scheduler = EmbeddingScheduler(FacesConfig(), ReidConfig(), SETTINGS, counters)
     scheduler.person_embedder = FakePersonEmbedder()  # type: ignore[assignment]
     resolver = IdentityResolver(FacesConfig(), SETTINGS, InMemoryGallery(GalleryConfig()), None, counters)
@@ -77,7 +77,7 @@ async def test_reid_is_requested_once_a_track_is_confirmed_and_not_again_for_the
 
 
 def test_faces_link_to_every_track_but_only_confirmed_tracks_faces_are_embedded() -> None:
-    finder = FaceFinder(FacesConfig(), IdentityCounters())
+    finder = FaceFinder(FacesConfig(), IdentityStats())
     tracks = _tracks(PEOPLE, [CONFIRMED, NEW])
     faces = Detections(
         xyxy=np.array([[435, 105, 465, 140], [135, 105, 165, 140]], np.float32),

@@ -99,7 +99,7 @@ async def test_same_pedestrian_on_two_cameras_shares_one_global_id(
         at_gate = await gate.show([_standing(stranger, 250)])
     ids_at_gate = set(_global_ids_by_x(at_gate))
     assert walker_id not in ids_at_gate and neighbour_id not in ids_at_gate
-    assert stage.counters.reid_embeddings >= 4
+    assert stage.stats.reid_embeddings >= 4
 
     identity_events = [e for e in in_hall.events if isinstance(e, IdentityEvent)]
     assert all(e.kind == "reid" and e.embedding.shape == (512,) for e in identity_events)

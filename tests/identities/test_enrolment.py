@@ -11,14 +11,13 @@ import cv2
 import numpy as np
 import pytest
 
-from streamer.app import build_stages
+from streamer.assembly import build_pipeline, build_stages
 from streamer.config import FacesConfig, parse_config
 from streamer.core.assets import PROJECT_ROOT
 from streamer.identities.enrolment import EnrolmentRefused, FaceStore, enrol, face_models
 from streamer.identities.gallery import EmbeddingSizeMismatch
 from streamer.inference.client import TritonModel
 from streamer.inference.server import EmbeddedTritonServer
-from streamer.pipeline import Pipeline
 from tests.identities.synthetic import background, paste
 
 CLI_TIMEOUT_S = 120
@@ -95,7 +94,7 @@ identities: {{faces_store: "{store.path}"}}
 cameras: [{{name: door, url: door.mp4}}]
 """
     )
-    pipeline = Pipeline(
+    pipeline = build_pipeline(
         config, stages=build_stages(config)
     )
     with pytest.raises(EmbeddingSizeMismatch, match=r"512-d embeddings from 'w600k_r50'.*128-d"):

@@ -53,7 +53,7 @@ cameras: [{{name: lobby, url: lobby.mp4}}]
     landmarks = last.faces.data[LANDMARKS_KEY][0].reshape(5, 2)
     assert np.linalg.norm(landmarks - expected, axis=1).max() <= LANDMARK_TOLERANCE_PX
 
-    assert stage.counters.face_embeddings == 1, "the same view is embedded once per track"
+    assert stage.stats.face_embeddings == 1, "the same view is embedded once per track"
     events = [e for r in results for e in r.events if isinstance(e, IdentityEvent)]
     assert [e.kind for e in events] == ["face"]
     assert events[0].embedding.shape == (128,)

@@ -12,16 +12,15 @@ import jsonschema
 import numpy as np
 import pytest
 
-from streamer.app import build_stages, required_models
+from streamer.assembly import build_pipeline, build_stages, required_models
 from streamer.config import FacesConfig, StreamerConfig, parse_config
 from streamer.core.events import Event
 from streamer.core.frames import FrameResult
+from streamer.core.interfaces import Sink
 from streamer.identities.enrolment import FaceStore, enrol, face_models
 from streamer.identities.stage import IdentityStage
 from streamer.inference.client import TritonModel
 from streamer.inference.server import EmbeddedTritonServer
-from streamer.pipeline import Pipeline
-from streamer.publishing.base import Sink
 from streamer.publishing.messages import event_message, frame_message, load_schema
 from tests.identities.synthetic import CLIP_FRAMES, enrolment_photo, moving_photo_frames, write_h264
 
@@ -96,7 +95,7 @@ async def test_moving_face_gives_one_track_one_face_link_and_the_enrolled_name(
     ]
     sink = CollectingSink()
     stages = build_stages(config)
-    pipeline = Pipeline(config, sinks=[sink], stages=stages)
+    pipeline = build_pipeline(config, sinks=[sink], stages=stages)
     await pipeline.start()
     try:
         await pipeline.wait()
@@ -127,5 +126,5 @@ async def test_moving_face_gives_one_track_one_face_link_and_the_enrolled_name(
     assert any(u["after"].get("name") == ENROLLED_NAME for u in updates), "track state carries the name"
 
     (stage,) = [stage for stage in stages if isinstance(stage, IdentityStage)]
-    assert 1 <= stage.counters.face_embeddings <= MAX_FACE_EMBEDDINGS
-    assert 1 <= stage.counters.reid_embeddings <= MAX_FACE_EMBEDDINGS
+    assert 1 <= stage.stats.face_embeddings <= MAX_FACE_EMBEDDINGS
+    assert 1 <= stage.stats.reid_embeddings <= MAX_FACE_EMBEDDINGS

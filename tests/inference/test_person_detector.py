@@ -15,7 +15,7 @@ from streamer.core.detections import Detections
 from streamer.core.frames import Frame
 from streamer.core.imaging import Letterboxed, letterbox, letterbox_yuv420
 from streamer.inference.client import SERVER_BACKLOG, ModelSpec, TensorSpec, TritonModel
-from streamer.inference.detector import PersonDetector
+from streamer.inference.detector import YoloxDetector
 from streamer.inference.model_prep import InputSpec, prepare_model
 from streamer.inference.server import EmbeddedTritonServer
 from streamer.inference.yolox import YOLOX_PAD_VALUE, YoloxDecoder
@@ -66,10 +66,10 @@ def test_classes_the_served_model_does_not_output_are_refused_at_start() -> None
         output = TensorSpec("output", np.dtype(np.float32), (3549, columns))
         return ModelSpec("person_detector", 16, (frames,), (output,))
 
-    PersonDetector(None, DetectorConfig(class_ids=[0])).configure(served(6))  # type: ignore[arg-type]
-    PersonDetector(None, DetectorConfig(class_ids=[0, 2])).configure(served(85))  # type: ignore[arg-type]
-    PersonDetector(None, DetectorConfig(class_ids=[0, 2])).configure(served(-1))  # type: ignore[arg-type]
-    cars = PersonDetector(None, DetectorConfig(class_ids=[0, 2]))  # type: ignore[arg-type]
+    YoloxDetector(None, DetectorConfig(class_ids=[0])).configure(served(6))  # type: ignore[arg-type]
+    YoloxDetector(None, DetectorConfig(class_ids=[0, 2])).configure(served(85))  # type: ignore[arg-type]
+    YoloxDetector(None, DetectorConfig(class_ids=[0, 2])).configure(served(-1))  # type: ignore[arg-type]
+    cars = YoloxDetector(None, DetectorConfig(class_ids=[0, 2]))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"detector.class_ids: class 2 .* --classes 3"):
         cars.configure(served(6))
 
@@ -102,7 +102,7 @@ async def test_real_detector_through_triton_finds_the_pedestrians(
         client, "person_detector", requests_in_flight=4, queue_size=8,
         use_shared_memory=True, request_timeout_s=30,
     )
-    detector = PersonDetector(model, DetectorConfig())
+    detector = YoloxDetector(model, DetectorConfig())
     detector.configure(await model.start())
     try:
         images = first_frames(sample_clip, 8)
@@ -120,7 +120,7 @@ async def test_real_detector_through_triton_finds_the_pedestrians(
         heights = confident.xyxy[:, 3] - confident.xyxy[:, 1]
         widths = confident.xyxy[:, 2] - confident.xyxy[:, 0]
         assert (heights > widths).mean() > 0.8  # people are taller than wide
-    assert model.counters.requests == 8 and model.counters.failures == 0
+    assert model.stats.requests == 8 and model.stats.failures == 0
 
 
 def yuv_planes(clip: Path, count: int) -> list[tuple[np.ndarray, tuple[np.ndarray, ...]]]:
@@ -228,7 +228,7 @@ async def check_concurrent_outputs(url: str, sample_clip: Path, shared_memory: b
             for image in first_frames(sample_clip, 60)[::6]
         ]
         alone = [(await model.infer({"frames": image}))[0]["output"] for image in inputs]
-        alone_requests = model.counters.requests
+        alone_requests = model.stats.requests
         together = await asyncio.gather(
             *(model.infer({"frames": image}, key=f"cam{i % 3}") for i, image in enumerate(inputs))
         )
@@ -239,9 +239,9 @@ async def check_concurrent_outputs(url: str, sample_clip: Path, shared_memory: b
         np.testing.assert_allclose(outputs["output"], single, rtol=1e-4, atol=1e-4)
     assert not np.allclose(alone[0], alone[-1]), "different frames, different outputs"
     assert alone_requests == len(inputs)
-    together_requests = model.counters.requests - alone_requests
+    together_requests = model.stats.requests - alone_requests
     assert together_requests <= len(inputs) // 2, "queued frames share requests"
-    assert model.counters.items == 2 * len(inputs) and model.counters.failures == 0
+    assert model.stats.items == 2 * len(inputs) and model.stats.failures == 0
 
 
 async def test_requests_the_server_would_only_queue_wait_in_the_fair_queue(
@@ -257,7 +257,7 @@ async def test_requests_the_server_would_only_queue_wait_in_the_fair_queue(
     )
     await model.start()
     try:
-        assert model.requests_in_flight == model.counters.requests_in_flight == 2 + SERVER_BACKLOG
+        assert model.requests_in_flight == model.stats.requests_in_flight == 2 + SERVER_BACKLOG
         assert len(model.region_names()) == 2 * (2 + SERVER_BACKLOG)  # input, output per request
     finally:
         await model.stop()

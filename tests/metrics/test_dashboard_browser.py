@@ -142,8 +142,8 @@ async def test_dead_camera_shows_backoff_while_the_others_keep_working(
         ("/api/state", None, 401),
         ("/api/state", "query", 200),
         ("/api/live", None, 401),
-        (f"/api/snapshot/{LIVE_CAMERAS[0]}", None, 401),
-        (f"/api/snapshot/{LIVE_CAMERAS[0]}", "wrong", 403),
+        (f"/api/live-view/{LIVE_CAMERAS[0]}", None, 401),
+        (f"/api/live-view/{LIVE_CAMERAS[0]}", "wrong", 403),
         ("/static/dashboard.js", None, 200),  # page code holds no data
     ],
 )
@@ -177,7 +177,7 @@ async def test_no_page_or_endpoint_reveals_the_camera_password(live: LiveService
         bodies["state"] = await fetch_until("/api/state", b"Connection refused")
         bodies["metrics"] = await fetch_until("/metrics", b'camera="door"')
         for path in ("/", "/static/dashboard.js", "/static/dashboard.css",
-                     *(f"/api/snapshot/{c}" for c in (*LIVE_CAMERAS, DEAD_CAMERA))):
+                     *(f"/api/live-view/{c}" for c in (*LIVE_CAMERAS, DEAD_CAMERA))):
             async with session.get(f"{live.url}{path}") as response:
                 bodies[path] = await response.read()
         async with session.get(f"{live.url}/api/live") as response:

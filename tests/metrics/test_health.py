@@ -16,11 +16,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from streamer.assembly import build_pipeline
 from streamer.config import StreamerConfig
-from streamer.core.stats import CameraStats, ModelStats, ServerStats, StatsRegistry
+from streamer.core.stats import CameraStats, ModelStats, ServerStats, StatsKind, StatsRegistry
 from streamer.inference.server import EmbeddedTritonServer
 from streamer.metrics.service import MetricsService
-from streamer.pipeline import Pipeline
 
 CAMERAS = ("north", "south", "east", "west")
 CAMERA_PASSWORD = "hunter2"
@@ -68,8 +68,8 @@ async def get_json(url: str) -> tuple[int, Any]:
 
 def up_server(stats: StatsRegistry) -> ServerStats:
     server = ServerStats(url=f"{SERVER_HOST}:8001", mode="external", up=True)
-    stats.register("server", "triton", server)
-    stats.register("model", "person_detector", ModelStats("person_detector", requests_in_flight=4))
+    stats.register(StatsKind.SERVER, "triton", server)
+    stats.register(StatsKind.MODEL, "person_detector", ModelStats("person_detector", requests_in_flight=4))
     return server
 
 
@@ -92,14 +92,15 @@ async def test_readyz_is_503_with_the_reason_until_the_server_and_its_models_are
             down_since_monotonic=time.monotonic() - 12.3,
             last_error=f"Triton at {SERVER_HOST}:8001: connection refused (dns:///{SERVER_HOST}:8001)",
         )
-        stats.register("server", "triton", server)
+        stats.register(StatsKind.SERVER, "triton", server)
         down_status, down_text = await get(f"{url}/readyz")
         _, down = await get_json(f"{url}/readyz")
 
         server.up, server.down_since_monotonic, server.last_error = True, None, None
         no_models = await get_json(f"{url}/readyz")
 
-        stats.register("model", "person_detector", ModelStats("person_detector", requests_in_flight=4))
+        model = ModelStats("person_detector", requests_in_flight=4)
+        stats.register(StatsKind.MODEL, "person_detector", model)
         ready = await get_json(f"{url}/readyz")
 
         server.up, server.down_since_monotonic = False, time.monotonic()
@@ -146,7 +147,7 @@ async def test_readyz_needs_the_configured_share_of_cameras_streaming(
     up_server(stats)
     for name, state in zip(CAMERAS, states, strict=True):
         if state is not None:  # None: enabled, not registered by the pipeline yet
-            stats.register("camera", name, CameraStats(name, "rtsp://***@10.0.0.9/", state=state))
+            stats.register(StatsKind.CAMERA, name, CameraStats(name, "rtsp://***@10.0.0.9/", state=state))
     async with serving(health_config(ratio), stats) as url:
         status, body = await get_json(f"{url}/readyz")
 
@@ -193,7 +194,7 @@ async def test_readyz_follows_the_real_pipeline_and_its_triton(
         }
     )
     stats = StatsRegistry()
-    pipeline = Pipeline(config, registry=stats)
+    pipeline = build_pipeline(config, registry=stats)
     async with serving(config, stats) as url:
         try:
             before = await get_json(f"{url}/readyz")

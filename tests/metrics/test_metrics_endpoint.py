@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamer.app import build_sinks
+from streamer.assembly import build_pipeline, build_sinks
 from streamer.config import ConfigError, DashboardConfig, parse_config
 from streamer.core.assets import PROJECT_ROOT
 from streamer.core.detections import Detections
@@ -24,10 +24,9 @@ from streamer.core.frames import Frame, FrameResult
 from streamer.core.interfaces import TrackBook
 from streamer.core.stats import StatsRegistry
 from streamer.inference.server import EmbeddedTritonServer
+from streamer.metrics.live_view import LiveViewStore, annotate
 from streamer.metrics.monitor import PipelineMonitor
 from streamer.metrics.service import MetricsService
-from streamer.metrics.snapshots import SnapshotStore, annotate
-from streamer.pipeline import Pipeline
 from tests.metrics.conftest import Scrape, scrape, scrape_until, streamer_config
 
 CAMERAS = ("north", "south")
@@ -89,7 +88,7 @@ async def test_prometheus_endpoint_shows_fps_latency_and_the_drops_the_pipeline_
     metrics = MetricsService(config, stats)
     kept_images = KeptImages(metrics)
     sinks = build_sinks(config)
-    pipeline = Pipeline(
+    pipeline = build_pipeline(
         config,
         sinks=sinks,
         stages=[NamingStage()],
@@ -115,7 +114,7 @@ async def test_prometheus_endpoint_shows_fps_latency_and_the_drops_the_pipeline_
 
     for name in CAMERAS:
         runtime = pipeline.cameras[name]
-        source = runtime.source.counters
+        source = runtime.source.stats
         assert (live.value("streamer_camera_processed_fps", camera=name) or 0) > 0
         assert (live.value("streamer_camera_decoded_fps", camera=name) or 0) > 0
         assert (live.value("streamer_camera_connection_quality_ratio", camera=name) or 0) > 0.5
@@ -154,8 +153,8 @@ async def test_prometheus_endpoint_shows_fps_latency_and_the_drops_the_pipeline_
 
     image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert image is not None and image.shape == (576, 768, 3)
-    # Images are kept only for the watched camera, at most snapshot_max_fps per second.
-    allowed = config.dashboard.snapshot_max_fps * (watched_s + 1) + 1
+    # Images are kept only for the watched camera, at most live_view_max_fps per second.
+    allowed = config.dashboard.live_view_max_fps * (watched_s + 1) + 1
     assert 1 <= kept_images.kept <= allowed
 
 
@@ -165,7 +164,7 @@ async def _first_snapshot(base_url: str, camera: str, timeout_s: float = 10.0) -
     deadline = loop.time() + timeout_s
     async with aiohttp.ClientSession() as session:
         while loop.time() < deadline:
-            async with session.get(f"{base_url}/api/snapshot/{camera}") as response:
+            async with session.get(f"{base_url}/api/live-view/{camera}") as response:
                 assert response.status in (200, 204)
                 if response.status == 200:
                     assert response.content_type == "image/jpeg"
@@ -201,9 +200,9 @@ def test_grafana_dashboard_queries_only_metrics_the_service_exports() -> None:
 async def test_images_are_kept_only_while_watched_and_at_a_low_rate(
     watched: bool, asks: int, expected: list[bool]
 ) -> None:
-    store = SnapshotStore(DashboardConfig(snapshot_max_fps=2), ["door"])
+    store = LiveViewStore(DashboardConfig(live_view_max_fps=2), ["door"])
     if watched:
-        assert await store.snapshot("door") is None  # asking marks the camera as watched
+        assert await store.picture("door") is None  # asking marks the camera as watched
     assert [store.wants_image("door") for _ in range(asks)] == expected
 
 

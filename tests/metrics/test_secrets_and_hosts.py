@@ -25,7 +25,7 @@ from playwright.async_api import BrowserContext, expect
 
 from streamer.config import StreamerConfig
 from streamer.core.redaction import redact_url
-from streamer.core.stats import CameraState, CameraStats, ModelStats, ServerStats, StatsRegistry
+from streamer.core.stats import CameraState, CameraStats, ModelStats, ServerStats, StatsKind, StatsRegistry
 from streamer.metrics.service import MetricsService
 from tests.support.credentials import FORMS, leaks
 
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.timeout(60)
 TOKEN = "t0ken-for-the-page"
 SERVER = "triton.internal:8001"
 FORGED = "rebind.attacker.example"
-DATA_PATHS = ("/", "/api/state", "/metrics", "/api/live", "/static/dashboard.js", "/api/snapshot/x")
+DATA_PATHS = ("/", "/api/state", "/metrics", "/api/live", "/static/dashboard.js", "/api/live-view/x")
 
 
 def config(**dashboard: Any) -> StreamerConfig:
@@ -57,14 +57,14 @@ def raw_detail(url: str, secrets: tuple[str, ...]) -> str:
 def failing_registry() -> StatsRegistry:
     """Every form's camera in backoff with a detail that still holds its credentials."""
     stats = StatsRegistry()
-    stats.register("server", "triton", ServerStats(
+    stats.register(StatsKind.SERVER, "triton", ServerStats(
         url=SERVER, mode="external", up=False,
         last_error=f"unreachable; cameras {' '.join(raw_detail(f.url, f.whole) for f in FORMS)}",
     ))
-    stats.register("model", "person_detector", ModelStats("person_detector", requests_in_flight=1))
+    stats.register(StatsKind.MODEL, "person_detector", ModelStats("person_detector", requests_in_flight=1))
     for form in FORMS:
         detail = raw_detail(form.url, form.whole)
-        stats.register("camera", form.camera, CameraStats(
+        stats.register(StatsKind.CAMERA, form.camera, CameraStats(
             form.camera, redact_url(form.url), state=CameraState.BACKOFF,
             source_state=CameraState.BACKOFF, detail=detail, last_error=detail,
         ))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from streamer.assembly import build_pipeline
 from streamer.benchmarks.fairness import flooding_clip
 from streamer.config import StreamerConfig
 from streamer.core.stats import CameraStats
@@ -73,7 +74,7 @@ async def test_flooding_cameras_do_not_starve_normal_ones(
     ] + [
         {"name": f"flood{i}", "url": str(flood), "loop": True, "pacing": "realtime"} for i in range(2)
     ]
-    pipeline = Pipeline(config_for(embedded_triton.grpc_url, cameras))
+    pipeline = build_pipeline(config_for(embedded_triton.grpc_url, cameras))
     await pipeline.start()
     try:
         # at least 10 s of the normal cameras' video (10 FPS), and enough processed frames that
@@ -115,7 +116,7 @@ async def test_a_camera_of_weight_two_gets_twice_the_frames(
     # Fewer frames fit in the requests in flight (one request: at most one round of the fair
     # order, heavy, heavy, light) than the cameras keep in flight (4 + 2): the queue holds a
     # backlog and decides who goes next.
-    pipeline = Pipeline(config_for(embedded_triton.grpc_url, cameras, requests_in_flight=1))
+    pipeline = build_pipeline(config_for(embedded_triton.grpc_url, cameras, requests_in_flight=1))
     await pipeline.start()
     try:
         counts = await window(

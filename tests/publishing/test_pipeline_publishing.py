@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as redis
 
-from streamer.app import build_sinks
+from streamer.assembly import build_pipeline, build_sinks
 from streamer.config import StreamerConfig
 from streamer.inference.server import EmbeddedTritonServer
-from streamer.pipeline import Pipeline
 from tests.publishing.brokers import BrokerProcess
 from tests.publishing.support import MqttCollector, validate, wait_until
 
@@ -36,7 +35,7 @@ async def test_jsonl_mqtt_and_redis_carry_the_same_valid_events_in_the_same_orde
     })
     subscriber = MqttCollector(mosquitto_broker.port, ["e2e/#"], client_id="e2e")
     await subscriber.start()
-    pipeline = Pipeline(config, sinks=build_sinks(config))
+    pipeline = build_pipeline(config, sinks=build_sinks(config))
     await pipeline.start()
     await pipeline.wait()
     await pipeline.stop()

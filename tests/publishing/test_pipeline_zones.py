@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 import redis.asyncio as redis
 
-from streamer.app import build_sinks, build_stages
+from streamer.assembly import build_pipeline, build_sinks, build_stages
 from streamer.config import StreamerConfig
-from streamer.core.stats import AnalyticsStats
+from streamer.core.stats import AnalyticsStats, StatsKind
 from streamer.inference.server import EmbeddedTritonServer
-from streamer.pipeline import Pipeline
 from tests.publishing.brokers import BrokerProcess
 from tests.publishing.support import MqttCollector, validate, wait_until
 
@@ -45,7 +44,7 @@ async def test_crossings_and_zone_events_reach_mosquitto_and_redis(
     })
     subscriber = MqttCollector(mosquitto_broker.port, ["e2e/#"], client_id="e2e-zones")
     await subscriber.start()
-    pipeline = Pipeline(config, sinks=build_sinks(config), stages=build_stages(config))
+    pipeline = build_pipeline(config, sinks=build_sinks(config), stages=build_stages(config))
     await pipeline.start()
     await pipeline.wait()
     await pipeline.stop()
@@ -104,7 +103,7 @@ async def test_crossings_and_zone_events_reach_mosquitto_and_redis(
     }
     assert occupancy == {b"road": b"0"}
 
-    (stats,) = pipeline.registry.read("analytics").values()
+    (stats,) = pipeline.registry.read(StatsKind.ANALYTICS).values()
     assert isinstance(stats, AnalyticsStats)
     assert stats.line_crossings == {("street", "crossing", d): n for d, n in final_counts.items()}
     assert stats.occupancy == {("street", "road"): 0}

@@ -146,7 +146,7 @@ def frame_message_stub() -> dict[str, object]:
 async def test_a_start_replaces_what_a_crashed_run_left(
     mosquitto_broker: BrokerProcess, redis_broker: BrokerProcess
 ) -> None:
-    from streamer.app import analytics_layout, build_sinks
+    from streamer.assembly import analytics_layout, build_sinks
     from streamer.config import StreamerConfig
 
     config = StreamerConfig.model_validate({

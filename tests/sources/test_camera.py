@@ -38,20 +38,20 @@ async def test_file_played_fast_delivers_every_frame_then_finishes(sample_clip: 
     await source.stop()
     # a file played fast waits for the pipeline: every frame, in order, none dropped
     assert seen == list(range(1, CLIP_FRAMES + 1))
-    assert source.counters.dropped == 0
+    assert source.stats.dropped == 0
     assert statuses[-1] == CameraState.FINISHED
-    assert source.counters.reconnects == 0
+    assert source.stats.reconnects == 0
 
 
 async def test_looping_file_keeps_going_past_its_end(sample_clip: Path) -> None:
     source = CameraSource(camera(sample_clip, pacing="fast", loop=True))
     source.start()
     seen = await drain(source, limit=5)
-    while source.counters.decoded <= CLIP_FRAMES * 2:
+    while source.stats.decoded <= CLIP_FRAMES * 2:
         await source.next_frame()
     await source.stop()
     assert len(seen) == 5
-    assert source.counters.reconnects == 0
+    assert source.stats.reconnects == 0
 
 
 async def test_max_fps_caps_frames_in_video_time(sample_clip: Path) -> None:
@@ -61,7 +61,7 @@ async def test_max_fps_caps_frames_in_video_time(sample_clip: Path) -> None:
     seen = await drain(source)
     await source.stop()
     assert seen == list(range(1, CLIP_FRAMES + 1, 4))
-    assert source.counters.skipped == CLIP_FRAMES - len(seen)
+    assert source.stats.skipped == CLIP_FRAMES - len(seen)
 
 
 async def test_realtime_pacing_follows_the_file_frame_rate(sample_clip: Path) -> None:
@@ -70,7 +70,7 @@ async def test_realtime_pacing_follows_the_file_frame_rate(sample_clip: Path) ->
     await source.next_frame()
     started = time.monotonic()
     await asyncio.sleep(1.0)
-    decoded = source.counters.decoded
+    decoded = source.stats.decoded
     elapsed = time.monotonic() - started
     await source.stop()
     # a 10 fps file played in real time: about 10 frames a second, not hundreds
@@ -86,7 +86,7 @@ async def test_slow_consumer_gets_the_newest_frame_and_drops_are_counted(sample_
     await source.stop()
     assert first is not None and latest is not None
     assert latest.index > first.index + 1
-    assert source.counters.dropped >= latest.index - first.index - 1
+    assert source.stats.dropped >= latest.index - first.index - 1
 
 
 async def test_dead_camera_reconnects_with_backoff_and_never_blocks_another(sample_clip: Path) -> None:
@@ -108,9 +108,9 @@ async def test_dead_camera_reconnects_with_backoff_and_never_blocks_another(samp
     await dead.stop()
     await alive.stop()
     assert frames[-1] == CLIP_FRAMES
-    assert dead.counters.reconnects >= 2
+    assert dead.stats.reconnects >= 2
     assert ("dead", CameraState.BACKOFF) in statuses
-    assert dead.counters.last_error is not None and "pw" not in dead.counters.last_error
+    assert dead.stats.last_error is not None and "pw" not in dead.stats.last_error
     assert ("alive", CameraState.FINISHED) in statuses
 
 
@@ -119,8 +119,8 @@ async def test_missing_file_is_retried_not_fatal(tmp_path: Path) -> None:
     source.start()
     await asyncio.sleep(0.4)
     await source.stop()
-    assert source.counters.reconnects >= 1
-    assert source.counters.last_error and "later.mp4" in source.counters.last_error
+    assert source.stats.reconnects >= 1
+    assert source.stats.last_error and "later.mp4" in source.stats.last_error
 
 
 async def test_the_full_size_picture_is_made_on_first_use_and_equals_the_decoders(

@@ -141,7 +141,7 @@ async def test_looping_file_stays_streaming_across_its_loop_points(
     assert [f.index for f in frames] == list(range(1, 37))
     assert len(opens) >= 12  # it did reach its end and start over, again and again
     assert statuses.states == [CameraState.STREAMING, CameraState.STOPPED]
-    assert source.counters.reconnects == 0
+    assert source.stats.reconnects == 0
     assert chatter_of(camera_logs) == []
 
 
@@ -153,9 +153,9 @@ async def test_short_looping_file_keeps_its_frame_rate(tmp_path: Path, frames: i
     source.start()
     await take(source, 1)
     started, cpu_started = time.monotonic(), time.process_time()
-    decoded_before = source.counters.decoded
+    decoded_before = source.stats.decoded
     await asyncio.sleep(2.0)
-    decoded = source.counters.decoded - decoded_before
+    decoded = source.stats.decoded - decoded_before
     elapsed, cpu = time.monotonic() - started, time.process_time() - cpu_started
     await source.stop()
     assert 5 <= decoded <= FPS * elapsed + 2, (decoded, elapsed)
@@ -190,9 +190,9 @@ async def test_decode_errors_in_a_file_skip_ahead_and_never_replay_it(
     assert 0 < len(frames) < CLIP_FRAMES, shown  # the broken packets were skipped...
     assert shown[0] == 0 and shown[-1] == CLIP_FRAMES - 1, shown  # ...decoding went on to the end
     assert shown.count(CLIP_FRAMES - 1) == 1, shown  # ...and the file was played once
-    assert source.counters.errors > 0
-    assert source.counters.last_error is not None and "undecodable" in source.counters.last_error
-    assert source.counters.reconnects == 0
+    assert source.stats.errors > 0
+    assert source.stats.last_error is not None and "undecodable" in source.stats.last_error
+    assert source.stats.reconnects == 0
     assert statuses.states == [CameraState.STREAMING, CameraState.FINISHED]
     assert any("end of file" in line for line in chatter_of(camera_logs))
 
@@ -206,8 +206,8 @@ async def test_decode_errors_in_a_looping_file_keep_it_streaming(tmp_path: Path)
     frames = await take(source, 3 * CLIP_FRAMES)  # three passes and more
     await source.stop()
     assert len(frames) == 3 * CLIP_FRAMES
-    assert source.counters.errors >= 3
-    assert source.counters.reconnects == 0
+    assert source.stats.errors >= 3
+    assert source.stats.reconnects == 0
     assert statuses.states == [CameraState.STREAMING, CameraState.STOPPED]
 
 
@@ -270,7 +270,7 @@ async def test_the_same_failure_is_logged_once_and_recovery_is_news(
     source = CameraSource(camera(path, pacing="fast"), on_status=statuses)
     source.start()
     await asyncio.sleep(1.0)
-    attempts = source.counters.reconnects
+    attempts = source.stats.reconnects
     os.replace(clip(tmp_path / "elsewhere", 3), path)  # the file appears, whole
     frames = await take(source, 10)
     await source.stop()
@@ -359,7 +359,7 @@ async def test_long_open_timeouts_do_not_reset_the_backoff(silent_server: str, o
     # a server that does not answer is an outage (backoff), not a configuration problem (failed)
     assert statuses.states[0] == CameraState.BACKOFF, statuses.seen
     assert CameraState.STREAMING not in statuses.states
-    assert source.counters.last_error is not None and "secret" not in source.counters.last_error
+    assert source.stats.last_error is not None and "secret" not in source.stats.last_error
 
 
 async def test_a_stream_that_answers_nonsense_at_once_is_failed(nonsense_server: str) -> None:

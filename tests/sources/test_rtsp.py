@@ -6,11 +6,11 @@ import asyncio
 import time
 from pathlib import Path
 
+from streamer.assembly import build_pipeline
 from streamer.config import StreamerConfig
 from streamer.core.frames import FrameResult
 from streamer.core.stats import CameraState
 from streamer.inference.server import EmbeddedTritonServer
-from streamer.pipeline import Pipeline
 from tests.support.rtsp import RtspServerFactory
 
 OUTAGE_S = 3.0
@@ -52,7 +52,7 @@ async def test_camera_reconnects_after_its_server_restarts_while_another_keeps_g
         }
     )
     arrivals = Arrivals()
-    pipeline = Pipeline(config, observers=[arrivals])
+    pipeline = build_pipeline(config, observers=[arrivals])
     await pipeline.start()
     try:
         await arrivals.wait_for("flaky", 5)
@@ -73,10 +73,10 @@ async def test_camera_reconnects_after_its_server_restarts_while_another_keeps_g
     finally:
         await pipeline.stop()
 
-    assert flaky.source.counters.reconnects >= 1
+    assert flaky.source.stats.reconnects >= 1
     # the healthy camera delivered results throughout the other one's outage
     window = time.monotonic() - outage_started
     assert len(steady_during_outage) >= 5
     seconds_with_results = {int(t - outage_started) for t in steady_during_outage}
     assert seconds_with_results >= set(range(int(OUTAGE_S))), (window, seconds_with_results)
-    assert pipeline.cameras["steady"].source.counters.reconnects == 0
+    assert pipeline.cameras["steady"].source.stats.reconnects == 0

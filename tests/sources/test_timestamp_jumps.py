@@ -113,7 +113,7 @@ async def play(config: CameraConfig) -> tuple[list[Frame], CameraSource]:
 async def test_timestamps_going_back_skip_no_frame(back_in_time: Path) -> None:
     frames, source = await play(camera(back_in_time, pacing="fast"))
     assert [f.index for f in frames] == list(range(1, 2 * SEGMENT_FRAMES + 1))
-    assert source.counters.skipped == 0
+    assert source.stats.skipped == 0
     # the pictures are the real ones: the pattern starts over with the second segment
     shown = [pattern_index(f.image, SEGMENT_FRAMES) for f in frames]
     assert shown == list(range(SEGMENT_FRAMES)) * 2
@@ -124,14 +124,14 @@ async def test_max_fps_restarts_its_count_when_timestamps_go_back(back_in_time: 
     frames, source = await play(camera(back_in_time, pacing="fast", max_fps=5))
     kept = [*range(1, SEGMENT_FRAMES + 1, 2), *range(SEGMENT_FRAMES + 1, 2 * SEGMENT_FRAMES + 1, 2)]
     assert [f.index for f in frames] == kept
-    assert source.counters.skipped == 2 * SEGMENT_FRAMES - len(kept)
+    assert source.stats.skipped == 2 * SEGMENT_FRAMES - len(kept)
 
 
 async def test_max_fps_keeps_its_rate_across_a_leap_ahead(leap_ahead: Path) -> None:
     frames, source = await play(camera(leap_ahead, pacing="fast", max_fps=5))
     kept = [*range(1, SEGMENT_FRAMES + 1, 2), *range(SEGMENT_FRAMES + 1, 2 * SEGMENT_FRAMES + 1, 2)]
     assert [f.index for f in frames] == kept
-    assert source.counters.skipped == 2 * SEGMENT_FRAMES - len(kept)
+    assert source.stats.skipped == 2 * SEGMENT_FRAMES - len(kept)
 
 
 async def test_realtime_pacing_plays_on_after_timestamps_go_back(tmp_path: Path) -> None:

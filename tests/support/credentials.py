@@ -167,13 +167,13 @@ async def fail_to_connect(form: CredentialForm, urls: list[str], timeout_s: floa
     source.start()
     try:
         deadline = time.monotonic() + timeout_s
-        while source.counters.reconnects < 1:
+        while source.stats.reconnects < 1:
             assert time.monotonic() < deadline, f"{form.id}: no failed attempt in {timeout_s} s"
             await asyncio.sleep(0.05)
         changes: list[CameraStats] = []
         watchdog = CameraWatchdog(lambda _c: 5.0, lambda: None, changes.append, url_secrets(urls))
-        watchdog.evaluate(source.counters)
-        stats = source.counters
+        watchdog.evaluate(source.stats)
+        stats = source.stats
         status = CameraStatusEvent(stats.name, stats.state.value, stats.detail)
     finally:
         await source.stop()

@@ -357,7 +357,7 @@ function render(state) {
   disabled.forEach(renderDisabledTile);
   renderModels(state.models);
   renderSinks(state.sinks);
-  scheduleSnapshots(state.snapshot_interval_s);
+  scheduleSnapshots(state.live_view_interval_s);
   renderConsole(state);
 }
 
@@ -365,7 +365,7 @@ async function refreshSnapshot(name, entry) {
   if (entry.loading) return;
   entry.loading = true;
   try {
-    const response = await fetch(withToken(`api/snapshot/${encodeURIComponent(name)}`), {
+    const response = await fetch(withToken(`api/live-view/${encodeURIComponent(name)}`), {
       cache: "no-store",
     });
     if (response.status !== 200) return; // 204: nothing kept yet; it follows shortly
@@ -713,8 +713,8 @@ function renderCameraView() {
 }
 
 function viewSnapshotIntervalMs() {
-  // The processed rate, capped by the server's snapshot rate (dashboard.snapshot_max_fps).
-  const floorS = latestState ? latestState.snapshot_interval_s : 1;
+  // The processed rate, capped by the server's snapshot rate (dashboard.live_view_max_fps).
+  const floorS = latestState ? latestState.live_view_interval_s : 1;
   const camera = currentCamera();
   const frameS = camera && camera.processed_fps > 0 ? 1 / camera.processed_fps : floorS;
   return Math.max(floorS, frameS) * 1000;

@@ -6,13 +6,13 @@ from __future__ import annotations
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from streamer.assembly import build_pipeline
 from streamer.benchmarks.footage import IdleFootage
 from streamer.cli.stats import format_state
 from streamer.inference.server import EmbeddedTritonServer
 from streamer.metrics.monitor import PipelineMonitor
-from streamer.pipeline import Pipeline
 from streamer.publishing.messages import frame_message
-from tests.test_pipeline import Collector, config_for
+from tests.pipeline.test_pipeline import Collector, config_for
 
 
 async def test_gating_skips_idle_frames_and_still_tracks_the_people(
@@ -24,7 +24,7 @@ async def test_gating_skips_idle_frames_and_still_tracks_the_people(
         {"mode": "external", "url": embedded_triton.grpc_url},
     )
     collector = Collector()
-    pipeline = Pipeline(config, observers=[collector])
+    pipeline = build_pipeline(config, observers=[collector])
     await pipeline.start()
     await pipeline.cameras["street"].task  # type: ignore[misc]
     await pipeline.stop()

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from streamer.config import SnapshotsConfig
-from streamer.recording.counters import SnapshotCounters
+from streamer.snapshots.stats import SnapshotStats
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +88,12 @@ class SnapshotArchive:
     def __init__(
         self,
         settings: SnapshotsConfig,
-        counters: SnapshotCounters,
+        stats: SnapshotStats,
         free_bytes: Callable[[Path], int] = disk_free_bytes,
     ) -> None:
         self.settings = settings
         self.directory = settings.directory
-        self.counters = counters
+        self.stats = stats
         self.free_bytes = free_bytes  # a probe, replaceable where a real small disk is not at hand
         self.total_bytes = 0
         self.below_floor = False  # read by the stage on the event loop (a bool: no lock needed)
@@ -106,7 +106,7 @@ class SnapshotArchive:
         db.executescript(SCHEMA)
         self._db = db
         self.total_bytes = int(db.execute("SELECT COALESCE(SUM(bytes), 0) FROM snapshots").fetchone()[0])
-        self.counters.disk_bytes = self.total_bytes
+        self.stats.disk_bytes = self.total_bytes
         self._remove_orphans()
         self.check_floor()
 
@@ -138,7 +138,7 @@ class SnapshotArchive:
     def store(self, picture: Picture) -> bool:
         """Write the pictures; False (counted) when it would take free space below the floor."""
         if not self.check_floor(picture.size):
-            self.counters.add("dropped_disk_floor")
+            self.stats.add("dropped_disk_floor")
             return False
         crop = picture_path(self.directory, picture.snapshot_id)
         frame = picture_path(self.directory, picture.snapshot_id, frame=True)
@@ -146,7 +146,7 @@ class SnapshotArchive:
             crop.write_bytes(picture.crop_jpeg)
             frame.write_bytes(picture.frame_jpeg)
         except OSError as exc:
-            self.counters.write_errors += 1
+            self.stats.write_errors += 1
             log.warning("snapshot %s not written: %s", picture.snapshot_id, exc)
             for path in (crop, frame):
                 path.unlink(missing_ok=True)
@@ -157,8 +157,8 @@ class SnapshotArchive:
                 (picture.snapshot_id, picture.camera, picture.created_ts, picture.size),
             )
         self.total_bytes += picture.size
-        self.counters.written += 1
-        self.counters.disk_bytes = self.total_bytes
+        self.stats.written += 1
+        self.stats.disk_bytes = self.total_bytes
         self.enforce_size()
         return True
 
@@ -167,7 +167,7 @@ class SnapshotArchive:
         if not payloads:
             return
         if self.below_floor:
-            self.counters.add("index_dropped", len(payloads))
+            self.stats.add("index_dropped", len(payloads))
             return
         rows = [
             (
@@ -185,7 +185,7 @@ class SnapshotArchive:
         ]
         with self.db:
             self.db.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        self.counters.indexed += len(rows)
+        self.stats.indexed += len(rows)
 
     def prune(self, now: float | None = None) -> None:
         """Age retention for pictures and events, then the size limit, then the floor's state."""
@@ -198,7 +198,7 @@ class SnapshotArchive:
             if not old:
                 break
             self._delete(old)
-            self.counters.deleted_age += len(old)
+            self.stats.deleted_age += len(old)
         with self.db:
             self.db.execute("DELETE FROM events WHERE capture_ts < ?", (cutoff,))
             excess = self.db.execute("SELECT COUNT(*) FROM events").fetchone()[0] - self.settings.max_events
@@ -227,7 +227,7 @@ class SnapshotArchive:
                 if excess <= 0:
                     break
             self._delete(chosen)
-            self.counters.deleted_size += len(chosen)
+            self.stats.deleted_size += len(chosen)
 
     def _delete(self, rows: Iterable[tuple[str, int]]) -> None:
         """Files first, then rows; events keep their entry with no picture."""
@@ -240,7 +240,7 @@ class SnapshotArchive:
             self.db.executemany("DELETE FROM snapshots WHERE id = ?", ids)
             self.db.executemany("UPDATE events SET snapshot_id = NULL WHERE snapshot_id = ?", ids)
         self.total_bytes -= sum(size for _id, size in rows)
-        self.counters.disk_bytes = self.total_bytes
+        self.stats.disk_bytes = self.total_bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,8 @@ from streamer.config import StreamerConfig
 from streamer.core.detections import Detections
 from streamer.core.events import Event, LineCrossEvent, TrackEvent, ZoneEvent
 from streamer.core.frames import Frame, FrameResult
-from streamer.recording.archive import EventQuery, EventsIndex, picture_path
-from streamer.recording.stage import SnapshotStage, SnapshotsUnavailable
+from streamer.snapshots.archive import EventQuery, EventsIndex, picture_path
+from streamer.snapshots.stage import SnapshotStage, SnapshotsUnavailable
 from streamer.tracking.camera_tracker import CameraTracker
 
 WIDTH, HEIGHT = 640, 480
@@ -82,7 +82,7 @@ async def test_zone_line_and_end_events_get_pictures(tmp_path: Path) -> None:
     assert [e["id"] for e in index.events(EventQuery(zone="bay"))] == [zone.id]
     assert [e["direction"] for e in index.events(EventQuery(line="entrance"))] == ["in"]
     assert [e["snapshot_id"] for e in index.events(EventQuery(types=("end",)))] == [end.snapshot_id]
-    assert stage.counters.held_bytes == 0, "nothing held once the tracks ended"
+    assert stage.stats.held_bytes == 0, "nothing held once the tracks ended"
 
 
 async def test_short_tracks_get_no_picture_and_memory_is_bounded(tmp_path: Path) -> None:
@@ -94,8 +94,8 @@ async def test_short_tracks_get_no_picture_and_memory_is_bounded(tmp_path: Path)
     ended = stage.finish_events("door", [*tracker.finish(2, time.time())])
     await stage.stop()
     assert [e.snapshot_id for e in ended if isinstance(e, TrackEvent)] == [None]
-    assert stage.counters.dropped_memory >= 1 and stage.counters.held_bytes == 0
-    assert stage.counters.written == 0
+    assert stage.stats.dropped_memory >= 1 and stage.stats.held_bytes == 0
+    assert stage.stats.written == 0
 
 
 async def test_an_unusable_directory_is_a_one_line_error_naming_the_setting(tmp_path: Path) -> None:

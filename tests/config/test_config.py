@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from streamer.assembly import registered
 from streamer.config import ConfigError, load_config, parse_config
 from streamer.core.redaction import redact_url
 
@@ -24,6 +25,11 @@ GOOD_CAMERA = "  - name: lobby\n    url: rtsp://10.0.0.5/stream\n"
             "cameras:\n  - name: a\n    url: ftp://host/video\n",
             "cfg.yaml:3: cameras[0].url: unsupported URL scheme 'ftp'",
             id="bad-url-scheme",
+        ),
+        pytest.param(
+            "detector:\n  family: yolo-nas\ncameras:\n" + GOOD_CAMERA,
+            "cfg.yaml:2: detector.family: unknown detector family 'yolo-nas' (known: yolox)",
+            id="unknown-detector-family",
         ),
         pytest.param(
             "cameras:\n" + GOOD_CAMERA + GOOD_CAMERA,
@@ -56,7 +62,7 @@ GOOD_CAMERA = "  - name: lobby\n    url: rtsp://10.0.0.5/stream\n"
 )
 def test_each_problem_is_one_line_naming_file_line_and_key(text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        parse_config(text, "cfg.yaml", env={})
+        parse_config(text, "cfg.yaml", env={}, registered=registered())
     assert len(caught.value.lines) == 1, caught.value.lines
     line = caught.value.lines[0]
     assert "\n" not in line
@@ -66,7 +72,7 @@ def test_each_problem_is_one_line_naming_file_line_and_key(text: str, expected: 
 def test_several_problems_are_all_reported() -> None:
     text = "cameras:\n  - name: a\n    url: ftp://x\n    colour: red\n"
     with pytest.raises(ConfigError) as caught:
-        parse_config(text, "cfg.yaml", env={})
+        parse_config(text, "cfg.yaml", env={}, registered=registered())
     assert [line.split(": ")[1] for line in caught.value.lines] == ["cameras[0].url", "cameras[0].colour"]
 
 
@@ -225,7 +231,7 @@ def test_interpolation_follows_the_shell(url: str, env: dict[str, str], expected
 )
 def test_a_value_from_the_environment_is_never_echoed(text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        parse_config(text, "cfg.yaml", env={"SECRET": "hunter2"})
+        parse_config(text, "cfg.yaml", env={"SECRET": "hunter2"}, registered=registered())
     (line,) = caught.value.lines
     assert line.startswith(expected), line
     assert "hunter2" not in line

@@ -6,10 +6,10 @@ import collections
 import os
 from pathlib import Path
 
+from streamer.assembly import build_pipeline
 from streamer.config import StreamerConfig
 from streamer.core.frames import FrameResult
 from streamer.inference.server import EmbeddedTritonServer
-from streamer.pipeline import Pipeline
 
 CLIP_FRAMES = 200
 
@@ -39,7 +39,7 @@ async def test_pedestrians_are_detected_and_tracked_across_frames_with_latency(
         {"mode": "external", "url": embedded_triton.grpc_url},
     )
     collector = Collector()
-    pipeline = Pipeline(config, observers=[collector])
+    pipeline = build_pipeline(config, observers=[collector])
     await pipeline.start()
     await pipeline.cameras["street"].task  # type: ignore[misc]
     await pipeline.stop()
@@ -56,7 +56,7 @@ async def test_pedestrians_are_detected_and_tracked_across_frames_with_latency(
         results[-1].timings
     )
     # the dead camera kept retrying without affecting the other one
-    assert pipeline.cameras["dead"].source.counters.reconnects >= 1
+    assert pipeline.cameras["dead"].source.stats.reconnects >= 1
 
 
 async def test_embedded_mode_starts_and_stops_its_own_server_without_leftovers(
@@ -67,7 +67,7 @@ async def test_embedded_mode_starts_and_stops_its_own_server_without_leftovers(
         {"mode": "embedded", "model_repository": str(model_repository), "ort_threads": 1},
     )
     collector = Collector()
-    pipeline = Pipeline(config, observers=[collector])
+    pipeline = build_pipeline(config, observers=[collector])
     await pipeline.start()
     server = pipeline.triton.server
     assert server is not None

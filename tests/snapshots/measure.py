@@ -22,11 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streamer.app import build_stages
+from streamer.assembly import build_pipeline, build_stages
 from streamer.config import StreamerConfig
 from streamer.core.frames import FrameResult
 from streamer.inference.server import EmbeddedTritonServer
-from streamer.pipeline import Pipeline
 from tests.chaos.measure import CLIP, DETECTOR, prepared_repository
 
 
@@ -56,7 +55,7 @@ async def one_run(triton_url: str, cameras: int, snapshots: Path | None) -> dict
     })
     timing = Timing()
     stages = build_stages(config)
-    pipeline = Pipeline(config, stages=stages, observers=[timing])
+    pipeline = build_pipeline(config, stages=stages, observers=[timing])
     cpu_started = time.process_time()
     await pipeline.start()
     await pipeline.wait()

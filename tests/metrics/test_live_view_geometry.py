@@ -6,7 +6,7 @@ import numpy as np
 
 from streamer.config import LineConfig, ZoneConfig
 from streamer.core.detections import Detections
-from streamer.metrics.snapshots import LINE_COLOUR_BGR, Geometry, annotate
+from streamer.metrics.live_view import LINE_COLOUR_BGR, Geometry, annotate
 
 
 def test_zone_and_line_are_drawn_where_configured_on_a_scaled_picture() -> None:

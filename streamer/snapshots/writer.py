@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 
 from streamer.config import SnapshotsConfig
-from streamer.recording.archive import Picture, SnapshotArchive
-from streamer.recording.counters import SnapshotCounters
+from streamer.snapshots.archive import Picture, SnapshotArchive
+from streamer.snapshots.stats import SnapshotStats
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +91,10 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
 class SnapshotWriter:
     """Owns the writer thread: `start()` opens the archive, `submit()` never blocks, `stop()` drains."""
 
-    def __init__(self, archive: SnapshotArchive, settings: SnapshotsConfig, counters: SnapshotCounters):
+    def __init__(self, archive: SnapshotArchive, settings: SnapshotsConfig, stats: SnapshotStats):
         self.archive = archive
         self.settings = settings
-        self.counters = counters
+        self.stats = stats
         self._pictures = threading.BoundedSemaphore(settings.queue_size)
         self._jobs: queue.Queue[Job | object] = queue.Queue(settings.queue_size * INDEX_BACKLOG)
         self._thread: threading.Thread | None = None
@@ -114,18 +114,18 @@ class SnapshotWriter:
         """Queue an event (and its picture); False when the picture was dropped (counted)."""
         pictured = picture is not None and self._pictures.acquire(blocking=False)
         if picture is not None and not pictured:
-            self.counters.dropped_queue_full += 1
+            self.stats.dropped_queue_full += 1
             picture = None
             payload = {key: value for key, value in payload.items() if key != "snapshot_id"}
         try:
             self._jobs.put_nowait(Job(payload, picture))
         except queue.Full:
-            self.counters.add("index_dropped")
+            self.stats.add("index_dropped")
             if pictured:
                 self._pictures.release()
-                self.counters.dropped_queue_full += 1
+                self.stats.dropped_queue_full += 1
             return False
-        self.counters.queue_depth = self._jobs.qsize()
+        self.stats.queue_depth = self._jobs.qsize()
         return pictured
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -164,9 +164,9 @@ class SnapshotWriter:
                     next_prune = time.monotonic() + self.settings.prune_interval_s
                     self.archive.prune()
             except Exception:
-                self.counters.write_errors += 1
+                self.stats.write_errors += 1
                 log.exception("snapshot writer: a job failed")
-            self.counters.queue_depth = self._jobs.qsize()
+            self.stats.queue_depth = self._jobs.qsize()
 
     def _handle(self, job: Job) -> None:
         payload = job.payload

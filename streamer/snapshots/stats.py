@@ -13,7 +13,7 @@ GAUGE = {"gauge": True}
 
 
 @dataclass
-class SnapshotCounters:
+class SnapshotStats:
     written: int = 0  # pictures (crop + annotated frame) on disk
     indexed: int = 0  # events added to the events index
     dropped_queue_full: int = 0  # the writer was behind: the event went without picture

@@ -11,9 +11,9 @@ import numpy as np
 
 from streamer.config import SnapshotsConfig
 from streamer.core.events import new_id
-from streamer.recording.archive import INDEX_FILE, EventQuery, EventsIndex, SnapshotArchive, picture_path
-from streamer.recording.counters import SnapshotCounters
-from streamer.recording.writer import PictureJob, SnapshotWriter
+from streamer.snapshots.archive import INDEX_FILE, EventQuery, EventsIndex, SnapshotArchive, picture_path
+from streamer.snapshots.stats import SnapshotStats
+from streamer.snapshots.writer import PictureJob, SnapshotWriter
 
 DEADLINE_S = 30.0
 
@@ -39,7 +39,7 @@ def test_a_blocked_writer_drops_beyond_its_queue_and_catches_up_after(tmp_path: 
     settings = SnapshotsConfig.model_validate(
         {"enabled": True, "directory": tmp_path, "queue_size": 2, "min_free_mb": 0}
     )
-    counters = SnapshotCounters()
+    counters = SnapshotStats()
     writer = SnapshotWriter(SnapshotArchive(settings, counters), settings, counters)
     writer.start()
     # Another process-like holder locks the index: the writer's next insert waits on it.

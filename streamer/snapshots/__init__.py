@@ -4,18 +4,18 @@
 the events index, retention) and `snapshot_routes` (GET /api/events, GET /api/snapshots/{id}.jpg).
 """
 
-from streamer.recording.api import snapshot_routes
-from streamer.recording.archive import EventQuery, EventsIndex, SnapshotArchive
-from streamer.recording.counters import SnapshotCounters
-from streamer.recording.stage import SnapshotStage
-from streamer.recording.writer import SnapshotWriter
+from streamer.snapshots.api import snapshot_routes
+from streamer.snapshots.archive import EventQuery, EventsIndex, SnapshotArchive
+from streamer.snapshots.stage import SnapshotStage
+from streamer.snapshots.stats import SnapshotStats
+from streamer.snapshots.writer import SnapshotWriter
 
 __all__ = [
     "EventQuery",
     "EventsIndex",
     "SnapshotArchive",
-    "SnapshotCounters",
     "SnapshotStage",
+    "SnapshotStats",
     "SnapshotWriter",
     "snapshot_routes",
 ]

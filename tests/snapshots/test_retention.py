@@ -14,7 +14,7 @@ import pytest
 
 from streamer.config import SnapshotsConfig
 from streamer.core.events import new_id
-from streamer.recording.archive import (
+from streamer.snapshots.archive import (
     MB,
     EventQuery,
     EventsIndex,
@@ -22,8 +22,8 @@ from streamer.recording.archive import (
     SnapshotArchive,
     picture_path,
 )
-from streamer.recording.counters import SnapshotCounters
-from streamer.recording.writer import encode_jpeg
+from streamer.snapshots.stats import SnapshotStats
+from streamer.snapshots.writer import encode_jpeg
 
 KB = 1024
 
@@ -41,7 +41,7 @@ def picture(created_ts: float, seed: int, size: int = 20 * KB) -> Picture:
 
 def archive_in(directory: Path, **settings: float) -> SnapshotArchive:
     config = SnapshotsConfig.model_validate({"enabled": True, "directory": directory, **settings})
-    archive = SnapshotArchive(config, SnapshotCounters())
+    archive = SnapshotArchive(config, SnapshotStats())
     archive.open()
     return archive
 
@@ -65,7 +65,7 @@ def test_the_size_limit_deletes_the_oldest_pictures_first(tmp_path: Path) -> Non
         store_with_event(archive, stored)
 
     assert [on_disk(archive, p) for p in pictures] == [False] * 5 + [True] * 3
-    assert archive.counters.deleted_size == 5
+    assert archive.stats.deleted_size == 5
     assert archive.total_bytes <= limit_mb * MB
     listed = EventsIndex(tmp_path).events(EventQuery(camera="door"))
     assert [e["snapshot_id"] for e in listed] == [p.snapshot_id for p in reversed(pictures[5:])] + [
@@ -86,7 +86,7 @@ def test_age_retention_deletes_old_pictures_and_events(tmp_path: Path) -> None:
         store_with_event(archive, stored)
     archive.prune(now)
     assert not on_disk(archive, old) and on_disk(archive, recent)
-    assert archive.counters.deleted_age == 1
+    assert archive.stats.deleted_age == 1
     assert [e["snapshot_id"] for e in EventsIndex(tmp_path).events(EventQuery())] == [
         recent.snapshot_id
     ]
@@ -118,7 +118,7 @@ def test_writing_stops_at_the_free_space_floor_on_a_real_small_disk(tmp_path: Pa
         free = shutil.disk_usage(disk).free
         archive.close()
     assert results[0] and not results[-1], "written at first, refused once the floor is reached"
-    assert archive.counters.dropped_disk_floor == results.count(False) > 0
+    assert archive.stats.dropped_disk_floor == results.count(False) > 0
     assert archive.below_floor
     assert free >= floor_mb * MB - 64 * KB, "the disk never fills past the floor (index pages aside)"
 
@@ -127,7 +127,7 @@ def test_the_floor_decision_follows_the_free_space_probe(tmp_path: Path) -> None
     """Where no small disk can be mounted: the same decision, with the probe set by the test."""
     config = SnapshotsConfig.model_validate({"enabled": True, "directory": tmp_path, "min_free_mb": 10})
     free = {"bytes": 100 * MB}
-    archive = SnapshotArchive(config, SnapshotCounters(), free_bytes=lambda _path: free["bytes"])
+    archive = SnapshotArchive(config, SnapshotStats(), free_bytes=lambda _path: free["bytes"])
     archive.open()
     assert archive.store(picture(time.time(), seed=1)) and not archive.below_floor
     free["bytes"] = 10 * MB + 1000
@@ -138,7 +138,7 @@ def test_the_floor_decision_follows_the_free_space_probe(tmp_path: Path) -> None
     archive.prune()
     assert archive.below_floor
     archive.index([{"id": new_id(), "type": "end", "camera": "door", "capture_ts": time.time()}])
-    assert archive.counters.index_dropped == 1
+    assert archive.stats.index_dropped == 1
     archive.close()
 
 

@@ -12,21 +12,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
 import numpy as np
 
-from streamer.config import StreamerConfig
+from streamer.config import CameraConfig, StreamerConfig
 from streamer.core.detections import Detections
 from streamer.core.events import Event, LineCrossEvent, TrackEvent, ZoneEvent, new_id
 from streamer.core.frames import Frame, FrameResult
-from streamer.core.interfaces import TrackBook
+from streamer.core.interfaces import FrameStage, TrackBook
+from streamer.core.stats import StatsKind
 from streamer.identities.quality import person_qualities, sharpness
-from streamer.recording.archive import MB, SnapshotArchive, disk_free_bytes
-from streamer.recording.counters import SnapshotCounters
-from streamer.recording.writer import PictureJob, SnapshotWriter
+from streamer.snapshots.archive import MB, SnapshotArchive, disk_free_bytes
+from streamer.snapshots.stats import SnapshotStats
+from streamer.snapshots.writer import PictureJob, SnapshotWriter
 
 log = logging.getLogger(__name__)
 
@@ -71,22 +73,26 @@ def crop_box(image: np.ndarray, box: np.ndarray, margin: float) -> np.ndarray | 
     return image[top:bottom, left:right].copy()
 
 
-class SnapshotStage:
-    """FrameStage for event pictures; also routes the `end` events of a stopping camera."""
+class SnapshotStage(FrameStage[CameraConfig]):
+    """Event pictures; also pictures the `end` events of a stopping camera."""
 
     name = "snapshots"
+    needs_image = True  # the best view of each track is cut out of the full-size picture
 
     def __init__(self, config: StreamerConfig, *, free_bytes: Any = disk_free_bytes) -> None:
         self.settings = config.snapshots
         self.reid = config.reid  # person-view quality thresholds (box size, border margin)
         self.models: list[str] = []
-        self.counters = SnapshotCounters()
-        self.archive = SnapshotArchive(self.settings, self.counters, free_bytes)
-        self.writer = SnapshotWriter(self.archive, self.settings, self.counters)
+        self.stats = SnapshotStats()
+        self.archive = SnapshotArchive(self.settings, self.stats, free_bytes)
+        self.writer = SnapshotWriter(self.archive, self.settings, self.stats)
         self.kinds = frozenset(self.settings.events)
         self._views: dict[str, dict[int, TrackViews]] = {}
 
-    async def start(self, models: dict[str, Any]) -> None:
+    def registered_stats(self) -> dict[StatsKind, object]:
+        return {StatsKind.STAGE: self.stats}
+
+    async def start(self, models: Mapping[str, Any]) -> None:
         try:
             await asyncio.to_thread(self.writer.start)
         except (OSError, sqlite3.Error) as exc:
@@ -136,11 +142,11 @@ class SnapshotStage:
                 context = self._held_frame(frame.image)
             view = BestView(quality, crop, context[0], context[1], tracks.xyxy.copy(),
                             tracks.tracker_id.copy())
-            held = self.counters.held_bytes - (best.nbytes if best is not None else 0) + view.nbytes
+            held = self.stats.held_bytes - (best.nbytes if best is not None else 0) + view.nbytes
             if held > self.settings.max_held_mb * MB:
-                self.counters.dropped_memory += 1
+                self.stats.dropped_memory += 1
                 continue
-            self.counters.held_bytes = held
+            self.stats.held_bytes = held
             state.best = view
 
     def _held_frame(self, image: np.ndarray) -> tuple[np.ndarray, float]:
@@ -183,7 +189,7 @@ class SnapshotStage:
         else:
             job = self._place_job(event, state, frame, tracks)
         if self.writer.below_floor:
-            self.counters.add("dropped_disk_floor")
+            self.stats.add("dropped_disk_floor")
             job = None
         if job is None:
             self.writer.submit(event_payload(event), None)
@@ -226,7 +232,7 @@ class SnapshotStage:
 
     def _release(self, views: TrackViews | None) -> None:
         if views is not None and views.best is not None:
-            self.counters.held_bytes -= views.best.nbytes
+            self.stats.held_bytes -= views.best.nbytes
             views.best = None
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 
 @dataclass
-class IdentityCounters:
+class IdentityStats:
     face_detections: int = 0
     face_embeddings: int = 0
     reid_embeddings: int = 0

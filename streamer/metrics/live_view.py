@@ -1,4 +1,4 @@
-"""Annotated JPEG snapshots per camera, kept only at a low rate and only while someone is watching.
+"""The live view: annotated JPEG pictures per camera, kept at a low rate while someone watches.
 
 Each picture shows the camera's zones (outlined, lightly filled, named) and lines (named, with
 an arrow towards the side a crossing in the first direction goes to), under the tracks' boxes.
@@ -59,7 +59,7 @@ class _Kept:
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class LivePicture:
     jpeg: bytes
     frame_index: int
     capture_ts: float
@@ -185,13 +185,13 @@ def annotate(
     return canvas
 
 
-class SnapshotStore:
+class LiveViewStore:
     """The latest kept image per camera; `wants_image` is the pipeline's keep_images hook."""
 
     def __init__(self, settings: DashboardConfig, cameras: list[str]) -> None:
         self.settings = settings
         self.cameras = set(cameras)
-        self._min_interval_s = 1.0 / settings.snapshot_max_fps
+        self._min_interval_s = 1.0 / settings.live_view_max_fps
         self._requested_at: dict[str, float] = {}
         self._kept_at: dict[str, float] = {}
         self._latest: dict[str, _Kept] = {}
@@ -217,10 +217,10 @@ class SnapshotStore:
 
     def watching(self, camera: str) -> bool:
         requested = self._requested_at.get(camera)
-        return requested is not None and time.monotonic() - requested <= self.settings.snapshot_watch_s
+        return requested is not None and time.monotonic() - requested <= self.settings.live_view_watch_s
 
     def wants_image(self, camera: str) -> bool:
-        """True at most snapshot_max_fps times a second, and only while the camera is watched."""
+        """True at most live_view_max_fps times a second, and only while the camera is watched."""
         if not self.watching(camera):
             return False
         now = time.monotonic()
@@ -235,7 +235,7 @@ class SnapshotStore:
                 result.image, result.tracks, result.frame_index, result.capture_ts
             )
 
-    async def snapshot(self, camera: str) -> Snapshot | None:
+    async def picture(self, camera: str) -> LivePicture | None:
         """The latest annotated JPEG; asking also marks the camera as watched."""
         self._requested_at[camera] = time.monotonic()
         kept = self._latest.get(camera)
@@ -246,11 +246,11 @@ class SnapshotStore:
                 if kept.jpeg is None:
                     geometry = self._geometry.get(camera)
                     kept.jpeg = await asyncio.to_thread(self._encode, kept, geometry)
-        return Snapshot(kept.jpeg, kept.frame_index, kept.capture_ts)
+        return LivePicture(kept.jpeg, kept.frame_index, kept.capture_ts)
 
     def _encode(self, kept: _Kept, geometry: Geometry | None) -> bytes:
         canvas = annotate(
-            kept.image, kept.tracks, self.settings.label_fields, self.settings.snapshot_max_width,
+            kept.image, kept.tracks, self.settings.label_fields, self.settings.live_view_max_width,
             geometry,
         )
         ok, encoded = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, self.settings.jpeg_quality])

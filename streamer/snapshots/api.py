@@ -17,7 +17,7 @@ import sqlite3
 from aiohttp import web
 
 from streamer.config import SnapshotsConfig
-from streamer.recording.archive import FRAME_SUFFIX, EventQuery, EventsIndex
+from streamer.snapshots.archive import FRAME_SUFFIX, EventQuery, EventsIndex
 
 PICTURE_NAME = re.compile(rf"(?P<id>[0-9a-f]{{32}})(?P<frame>{FRAME_SUFFIX})?\.jpg")
 DEFAULT_LIMIT = 100
