@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 
 from streamer.assembly import build_pipeline
-from streamer.config import StreamerConfig
+from streamer.config import CameraConfig, StreamerConfig
 from streamer.core.frames import Frame, FrameResult
-from streamer.core.interfaces import TrackBook
+from streamer.core.interfaces import FrameStage, TrackBook
 from streamer.core.stats import CameraState
 from streamer.inference.server import EmbeddedTritonServer
 from tests.chaos.conftest import Arrivals, wait_until
@@ -18,28 +18,22 @@ RESUME_LIMIT_S = 10.0
 FAULTY, STEADY = "faulty", "steady"
 
 
-class Crashes:
+class Crashes(FrameStage[CameraConfig]):
     """A stage with a bug that only one camera's frames trigger, twice."""
 
     name = "buggy"
-    models: list[str] = []  # noqa: RUF012
+    needs_image = False
 
     def __init__(self, camera: str, on_frames: set[int]) -> None:
         self.camera = camera
         self.remaining = set(on_frames)
         self.crashed_at: list[float] = []
 
-    async def start(self, models: dict[str, object]) -> None:
-        pass
-
     async def process(self, frame: Frame, result: FrameResult, tracks: TrackBook) -> None:
         if frame.camera == self.camera and self.remaining and frame.index >= min(self.remaining):
             self.remaining.discard(min(self.remaining))
             self.crashed_at.append(time.monotonic())
             raise KeyError("a bug that only this camera's frames trigger")
-
-    def forget_camera(self, camera: str) -> None:
-        pass
 
 
 async def test_a_crash_in_one_cameras_processing_restarts_it_and_the_other_never_pauses(

@@ -17,11 +17,11 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamer.assembly import build_pipeline, build_sinks
-from streamer.config import ConfigError, DashboardConfig, parse_config
+from streamer.config import CameraConfig, ConfigError, DashboardConfig, parse_config
 from streamer.core.assets import PROJECT_ROOT
 from streamer.core.detections import Detections
 from streamer.core.frames import Frame, FrameResult
-from streamer.core.interfaces import TrackBook
+from streamer.core.interfaces import FrameStage, TrackBook
 from streamer.core.stats import StatsRegistry
 from streamer.inference.server import EmbeddedTritonServer
 from streamer.metrics.live_view import LiveViewStore, annotate
@@ -35,23 +35,17 @@ IDENTITY_DELAY_S = 0.15  # slower than the 10 fps clip: frames pile up and the s
 GRAFANA_DASHBOARD = PROJECT_ROOT / "deploy" / "grafana" / "streamer-dashboard.json"
 
 
-class NamingStage:
+class NamingStage(FrameStage[CameraConfig]):
     """Stands in for an identity stage: slow enough to make the pipeline drop frames, names tracks."""
 
     name = "identity"
-    models: list[str] = []  # noqa: RUF012
-
-    async def start(self, models: dict[str, object]) -> None:
-        pass
+    needs_image = True  # like the identity stage it stands in for
 
     async def process(self, frame: Frame, result: FrameResult, tracker: TrackBook) -> None:
         await asyncio.sleep(IDENTITY_DELAY_S)
         ids = [] if result.tracks.tracker_id is None else result.tracks.tracker_id.tolist()
         names = np.array([f"person-{i}" for i in ids], dtype=object)
         result.tracks = dataclasses.replace(result.tracks, data={**result.tracks.data, "name": names})
-
-    def forget_camera(self, camera: str) -> None:
-        pass
 
 
 class KeptImages:
