@@ -5,7 +5,7 @@
 // appear only when the state says the camera API accepts changes (state.api.mutations).
 
 import { withToken } from "./api.js";
-import { setupAddForm, renderAddCamera } from "./add-camera.js";
+import { renderAddCamera, setupAddForm } from "./add-camera.js";
 import { followCameraList } from "./camera-list.js";
 import {
   closeCameraView, openCameraView, renderCameraViewPage, setupCameraView,
@@ -18,8 +18,8 @@ import { notify, publish, subscribe } from "./store.js";
 const RECONNECT_DELAY_MS = 3000; // after the event stream closed for good (e.g. server restarted)
 
 function renderSummary(state) {
-  const online = state.cameras.filter((c) => c.status === "streaming").length;
-  const fps = state.cameras.reduce((sum, c) => sum + c.processed_fps, 0);
+  const online = state.cameras.filter((camera) => camera.status === "streaming").length;
+  const fps = state.cameras.reduce((sum, camera) => sum + camera.processed_fps, 0);
   const summary = document.getElementById("summary");
   summary.replaceChildren();
   const parts = [

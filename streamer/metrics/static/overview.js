@@ -127,11 +127,11 @@ function renderSinks(sinks) {
   const rows = sinks.map((sink) => {
     const tr = document.createElement("tr");
     tr.dataset.sink = sink.name;
-    const state = cell(sink.connected ? "connected" : "disconnected", "pill");
-    state.classList.add(sink.connected ? "up" : "down");
+    const pill = cell(sink.connected ? "connected" : "disconnected", "pill");
+    pill.classList.add(sink.connected ? "up" : "down");
     tr.append(
       cell(sink.name),
-      state,
+      pill,
       cell(formatNumber(sink.published), "num"),
       cell(formatNumber(sink.buffered), "num"),
       cell(formatNumber(sink.dropped), "num"),

@@ -2,12 +2,12 @@
 // streamer/metrics/state.schema.json) and the configured cameras that are switched off. Pages read
 // it here and hear of every change through subscribe(); nothing else is shared between them.
 
-let current = null;
+let state = null;
 let disabled = []; // names of configured cameras that are switched off (from /api/cameras)
 const listeners = [];
 
 export function latestState() {
-  return current;
+  return state;
 }
 
 export function disabledCameras() {
@@ -16,15 +16,15 @@ export function disabledCameras() {
 
 // Whether the page offers camera controls: the camera API accepts changes.
 export function mutationsAllowed() {
-  return Boolean(current && current.api && current.api.mutations);
+  return Boolean(state && state.api && state.api.mutations);
 }
 
 export function subscribe(listener) {
   listeners.push(listener);
 }
 
-export function publish(state) {
-  current = state;
+export function publish(next) {
+  state = next;
   notify();
 }
 
@@ -35,6 +35,6 @@ export function setDisabledCameras(names) {
 
 // Everyone draws the latest state again (the window was resized, a page was shown).
 export function notify() {
-  if (current === null) return;
-  for (const listener of listeners) listener(current);
+  if (state === null) return;
+  for (const listener of listeners) listener(state);
 }
