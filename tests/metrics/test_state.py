@@ -168,3 +168,13 @@ def test_the_page_modules_read_only_declared_fields_through_their_state_names() 
         if field not in declared[STATE_NAMES[name]]
     ]
     assert undeclared == []
+
+
+def test_the_camera_states_the_page_tells_apart_are_the_schemas() -> None:
+    states = set(published()["$defs"]["CameraState"]["enum"])
+    widgets = (STATIC / "widgets.js").read_text()
+    overlay = widgets[widgets.index("function overlayText"):]
+    overlay = overlay[:overlay.index("\n}\n")]
+    pages = "".join(entry.read_text() for entry in STATIC.iterdir() if entry.name.endswith(".js"))
+    named = set(re.findall(r'case "(\w+)":', overlay)) | set(re.findall(r'\.status === "(\w+)"', pages))
+    assert len(named) >= 7 and named <= states, named - states

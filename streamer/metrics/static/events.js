@@ -17,7 +17,7 @@ let eventsTimer = null;
 
 // What the list says about an event: the server's summary (made by the event's type) when the
 // answer carries one, else the page's own words per type. The only place that picks.
-export function eventText(event) {
+function eventText(event) {
   if (typeof event.summary === "string" && event.summary) return event.summary;
   return textByType(event);
 }
