@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 
-from streamer.config import CameraConfig, FaceMode, StreamerConfig
+from streamer.config import CameraConfig, StreamerConfig
 from streamer.core.events import Event, TrackEvent
 from streamer.core.frames import Frame, FrameResult
 from streamer.core.interfaces import FrameStage, TrackBook
@@ -161,9 +161,6 @@ class IdentityStage(FrameStage[CameraConfig]):
     def forget_camera(self, camera: str) -> None:
         self._tracks.pop(camera, None)
         self._frames_seen.pop(camera, None)
-
-    def face_mode(self, camera: str) -> FaceMode:
-        return self.finder.mode(camera)
 
     async def process(self, frame: Frame, result: FrameResult, tracker: TrackBook) -> None:
         identities = self._tracks.setdefault(frame.camera, {})

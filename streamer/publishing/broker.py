@@ -18,14 +18,13 @@ import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from streamer.config import BackoffConfig, DeliveryConfig
 from streamer.core.backoff import Backoff
 from streamer.core.events import CameraStatusEvent, Event
 from streamer.core.frames import FrameResult
-from streamer.core.interfaces import Sink
+from streamer.core.interfaces import ProbeFailed, Sink
 from streamer.core.stats import SinkStats
 from streamer.core.tasks import cancel_and_wait
 from streamer.publishing.buffer import (
@@ -76,7 +75,7 @@ def network_failure(exc: BaseException) -> BrokerFailure | None:
     return None
 
 
-class BrokerProbeError(Exception):
+class BrokerProbeError(ProbeFailed):
     """`streamer check`: the broker cannot be used; the message is the one line to print."""
 
 
@@ -496,6 +495,3 @@ def spill_file_name(sink: str, prefix: str) -> str:
 def is_identity(event: PendingEvent) -> bool:
     return event.message_type == IDENTITY_TYPE
 
-
-def tls_paths(*paths: Path | None) -> list[str | None]:
-    return [str(p) if p is not None else None for p in paths]

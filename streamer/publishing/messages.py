@@ -80,10 +80,6 @@ def to_json(message: dict[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"), default=_json_default)
 
 
-def to_json_bytes(message: dict[str, Any]) -> bytes:
-    return to_json(message).encode("utf-8")
-
-
 def tracks_payload(tracks: Detections) -> list[dict[str, Any]]:
     ids = tracks.tracker_id.tolist() if tracks.tracker_id is not None else [None] * len(tracks)
     extras = {k: v.tolist() for k, v in tracks.data.items() if v.ndim == 1}

@@ -51,7 +51,7 @@ class TrackState:
 
 
 class CameraTracker:
-    """`update(frame, detections) -> tracks`; lifecycle events are collected in `events`."""
+    """`update(frame, detections) -> (tracks, events)`: the tracks and their lifecycle events."""
 
     def __init__(
         self,
