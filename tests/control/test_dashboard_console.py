@@ -169,6 +169,10 @@ async def test_events_list_shows_pictures_and_filters_by_zone(service_url: str, 
         0, timeout=LIVE_TIMEOUT_MS
     )
     assert await events.count() > 0
+    shown = await page.locator('#events-list .event [data-field="what"]').all_inner_texts()
+    answer = await call(service_url, "GET", "/api/events?zone=road&limit=1000")
+    summaries = {event["summary"] for event in answer.body["events"]}
+    assert shown and set(shown) <= summaries, "each event says what the server's summary says"
 
 
 async def test_a_zone_drawn_on_the_picture_is_saved_and_counted(service_url: str, page: Page) -> None:
@@ -241,5 +245,4 @@ async def test_the_pages_read_only_what_the_state_schema_declares(service_url: s
         "cameras.[].state_history.[].status", "api.mutations", "events_enabled",
         "cameras.[].analytics.lines.crossing",
     } <= joined, sorted(joined)
-    print(sorted(joined))
     assert undeclared_reads(reads, schema.body) == []
