@@ -19,6 +19,7 @@ from streamer.config.identities import (
     FaceMode,
     FacesConfig,
     GalleryConfig,
+    GalleryStoreConfig,
     IdentitiesConfig,
     ReidConfig,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "FaceMode",
     "FacesConfig",
     "GalleryConfig",
+    "GalleryStoreConfig",
     "IdentitiesConfig",
     "InferenceConfig",
     "JsonlSinkConfig",

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 
-from streamer.config.base import Section
+from streamer.config.base import BackoffConfig, Section
+from streamer.config.publishing import KEY_PREFIX_PATTERN, TlsConfig, password_as_text
 
 FaceMode = Literal["frame", "regions", "off"]
 # Default `gallery.match_threshold` per catalogue ReID model: measured on MOT17-mini ground-truth
@@ -176,9 +177,61 @@ class CalibrationConfig(Section):
     )
 
 
+class GalleryStoreConfig(Section):
+    """The Redis that instances share their galleries through (`backend: redis`)."""
+
+    host: str = Field("127.0.0.1", description="Redis host name or address.")
+    port: int = Field(6379, ge=1, le=65535, description="Redis port.")
+    db: int = Field(0, ge=0, description="Database number.")
+    username: str | None = Field(None, description="ACL user; None = the default user.")
+    password: SecretStr | None = Field(
+        None, description="Password; use ${ENV_VAR} to keep it out of the file. Never logged."
+    )
+    tls: TlsConfig = Field(default_factory=TlsConfig, description="TLS options.")
+    connect_timeout_s: float = Field(
+        5.0, gt=0, description="Give up one connection attempt after this; also the longest the "
+        "service waits at start for the other instances' identities."
+    )
+    key_prefix: str = Field(
+        "streamer",
+        pattern=KEY_PREFIX_PATTERN,
+        description="Prefix of the gallery's keys: {prefix}:gallery:log (stream of changes) and "
+        "{prefix}:gallery:epoch. Instances that share identities use the same prefix.",
+    )
+    poll_s: float = Field(
+        1.0, gt=0, le=5, description="Longest wait for other instances' changes per read "
+        "(XREAD BLOCK); also how soon a silent store is noticed."
+    )
+    queue_size: int = Field(
+        10_000, ge=10,
+        description="Changes kept while the store is down; beyond this the oldest are dropped "
+        "(counted) and this instance's whole replica is written again when the store is back.",
+    )
+    stop_timeout_s: float = Field(
+        2.0, ge=0, description="At shutdown, wait at most this long to write queued changes."
+    )
+    reconnect: BackoffConfig = Field(
+        default_factory=BackoffConfig, description="Backoff between connection attempts."
+    )
+
+    _password_text = field_validator("password", mode="before")(password_as_text)
+
+
 class GalleryConfig(Section):
-    backend: Literal["memory"] = Field(
-        "memory", description="Where the cross-camera gallery lives (in-process for now)."
+    backend: Literal["memory", "redis"] = Field(
+        "memory",
+        description="Where the cross-camera gallery lives: 'memory' in this process; 'redis' "
+        "shared by every instance through `redis` (each keeps a replica for matching and sees "
+        "the others' tracks within about `redis.poll_s`; see docs/identities.md).",
+    )
+    instance: str | None = Field(
+        None,
+        max_length=128,
+        description="This instance's name in the shared gallery (shown with its tracks); None = "
+        "host name and process id.",
+    )
+    redis: GalleryStoreConfig = Field(
+        default_factory=GalleryStoreConfig, description="The shared store (`backend: redis`)."
     )
     margin: float = Field(
         0.05,

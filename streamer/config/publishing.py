@@ -85,7 +85,7 @@ class DeliveryConfig(Section):
     )
 
 
-def _password_as_text(value: Any) -> Any:
+def password_as_text(value: Any) -> Any:
     # YAML turns `password: 1234` into an int; a validation error would echo it back.
     return str(value) if isinstance(value, int | float) else value
 
@@ -105,7 +105,7 @@ class BrokerSinkConfig(Section):
         default_factory=BackoffConfig, description="Backoff between connection attempts."
     )
 
-    _password_text = field_validator("password", mode="before")(_password_as_text)
+    _password_text = field_validator("password", mode="before")(password_as_text)
 
 
 def _protocol_as_text(value: Any) -> Any:

@@ -306,6 +306,57 @@ class IdentityEvent(BaseEvent, Retained):
         return cls(**{**record, "embedding": embedding})
 
 
+# Merge events are named by the two ids they join (uuid5 in this namespace), so an instance that
+# announces a merge another instance already announced publishes the same event id.
+MERGE_ID_NAMESPACE = uuid.UUID("6f0d9a52-3c5e-4d1b-9a47-1d6c2f0b8e21")
+
+
+def merge_event_id(global_id: int, merged_id: int) -> str:
+    return uuid.uuid5(MERGE_ID_NAMESPACE, f"{global_id}:{merged_id}").hex
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityMergeEvent(BaseEvent):
+    """Two global ids turned out to be one person: `merged_id` now means `global_id` (the smaller).
+
+    Events published earlier with `merged_id` stay valid: read them as `global_id`. Merges chain
+    (a consumer keeps them as a union-find with the smallest id as root). Published by one
+    instance with a frame of one of its cameras (`camera`, `frame_index`, `capture_ts`); its id
+    follows from the two ids, so should a merge be announced twice it de-duplicates.
+    """
+
+    type: ClassVar[str] = "identity_merge"
+    type_names: ClassVar[tuple[str, ...]] = (type,)
+    schema: ClassVar[str] = "identity_merge.json"
+    camera: str
+    frame_index: int
+    capture_ts: float
+    global_id: int
+    merged_id: int
+    reason: str  # "link" (a track linked them), "name" (an enrolled face) or "operator"
+    cameras: tuple[str, ...] = ()  # cameras of the person's tracks when it was announced
+    id: str = ""  # given from the two ids when empty
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(self, "id", merge_event_id(self.global_id, self.merged_id))
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "camera": self.camera,
+            "frame_index": self.frame_index,
+            "capture_ts": self.capture_ts,
+            "global_id": self.global_id,
+            "merged_id": self.merged_id,
+            "reason": self.reason,
+            "cameras": list(self.cameras),
+        }
+
+    def summary(self) -> str:
+        return f"global id {self.merged_id} merged into {self.global_id} ({self.reason})"
+
+
 @dataclass(frozen=True, slots=True)
 class CameraStatusEvent(BaseEvent):
     """A camera changed state (see `streamer.core.stats.CameraState`).
@@ -392,7 +443,7 @@ class LineState(Retained):
         return asdict(self)
 
 
-Event = TrackEvent | IdentityEvent | ZoneEvent | LineCrossEvent
+Event = TrackEvent | IdentityEvent | ZoneEvent | LineCrossEvent | IdentityMergeEvent
 """What stages add to a frame's result and the sinks publish."""
 
 RetainedState = ZoneState | LineState | IdentityEvent

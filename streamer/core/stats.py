@@ -110,6 +110,7 @@ class StatsKind(StrEnum):
     STAGE = "stage"  # a stage's dataclass of counts (exported as streamer_stage_*{stage})
     SINK = "sink"  # a zero-argument callable returning SinkStats
     ANALYTICS = "analytics"  # AnalyticsStats (zones and lines)
+    IDENTITY_STORE = "identity_store"  # IdentityStoreStats (a gallery shared through a store)
 
 
 @dataclass
@@ -163,3 +164,26 @@ class AnalyticsStats:
     occupancy: dict[tuple[str, str], int] = field(default_factory=dict)
     zone_events: dict[tuple[str, str, str], int] = field(default_factory=dict)
     line_crossings: dict[tuple[str, str, str], int] = field(default_factory=dict)
+
+
+@dataclass
+class IdentityStoreStats:
+    """The store a gallery shares with the other instances (`identities.gallery.backend: redis`).
+
+    While it is down, matching goes on in this instance alone (its new global ids are provisional:
+    they may later merge with another instance's) and changes wait in a bounded queue.
+    """
+
+    backend: str
+    endpoint: str  # host:port/db, never with credentials
+    instance: str  # this instance's name in the store
+    connected: bool = False
+    down_since_monotonic: float | None = None  # None while connected (or before the first try)
+    last_error: str | None = None
+    outages: int = 0  # times the store was lost (or unreachable at start)
+    sent: int = 0  # changes written to the store
+    applied: int = 0  # other instances' changes applied to this replica
+    queued: int = 0  # changes waiting for the store
+    dropped: int = 0  # changes dropped from a full queue (a snapshot is re-published instead)
+    merges: int = 0  # two global ids found to be one person by this instance
+    snapshots: int = 0  # times the replica was re-published (the store lost its log, or drops)

@@ -6,7 +6,9 @@ process, as rows of one matrix so that matching a sighting is one matrix product
 
 Global ids must not collide across restarts or between service instances (events are stored and
 joined downstream long after a process ended), so they are not a per-process counter: see
-`GlobalIds`.
+`GlobalIds`. When two ids turn out to be one person (an operator's merge, an enrolled name, or
+two instances that each gave the person an id: `shared.py`), the smaller id stays and the other
+is announced as merged into it (`take_merges`, published as `identity_merge` events).
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import asyncio
 import itertools
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from streamer.config import GalleryConfig
+from streamer.core.stats import IdentityStoreStats
 from streamer.identities.calibration import Calibration, pair_of
 
 # Global ids: 10 ms ticks since ID_EPOCH_S in the high bits, a random instance tag in the low
@@ -37,6 +41,12 @@ OFFLOAD_MIN_ENTRIES = 4096
 INITIAL_ROWS = 64
 # Two tracks seen this close together in time were visible at the same moment.
 CONCURRENT_S = 1.0
+# Merged-away global ids remembered (so a late message naming one finds the id that stayed).
+ALIASES_KEPT = 100_000
+# Why two global ids became one.
+MERGE_LINK = "link"  # a track linked them (two instances had each given the person an id)
+MERGE_NAME = "name"  # an enrolled face named tracks of both
+MERGE_OPERATOR = "operator"  # an operator merged them
 
 
 class EmbeddingSizeMismatch(ValueError):
@@ -60,6 +70,16 @@ class GalleryMatch:
     similarity: float | None  # to the matched identity; None when the identity is new
 
 
+@dataclass(frozen=True)
+class IdentityMerge:
+    """Two global ids found to be one person: `absorbed` now means `survivor` (the smaller)."""
+
+    survivor: int
+    absorbed: int
+    reason: str  # MERGE_LINK, MERGE_NAME or MERGE_OPERATOR
+    cameras: tuple[str, ...] = ()  # cameras of the person's tracks, when announced
+
+
 class IdentityGallery(abc.ABC):
     """Assigns global ids: the same person on several cameras shares one."""
 
@@ -79,8 +99,25 @@ class IdentityGallery(abc.ABC):
         """The track's face matched the enrolled `name`; its global id, None if not held."""
         return None
 
+    def global_id_of(self, camera: str, track_id: int) -> int | None:
+        """The track's global id now (a merge or an operator's split may have changed it since it
+        was assigned); None when the gallery does not hold the track."""
+        return None
+
+    def take_merges(self) -> list[IdentityMerge]:
+        """Merges to announce since the last call (each announced by one instance only)."""
+        return []
+
+    @property
+    def store_stats(self) -> IdentityStoreStats | None:
+        """The shared store's figures; None for a gallery without one."""
+        return None
+
+    async def start(self) -> None:
+        """After `bind`: connect a shared store and keep the replica in step (a task it owns)."""
+
     async def close(self) -> None:
-        """Release connections (a shared store)."""
+        """Stop syncing and release connections (a shared store)."""
 
 
 class GlobalIds:
@@ -114,7 +151,7 @@ class _Table:
     bias, recomputed when that camera's mean moved (`centre_version`)."""
 
     ARRAYS = ("embeddings", "calibrated", "global_ids", "cameras", "first_seen", "last_seen",
-              "active", "used", "versions")
+              "active", "used", "versions", "views")
 
     def __init__(self, embedding_size: int) -> None:
         self.embeddings = np.zeros((INITIAL_ROWS, embedding_size), np.float32)
@@ -126,8 +163,12 @@ class _Table:
         self.active = np.zeros(INITIAL_ROWS, bool)
         self.used = np.zeros(INITIAL_ROWS, bool)
         self.versions = np.full(INITIAL_ROWS, -1, np.int64)  # camera centre version of `calibrated`
+        self.views = np.zeros(INITIAL_ROWS, np.int64)  # views folded into the row's embedding
         self.keys: list[tuple[str, int] | None] = [None] * INITIAL_ROWS
         self.names: list[str | None] = [None] * INITIAL_ROWS  # enrolled name from the track's face
+        # Who owns the row: None = a track of this process; else the run of the instance that
+        # published it to a shared gallery (an earlier run of this one included).
+        self.origins: list[str | None] = [None] * INITIAL_ROWS
         self.rows: dict[tuple[str, int], int] = {}
         self.camera_codes: dict[str, int] = {}
         self.camera_names: list[str] = []
@@ -142,10 +183,14 @@ class _Table:
             self.camera_names.append(camera)
         return self.camera_codes[camera]
 
-    def add(self, key: tuple[str, int], global_id: int, embedding: np.ndarray, ts: float) -> int:
+    def add(
+        self, key: tuple[str, int], global_id: int, embedding: np.ndarray, ts: float,
+        origin: str | None = None,
+    ) -> int:
         row = self._free_row()
         self.keys[row] = key
         self.rows[key] = row
+        self.origins[row] = origin
         self.global_ids[row] = global_id
         self.cameras[row] = self.code(key[0])
         self.first_seen[row] = ts
@@ -166,6 +211,7 @@ class _Table:
                 del self.rows[key]
             self.keys[row] = None
             self.names[row] = None
+            self.origins[row] = None
         self.used[rows] = False
         self.active[rows] = False
 
@@ -187,6 +233,7 @@ class _Table:
             setattr(self, name, new)
         self.keys += [None] * (size - len(self.keys))
         self.names += [None] * (size - len(self.names))
+        self.origins += [None] * (size - len(self.origins))
 
 
 @dataclass(frozen=True)
@@ -198,6 +245,7 @@ class Member:
     first_seen: float
     last_seen: float
     active: bool
+    instance: str | None = None  # the instance whose camera saw it (a shared gallery)
 
 
 @dataclass(frozen=True)
@@ -251,6 +299,8 @@ class InMemoryGallery(IdentityGallery):
         }
         self.confirmed: set[int] = set()  # global ids an operator confirmed
         self.cannot_link: dict[int, set[int]] = {}  # global ids an operator kept apart
+        self.aliases: OrderedDict[int, int] = OrderedDict()  # merged-away id -> the id it joined
+        self._merges: list[IdentityMerge] = []  # to announce (`take_merges`)
         self._centre_versions: dict[str, int] = {}
         self._table: _Table | None = None
         self._lock = asyncio.Lock()
@@ -281,8 +331,26 @@ class InMemoryGallery(IdentityGallery):
 
     async def track_ended(self, camera: str, track_id: int) -> None:
         row = None if self._table is None else self._table.rows.get((camera, track_id))
-        if row is not None and self._table is not None:
+        if row is not None and self._table is not None and self._table.origins[row] is None:
             self._table.active[row] = False
+            self._track_ended(camera, track_id, float(self._table.last_seen[row]))
+
+    def global_id_of(self, camera: str, track_id: int) -> int | None:
+        row = None if self._table is None else self._table.rows.get((camera, track_id))
+        return None if row is None or self._table is None else int(self._table.global_ids[row])
+
+    def take_merges(self) -> list[IdentityMerge]:
+        merges, self._merges = self._merges, []
+        return merges
+
+    def resolve(self, global_id: int) -> int:
+        """The id a global id stands for now: itself, or the id it was merged into."""
+        seen = global_id
+        while seen in self.aliases:
+            seen = self.aliases[seen]
+        if seen != global_id:
+            self.aliases[global_id] = seen  # the next look-up takes one step
+        return seen
 
     def _table_for(self, embedding_size: int) -> _Table:
         if self._table is None:
@@ -294,6 +362,11 @@ class InMemoryGallery(IdentityGallery):
     async def _assign(self, table: _Table, sighting: Sighting) -> GalleryMatch:
         key = (sighting.camera, sighting.track_id)
         own = table.rows.get(key)
+        if own is not None and table.origins[own] is not None:
+            # Another instance's row (this camera's earlier run: track ids start again at 1): an
+            # older track, not this one.
+            table.remove(np.array([own]))
+            own = None
         calibrating = self.settings.calibration.enabled
         if own is None and calibrating:
             self.calibration.learn_track(sighting.camera, sighting.embedding)
@@ -301,6 +374,7 @@ class InMemoryGallery(IdentityGallery):
             own = table.add(key, -1, sighting.embedding, sighting.ts)
         else:
             table.update(own, sighting.embedding, sighting.ts)
+        table.views[own] = sighting.views
         view = await self._view(table, own)
         if calibrating:
             self._learn_negatives(table, own, view)
@@ -320,6 +394,7 @@ class InMemoryGallery(IdentityGallery):
             # (its first views were too poor to recognise the person).
             table.global_ids[own] = candidate_id
         global_id = int(table.global_ids[own])
+        self._row_changed(table, own)
         self._limit_size(table)
         same = matched and candidate_id == global_id
         return GalleryMatch(global_id, round(similarity, 4) if same else None)
@@ -507,17 +582,20 @@ class InMemoryGallery(IdentityGallery):
             strangers = [r for r in members if table.names[r] not in (None, name)]
             if named:
                 target = int(table.global_ids[named[0]])
-                moving = [row] if strangers else members  # body links without a name follow
-                table.global_ids[moving] = target
-                if not strangers:
-                    self._rename_constraints(current, target)
-                self._teach_same_person(table, [*named, *moving])
+                # Body links without a name follow (one person under two ids), unless somebody
+                # else's name is among them or an operator kept the two ids apart.
+                joined = not strangers and self._join(current, target, MERGE_NAME) is not None
+                if not joined:
+                    table.global_ids[row] = target
+                self._teach_same_person(table, [*named, *(members if joined else [row])])
             elif strangers:  # somebody else's name is in this identity: the track leaves it
                 table.global_ids[row] = self.ids.next()
             else:
                 same_name = [r for r in members if table.names[r] == name]
                 if len(same_name) >= 2:
                     self._teach_same_person(table, same_name)
+            if table.origins[row] is None:
+                self._row_changed(table, row)
             return int(table.global_ids[row])
 
     # -- the operator's decisions -----------------------------------------------------------
@@ -531,7 +609,7 @@ class InMemoryGallery(IdentityGallery):
         for key, row in table.rows.items():
             members.setdefault(int(table.global_ids[row]), []).append(
                 Member(key[0], key[1], float(table.first_seen[row]), float(table.last_seen[row]),
-                       bool(table.active[row]))
+                       bool(table.active[row]), self._instance_of(table, row))
             )
         return [
             Identity(global_id, tuple(sorted(found, key=lambda m: m.first_seen)),
@@ -542,9 +620,11 @@ class InMemoryGallery(IdentityGallery):
     async def confirm(self, global_id: int) -> Identity:
         """Every link of this identity is right: kept, and taught to the calibration."""
         async with self._lock:
+            global_id = self.resolve(global_id)
             table, rows = self._rows_of(global_id)
             self.confirmed.add(global_id)
             self._teach_same_person(table, rows)
+            self._decided("confirm", global_id)
             return self._identity(global_id)
 
     async def reject(self, global_id: int, camera: str, track_id: int) -> Identity:
@@ -555,25 +635,27 @@ class InMemoryGallery(IdentityGallery):
         """These identities are one person: the oldest id stays, the calibration learns it."""
         async with self._lock:
             table = self._table
+            global_ids = [self.resolve(global_id) for global_id in global_ids]
             kept = min(global_ids)
             rows: list[int] = []
-            for global_id in global_ids:
+            for global_id in dict.fromkeys(global_ids):
                 rows += self._rows_of(global_id)[1]
             if table is None:
                 raise UnknownIdentity("the gallery holds nobody yet")
-            for other in global_ids:
-                if other != kept and other in self.cannot_link.get(kept, set()):
-                    raise ValueError(f"identities {kept} and {other} were kept apart by an operator")
-            table.global_ids[rows] = kept
-            for other in set(global_ids) - {kept}:
-                self._rename_constraints(other, kept)
+            for first, second in itertools.combinations(sorted(set(global_ids)), 2):
+                if second in self.cannot_link.get(first, set()):
+                    raise ValueError(f"identities {first} and {second} were kept apart by an operator")
+            for other in sorted(set(global_ids) - {kept}):
+                self._join(kept, other, MERGE_OPERATOR)
             self.confirmed.add(kept)
             self._teach_same_person(table, rows)
+            self._decided("confirm", kept)
             return self._identity(kept)
 
     async def split(self, global_id: int, tracks: list[tuple[str, int]]) -> tuple[Identity, Identity]:
         """These tracks are somebody else: a new id for them, kept apart from `global_id`."""
         async with self._lock:
+            global_id = self.resolve(global_id)
             table, rows = self._rows_of(global_id)
             moved = [table.rows[key] for key in tracks if key in table.rows]
             missing = [key for key in tracks if table.rows.get(key) not in rows]
@@ -584,16 +666,23 @@ class InMemoryGallery(IdentityGallery):
             if len(moved) == len(rows):
                 raise ValueError(f"splitting every track of identity {global_id} changes nothing")
             new_id = self.ids.next()
-            table.global_ids[moved] = new_id
-            self.cannot_link.setdefault(global_id, set()).add(new_id)
-            self.cannot_link.setdefault(new_id, set()).add(global_id)
-            stayed = [row for row in rows if row not in moved]
-            for a in moved:
-                for b in stayed:
-                    key_a, key_b = table.keys[a], table.keys[b]
-                    if key_a is not None and key_b is not None and self._comparable(table, a, b):
-                        self.calibration.add_negative(key_a, key_b, self._pair_similarity(table, a, b))
+            self._move_apart(table, global_id, moved, new_id)
+            self._decided("split", global_id, new_id, [key for key in tracks if key in table.rows])
             return self._identity(global_id), self._identity(new_id)
+
+    def _move_apart(self, table: _Table, global_id: int, moved: list[int], new_id: int) -> None:
+        """The rows `moved` of identity `global_id` take `new_id`, kept apart from it for good."""
+        end = table.end
+        rows = np.flatnonzero(table.used[:end] & (table.global_ids[:end] == global_id)).tolist()
+        table.global_ids[moved] = new_id
+        self.cannot_link.setdefault(global_id, set()).add(new_id)
+        self.cannot_link.setdefault(new_id, set()).add(global_id)
+        stayed = [row for row in rows if row not in moved]
+        for a in moved:
+            for b in stayed:
+                key_a, key_b = table.keys[a], table.keys[b]
+                if key_a is not None and key_b is not None and self._comparable(table, a, b):
+                    self.calibration.add_negative(key_a, key_b, self._pair_similarity(table, a, b))
 
     def _rows_of(self, global_id: int) -> tuple[_Table, list[int]]:
         table = self._table
@@ -606,6 +695,59 @@ class InMemoryGallery(IdentityGallery):
 
     def _identity(self, global_id: int) -> Identity:
         return next(i for i in self.identities() if i.global_id == global_id)
+
+    def _join(self, first: int, second: int, reason: str, *, announce: bool = True) -> int | None:
+        """One person under two global ids: every track of the larger id takes the smaller one.
+
+        The smaller id stays whoever finds the merge, so instances applying the same merges in
+        any order agree. Returns the id kept; None when an operator kept the two apart.
+        """
+        a, b = self.resolve(first), self.resolve(second)
+        if a == b:
+            return a
+        survivor, absorbed = min(a, b), max(a, b)
+        if absorbed in self.cannot_link.get(survivor, set()):
+            return None
+        table = self._table
+        if table is not None:
+            end = table.end
+            held = table.used[:end] & (table.global_ids[:end] == absorbed)
+            table.global_ids[:end][held] = survivor
+        self.aliases[absorbed] = survivor
+        self.aliases.move_to_end(absorbed)
+        while len(self.aliases) > ALIASES_KEPT:
+            self.aliases.popitem(last=False)
+        self._rename_constraints(absorbed, survivor)
+        if announce:
+            self._ids_joined(IdentityMerge(survivor, absorbed, reason, self._cameras_of(survivor)))
+        return survivor
+
+    def _cameras_of(self, global_id: int) -> tuple[str, ...]:
+        table = self._table
+        if table is None:
+            return ()
+        rows = np.flatnonzero(table.used[: table.end] & (table.global_ids[: table.end] == global_id))
+        return tuple(sorted({table.camera_names[table.cameras[row]] for row in rows.tolist()}))
+
+    # -- what a replicated gallery hears of (shared.py); here merges are announced at once ----
+
+    def _row_changed(self, table: _Table, row: int) -> None:
+        """A track of this process was sighted, or its global id or name changed."""
+
+    def _track_ended(self, camera: str, track_id: int, last_seen: float) -> None:
+        """A track of this process ended."""
+
+    def _ids_joined(self, merge: IdentityMerge) -> None:
+        """Two global ids became one here."""
+        self._merges.append(merge)
+
+    def _decided(self, kind: str, global_id: int, new_id: int | None = None,
+                 tracks: list[tuple[str, int]] | None = None) -> None:
+        """An operator confirmed (`confirm`) or split (`split`) an identity."""
+
+    def _instance_of(self, table: _Table, row: int) -> str | None:
+        """The instance whose camera saw the row's track; None: no shared gallery."""
+        return None
 
     def _rename_constraints(self, old: int, new: int) -> None:
         for apart in self.cannot_link.pop(old, set()):
@@ -655,7 +797,3 @@ class _View:
 def _similarities(raw: np.ndarray, calibrated: np.ndarray, own: int) -> tuple[np.ndarray, np.ndarray]:
     return raw @ raw[own], calibrated @ calibrated[own]
 
-
-def build_gallery(settings: GalleryConfig) -> IdentityGallery:
-    """The configured gallery backend."""
-    return InMemoryGallery(settings)

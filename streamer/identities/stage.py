@@ -19,13 +19,14 @@ from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 
 from streamer.config import CameraConfig, StreamerConfig
-from streamer.core.events import Event, TrackEvent
+from streamer.core.events import Event, IdentityMergeEvent, TrackEvent
 from streamer.core.frames import Frame, FrameResult
 from streamer.core.interfaces import FrameStage, TrackBook
 from streamer.core.stats import StatsKind
+from streamer.identities.backends import build_gallery
 from streamer.identities.enrolment import FaceStore, store_path
 from streamer.identities.faces import FACE_TRACK_KEY, FaceFinder
-from streamer.identities.gallery import IdentityGallery, build_gallery
+from streamer.identities.gallery import IdentityGallery
 from streamer.identities.resolver import IdentityResolver, with_identity_columns
 from streamer.identities.scheduling import Embedded, EmbeddingScheduler
 from streamer.identities.stats import IdentityStats
@@ -90,7 +91,10 @@ class IdentityStage(FrameStage[CameraConfig]):
         self._frames_seen: dict[str, int] = {}
 
     def registered_stats(self) -> dict[StatsKind, object]:
-        return {StatsKind.STAGE: self.stats}
+        registered: dict[StatsKind, object] = {StatsKind.STAGE: self.stats}
+        if self.reid.enabled and self.gallery.store_stats is not None:
+            registered[StatsKind.IDENTITY_STORE] = self.gallery.store_stats
+        return registered
 
     @property
     def gallery(self) -> IdentityGallery:
@@ -157,6 +161,12 @@ class IdentityStage(FrameStage[CameraConfig]):
         self.scheduler.person_embedder = person_embedder
         person_embedder.configure(model.spec)
         await self.gallery.bind(person_embedder.embedding_size, model.name)
+        await self.gallery.start()
+
+    async def stop(self) -> None:
+        """Stop the gallery's syncing with a shared store (it was started with ReID)."""
+        if self.reid.enabled:
+            await self.gallery.close()
 
     def forget_camera(self, camera: str) -> None:
         self._tracks.pop(camera, None)
@@ -176,7 +186,46 @@ class IdentityStage(FrameStage[CameraConfig]):
         # ReID first: a face event of the same frame then carries the track's global id.
         for embedded in updated:
             await self._apply(frame, result, tracker, identities, embedded)
+        if self.person_embedder is not None:
+            self._announce_merges(frame, result)
+            self._follow_gallery(frame, result, tracker, identities)
         result.tracks = with_identity_columns(result.tracks, identities)
+
+    def _announce_merges(self, frame: Frame, result: FrameResult) -> None:
+        """Global ids found to be one person, published with this frame (by one camera of the
+        instance that saw the person, when there is one)."""
+        for merge in self.gallery.take_merges():
+            camera = next((c for c in merge.cameras if c in self._tracks), frame.camera)
+            result.events.append(
+                IdentityMergeEvent(
+                    camera=camera,
+                    frame_index=frame.index,
+                    capture_ts=frame.capture_ts,
+                    global_id=merge.survivor,
+                    merged_id=merge.absorbed,
+                    reason=merge.reason,
+                    cameras=merge.cameras,
+                )
+            )
+
+    def _follow_gallery(
+        self, frame: Frame, result: FrameResult, tracker: TrackBook,
+        identities: dict[int, TrackIdentity],
+    ) -> None:
+        """Tracks whose global id changed since it was assigned (merged with another instance's
+        person, an operator's decision) carry the new one from this frame on."""
+        for track_id, identity in identities.items():
+            if identity.global_id is None:
+                continue
+            now = self.gallery.global_id_of(frame.camera, track_id)
+            if now is None or now == identity.global_id:
+                continue
+            identity.global_id = now
+            update = tracker.annotate(
+                frame, track_id, name=identity.name, similarity=identity.similarity, global_id=now
+            )
+            if update is not None:
+                result.events.append(update)
 
     async def _forget_ended(
         self, camera: str, events: list[Event], identities: dict[int, TrackIdentity]

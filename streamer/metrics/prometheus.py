@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 
 from streamer.config import MetricsConfig
 from streamer.core.frames import FrameResult
-from streamer.core.stats import AnalyticsStats, CameraState, StatsKind
+from streamer.core.stats import AnalyticsStats, CameraState, IdentityStoreStats, StatsKind
 from streamer.metrics.sampler import Sampler
 
 
@@ -72,6 +72,7 @@ class _PipelineCollector(Collector):
         yield from self._stages()
         yield from self._analytics()
         yield from self._sinks()
+        yield from self._identity_store()
 
     def _server(self) -> Iterator[Metric]:
         server = self.sampler.stats.server()
@@ -310,3 +311,32 @@ class _PipelineCollector(Collector):
             buffered.add_metric([name], stats.buffered)
             connected.add_metric([name], 1.0 if stats.connected else 0.0)
         yield from (published, dropped, errors, buffered, connected)
+
+    def _identity_store(self) -> Iterator[Metric]:
+        """A gallery shared with other instances (`identities.gallery.backend: redis`)."""
+        stores = [s for s in self.sampler.stats.read(StatsKind.IDENTITY_STORE).values()
+                  if isinstance(s, IdentityStoreStats)]
+        if not stores:
+            return
+        store = stores[0]
+        connected = GaugeMetricFamily(
+            "streamer_identity_store_connected",
+            "1 while the shared identity store is reachable (0: global ids are provisional).",
+        )
+        connected.add_metric([], 1.0 if store.connected else 0.0)
+        queued = GaugeMetricFamily(
+            "streamer_identity_store_queued", "Gallery changes waiting for the identity store."
+        )
+        queued.add_metric([], store.queued)
+        yield from (connected, queued)
+        for name, value, doc in (
+            ("outages", store.outages, "Times the identity store was lost or unreachable."),
+            ("sent", store.sent, "Gallery changes written to the identity store."),
+            ("applied", store.applied, "Other instances' gallery changes applied here."),
+            ("dropped", store.dropped, "Gallery changes dropped from a full queue."),
+            ("merges", store.merges, "Global ids this instance found to be one person."),
+            ("snapshots", store.snapshots, "Times this instance's replica was written again."),
+        ):
+            counter = CounterMetricFamily(f"streamer_identity_store_{name}", doc)
+            counter.add_metric([], value)
+            yield counter

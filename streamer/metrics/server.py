@@ -35,7 +35,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from streamer.config import DashboardConfig, MetricsConfig
 from streamer.core.redaction import scrub
-from streamer.core.stats import CameraState, CameraStats, ServerStats
+from streamer.core.stats import (
+    CameraState,
+    CameraStats,
+    IdentityStoreStats,
+    ServerStats,
+    StatsKind,
+)
 from streamer.metrics.live_view import LiveViewStore
 from streamer.metrics.sampler import Sampler
 from streamer.metrics.state import published_schema
@@ -52,7 +58,8 @@ STATIC_TYPES = {  # by suffix: every such file in static/ is served (the page's 
 }
 INDEX_FILE = "index.html"
 HEALTH_PATH = "/healthz"  # liveness: the event loop answers
-READY_PATH = "/readyz"  # readiness: inference server up, enough cameras streaming
+READY_PATH = "/readyz"  # readiness: inference server up, enough cameras streaming; `degraded` says
+# what works less well without stopping frames (a shared identity store down)
 PROBE_PATHS = frozenset({HEALTH_PATH, READY_PATH})  # served without the token: probes send none
 NOT_STARTED_STATE = "not started"  # enabled in the config, not registered by the pipeline yet
 URL_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s()<>'\"]+")
@@ -279,7 +286,13 @@ class DashboardServer:
             stats.cameras(), self.sampler.cameras, self.metrics.ready_min_streaming_ratio
         )
         reasons = (["service is stopping"] if self._stopping else []) + inference_reasons + camera_reasons
-        body = {"ready": not reasons, "reasons": reasons, "inference": inference, "cameras": cameras}
+        degraded, identity_store = identity_store_readiness(
+            stats.read(StatsKind.IDENTITY_STORE).values(), time.monotonic(), self.sampler.secrets
+        )
+        body = {"ready": not reasons, "reasons": reasons, "degraded": degraded,
+                "inference": inference, "cameras": cameras}
+        if identity_store is not None:
+            body["identity_store"] = identity_store
         return not reasons, body
 
 
@@ -344,6 +357,27 @@ def public_error(error: str | None, server_url: str, secrets: Iterable[str]) -> 
         return None
     text = URL_PATTERN.sub("<url>", scrub(error, secrets) or "")
     return text.replace(server_url, "<server>") if server_url else text
+
+
+def identity_store_readiness(
+    stores: Iterable[object], now: float, secrets: Iterable[str]
+) -> tuple[list[str], dict[str, Any] | None]:
+    """A shared identity store that is down degrades the service without failing it: cameras run
+    and identities are matched in this instance alone (global ids provisional until it is back)."""
+    store = next((s for s in stores if isinstance(s, IdentityStoreStats)), None)
+    if store is None:
+        return [], None
+    down_for_s = None
+    if not store.connected and store.down_since_monotonic is not None:
+        down_for_s = round(max(0.0, now - store.down_since_monotonic), 1)
+    body = {"connected": store.connected, "down_for_s": down_for_s, "queued": store.queued,
+            "dropped": store.dropped}
+    if store.connected:
+        return [], body
+    error = public_error(store.last_error, store.endpoint.rpartition("/")[0], secrets)
+    since = "" if down_for_s is None else f" for {down_for_s} s"
+    return [f"identity store down{since}: {error or 'not connected yet'}; global ids are "
+            "provisional (matched in this instance only)"], body
 
 
 def camera_readiness(

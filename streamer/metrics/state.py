@@ -144,6 +144,35 @@ class InferenceFigures(StateModel):
     """Seconds since it went down; null while up."""
 
 
+class IdentityStoreFigures(StateModel):
+    """The store this instance shares its identity gallery through (`identities.gallery.backend`)."""
+
+    backend: str
+    """redis."""
+    endpoint: str
+    """host:port/db (never credentials)."""
+    instance: str
+    """This instance's name in the shared gallery."""
+    connected: bool
+    down_for_s: float | None = None
+    """Seconds since the store was lost (or found unreachable); null while connected. Meanwhile
+    matching goes on in this instance and its new global ids are provisional."""
+    last_error: str | None = None
+    outages: int = 0
+    sent: int = 0
+    """Changes written to the store."""
+    applied: int = 0
+    """Other instances' changes applied here."""
+    queued: int = 0
+    """Changes waiting for the store."""
+    dropped: int = 0
+    """Changes dropped from a full queue (the replica was written again instead)."""
+    merges: int = 0
+    """Global ids this instance found to be one person with another."""
+    snapshots: int = 0
+    """Times the replica was written again (the store lost its log, or changes were dropped)."""
+
+
 class ApiAccess(StateModel):
     enabled: bool
     """The camera API is served."""
@@ -165,6 +194,8 @@ class ServiceState(StateModel):
     cameras: list[CameraFigures] = Field(default_factory=list)
     models: list[ModelFigures] = Field(default_factory=list)
     sinks: list[SinkFigures] = Field(default_factory=list)
+    identity_store: IdentityStoreFigures | None = None
+    """Null unless the identity gallery is shared through a store."""
     live_view_interval_s: float
     """The shortest time between two live view pictures of a camera (dashboard.live_view_max_fps)."""
     metrics_enabled: bool

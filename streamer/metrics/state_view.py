@@ -5,12 +5,19 @@ from __future__ import annotations
 import time
 
 from streamer.config import DashboardConfig, MetricsConfig
-from streamer.core.stats import AnalyticsStats, CameraStats, ModelStats, StatsKind
+from streamer.core.stats import (
+    AnalyticsStats,
+    CameraStats,
+    IdentityStoreStats,
+    ModelStats,
+    StatsKind,
+)
 from streamer.metrics.sampler import MS_PER_S, CameraWatch, ModelWatch, Sampler
 from streamer.metrics.state import (
     AnalyticsFigures,
     ApiAccess,
     CameraFigures,
+    IdentityStoreFigures,
     InferenceFigures,
     ModelFigures,
     ServiceState,
@@ -65,6 +72,7 @@ class StateView:
                 )
                 for name, stats in sampler.sink_stats()
             ],
+            identity_store=self._identity_store(),
             live_view_interval_s=1.0 / self.dashboard.live_view_max_fps,
             metrics_enabled=self.metrics.enabled,
             api=ApiAccess(
@@ -148,6 +156,27 @@ class StateView:
                 lines = cameras.setdefault(camera, AnalyticsFigures()).lines
                 lines.setdefault(line, {})[direction] = count
         return cameras
+
+    def _identity_store(self) -> IdentityStoreFigures | None:
+        store = next(iter(self.sampler.stats.read(StatsKind.IDENTITY_STORE).values()), None)
+        if not isinstance(store, IdentityStoreStats):
+            return None
+        down_since = store.down_since_monotonic
+        return IdentityStoreFigures(
+            backend=store.backend,
+            endpoint=store.endpoint,
+            instance=store.instance,
+            connected=store.connected,
+            down_for_s=None if down_since is None else round(time.monotonic() - down_since, 1),
+            last_error=store.last_error,
+            outages=store.outages,
+            sent=store.sent,
+            applied=store.applied,
+            queued=store.queued,
+            dropped=store.dropped,
+            merges=store.merges,
+            snapshots=store.snapshots,
+        )
 
     def _inference(self) -> InferenceFigures | None:
         server = self.sampler.stats.server()

@@ -18,7 +18,14 @@ import pytest
 
 from streamer.assembly import build_pipeline
 from streamer.config import StreamerConfig
-from streamer.core.stats import CameraStats, ModelStats, ServerStats, StatsKind, StatsRegistry
+from streamer.core.stats import (
+    CameraStats,
+    IdentityStoreStats,
+    ModelStats,
+    ServerStats,
+    StatsKind,
+    StatsRegistry,
+)
 from streamer.inference.server import EmbeddedTritonServer
 from streamer.metrics.service import MetricsService
 
@@ -161,6 +168,32 @@ async def test_readyz_needs_the_configured_share_of_cameras_streaming(
             f"{states.count('streaming')} of 4 cameras streaming, {required} needed "
             f"(metrics.ready_min_streaming_ratio {ratio:g}): {', '.join(idle)}"
         ]
+
+
+async def test_a_shared_identity_store_down_degrades_readiness_without_failing_it() -> None:
+    stats = StatsRegistry()
+    up_server(stats)
+    store = IdentityStoreStats("redis", "redis.internal:6379/0", "north", connected=True)
+    stats.register(StatsKind.IDENTITY_STORE, "identities", store)
+    async with serving(health_config(), stats) as url:
+        connected = await get_json(f"{url}/readyz")
+        store.connected, store.down_since_monotonic, store.queued = False, time.monotonic() - 7.0, 12
+        store.last_error = "Error -2 connecting to redis.internal:6379. Name or service not known."
+        status, text = await get(f"{url}/readyz")
+        _, down = await get_json(f"{url}/readyz")
+        _, metrics = await get(f"{url}/metrics")
+
+    assert "streamer_identity_store_connected 0.0" in metrics.splitlines()
+    assert "streamer_identity_store_queued 12.0" in metrics.splitlines()
+    assert connected[0] == 200 and connected[1]["degraded"] == []
+    assert connected[1]["identity_store"]["connected"] is True
+    assert status == 200 and down["ready"] is True and down["reasons"] == [], "cameras still run"
+    (degraded,) = down["degraded"]
+    assert degraded.startswith("identity store down for 7.")
+    assert degraded.endswith("global ids are provisional (matched in this instance only)")
+    assert down["identity_store"] == {"connected": False, "down_for_s": pytest.approx(7.0, abs=1),
+                                      "queued": 12, "dropped": 0}
+    assert "redis.internal" not in text, "probes answer without a token: no address"
 
 
 async def test_probes_answer_without_the_token_while_everything_else_requires_it() -> None:

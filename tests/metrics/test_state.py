@@ -22,6 +22,7 @@ from streamer.core.stats import (
     AnalyticsStats,
     CameraState,
     CameraStats,
+    IdentityStoreStats,
     ModelStats,
     ServerStats,
     SinkStats,
@@ -84,6 +85,10 @@ def busy_registry() -> StatsRegistry:
         zone_events={("north", "bay", "zone_enter"): 5},
         line_crossings={("north", "door", "in"): 4, ("north", "door", "out"): 1},
     ))
+    stats.register(StatsKind.IDENTITY_STORE, "identities", IdentityStoreStats(
+        "redis", "10.0.0.5:6379/0", "north", connected=False, down_since_monotonic=0.0,
+        last_error="connection refused", outages=1, sent=40, applied=12, queued=3,
+    ))
     return stats
 
 
@@ -118,6 +123,9 @@ async def test_the_state_sent_is_declared_by_the_schema_it_serves() -> None:
     assert state["sinks"] == [{"name": "jsonl", "connected": True, "published": 118, "buffered": 2,
                                "dropped": 0, "errors": 0}]
     assert ServiceState.model_validate(state).cameras[1].status is CameraState.BACKOFF
+    store = state["identity_store"]
+    assert (store["instance"], store["connected"], store["queued"]) == ("north", False, 3)
+    assert store["down_for_s"] > 0
 
 
 @pytest.mark.parametrize(

@@ -140,14 +140,16 @@ def mosquitto(
     return BrokerProcess([MOSQUITTO, "-c", str(config)], port, folder)
 
 
-def redis_server(folder: Path, *, password: str | None = None) -> BrokerProcess:
-    """redis-server with an fsync-always AOF, so streams survive a restart."""
+def redis_server(folder: Path, *, password: str | None = None, persistent: bool = True) -> BrokerProcess:
+    """redis-server with an fsync-always AOF, so streams survive a restart; `persistent=False`:
+    nothing kept, a restart starts empty (a cache-style deployment)."""
     require_binary(REDIS_SERVER, "redis-server")
     port = free_port()
     folder.mkdir(parents=True, exist_ok=True)
+    persistence = ["--appendonly", "yes", "--appendfsync", "always"] if persistent else ["--appendonly", "no"]
     command = [
         REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
-        "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--protected-mode", "no",
+        "--save", "", *persistence, "--protected-mode", "no",
     ]
     if password is not None:
         command += ["--requirepass", password]

@@ -122,7 +122,29 @@ function renderModels(models) {
   body.replaceChildren(...rows);
 }
 
-function renderSinks(sinks) {
+function identityStoreRow(identityStore) {
+  // A gallery shared with other instances: shown with the sinks (connected, changes written,
+  // waiting, dropped); while it is down, global ids are provisional.
+  const tr = document.createElement("tr");
+  tr.dataset.sink = "identity-store";
+  const down = identityStore.connected ? "connected" : `down ${formatNumber(identityStore.down_for_s ?? 0)} s`;
+  const pill = cell(down, "pill");
+  pill.classList.add(identityStore.connected ? "up" : "down");
+  pill.title = identityStore.connected
+    ? `instance ${identityStore.instance}; ${formatNumber(identityStore.applied)} changes from other instances, ${formatNumber(identityStore.merges)} merges`
+    : `${identityStore.last_error || "not connected"}: global ids are provisional (this instance only)`;
+  tr.append(
+    cell(`identity store (${identityStore.backend})`),
+    pill,
+    cell(formatNumber(identityStore.sent), "num"),
+    cell(formatNumber(identityStore.queued), "num"),
+    cell(formatNumber(identityStore.dropped), "num"),
+    cell(formatNumber(identityStore.outages), "num"),
+  );
+  return tr;
+}
+
+function renderSinks(sinks, identityStore) {
   const body = document.querySelector("#sinks tbody");
   const rows = sinks.map((sink) => {
     const tr = document.createElement("tr");
@@ -144,6 +166,7 @@ function renderSinks(sinks) {
     tr.appendChild(cell("no sinks configured", "empty"));
     rows.push(tr);
   }
+  if (identityStore) rows.push(identityStoreRow(identityStore));
   body.replaceChildren(...rows);
 }
 
@@ -184,7 +207,7 @@ export function renderOverview(state) {
   state.cameras.forEach(renderTile);
   disabled.forEach(renderDisabledTile);
   renderModels(state.models);
-  renderSinks(state.sinks);
+  renderSinks(state.sinks, state.identity_store);
   schedulePictures(state.live_view_interval_s);
 }
 
