@@ -146,6 +146,13 @@ class CalibrationConfig(Section):
     negative_quantile: float = Field(
         0.99, gt=0, le=1, description="A pair's threshold sits at this quantile of its negatives..."
     )
+    negative_sigmas: float = Field(
+        3.0,
+        ge=0,
+        le=10,
+        description="...or at their mean plus this many standard deviations, if higher (the "
+        "tail of a few negatives is uncertain)...",
+    )
     margin_over_negatives: float = Field(0.03, ge=0, le=1, description="...plus this.")
     min_threshold: float = Field(0.2, ge=-1, le=1, description="A calibrated threshold is never below this.")
     max_threshold: float = Field(0.8, ge=-1, le=1, description="...nor above this.")
