@@ -89,9 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list, prepare or fetch model weights")
     models.add_argument("action", nargs="?", default="list", choices=["list", "prepare", "fetch"])
     models.add_argument("names", nargs="*", help="models (default: all / those CONFIG needs)")
-    models.add_argument("--config", help="only the models this configuration uses")
+    models.add_argument(
+        "--config", help="only the models this configuration uses, in its repository"
+    )
     models.add_argument("--source", type=Path, help="prepare: weights file to use")
-    models.add_argument("--repository", type=Path, help="model repository (default: project's)")
+    models.add_argument(
+        "--repository",
+        type=Path,
+        help="model repository (default: CONFIG's, else ./model_repository)",
+    )
     models.add_argument("--mirror", help="fetch: base URL of a mirror of the weights files")
     models.add_argument(
         "--pixels",

@@ -19,8 +19,10 @@ class TritonConfig(Section):
     url: str = Field("127.0.0.1:8001", description="gRPC host:port of an external Triton server.")
     model_repository: Path = Field(
         Path("model_repository"),
-        description="The model repository (config.pbtxt per model); a relative path is taken "
-        "relative to the config file; the default is the project's own.",
+        description="The model repository (config.pbtxt and 1/model.onnx per model), beside the "
+        "config file by default. Embedded mode writes the shipped config.pbtxt of each model it "
+        "needs there when missing and prepares the weights (as `streamer models prepare` does); "
+        "a config.pbtxt edited there is kept.",
     )
     shared_memory: Annotated[Literal["auto", "on", "off"], BeforeValidator(on_off)] = Field(
         "auto",

@@ -1,7 +1,7 @@
 """How well each ReID model's cosine similarity separates people: the measurement behind the
 default `identities.gallery.match_threshold` of each catalogue model.
 
-    python -m streamer.benchmarks.reid_threshold [--model NAME ...] [--assets DIR] [--json FILE]
+    python -m studies.reid_threshold [--model NAME ...] [--assets DIR] [--json FILE]
 
 The people are MOT17-mini's ground-truth pedestrians (considered, visibility >= 0.5, at least
 `reid.min_height_px` tall: 482 crops of 86 people), cropped and stretched exactly as the service
