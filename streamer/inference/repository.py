@@ -131,12 +131,9 @@ def read_model(repository: Path, name: str, shipped_fallback: bool = False) -> R
 
 
 def threads_per_instance(config: model_config_pb2.ModelConfig) -> int:
-    """Share the cores between a model's instances instead of giving each all of them.
-
-    Measured on 2 cores (`streamer bench`, 8 cameras): two instances of one thread each served
-    87.6 FPS where one instance of two threads served 69.4; with two instances of two threads,
-    they fight over the cores.
-    """
+    """Share the cores between a model's instances instead of giving each all of them: one
+    instance executes while another's batch is gathered and returned, and instances given every
+    core each fight over the cores (`streamer bench` compares the configurations)."""
     instances = sum(max(1, group.count) for group in config.instance_group) or 1
     return max(1, (os.cpu_count() or 1) // instances)
 
@@ -199,11 +196,10 @@ def build_embedded_repository(
         instances = sum(max(1, group.count) for group in config.instance_group) or 1
         if threads == 1 and instances >= 2 and config.max_batch_size > 0:
             # An instance of one ONNX Runtime thread runs a frame no faster inside a batch (the
-            # ceiling grid: 2 sessions x 1 thread is best at batch 1), and while one instance
-            # runs a batch of five the other may wait. Measured for the detector on 2 cores, 8
-            # cameras, back to back: 112.7-118.6 FPS with each request executed alone,
-            # 101.3-107.7 with Triton's dynamic batching (server CPU 12.7-13.2 ms/frame against
-            # 13.9-14.7). A single instance (the small embedders) keeps its batches.
+            # bench's ceiling grid: 2 sessions x 1 thread is best at batch 1), and while one
+            # instance runs a batch of five the other may wait: requests run alone are faster
+            # and cost the server less CPU (docs/performance-history.md). A single instance (the
+            # small embedders) keeps its batches.
             config.ClearField("dynamic_batching")
             config.parameters["ort_one_image_per_run"].string_value = "1"
         version = destination / name / "1"
