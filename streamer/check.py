@@ -8,7 +8,7 @@ from streamer.assembly import Assembly, default_assembly
 from streamer.config import CameraConfig, StreamerConfig
 from streamer.core.interfaces import ProbeFailed
 from streamer.core.redaction import redact_url, scrub, url_secrets
-from streamer.inference.catalog import entry, find_demo_weights, is_stale, missing_message
+from streamer.inference.catalog import find, find_demo_weights, is_stale, missing_message
 from streamer.inference.repository import RepositoryError, check_output_dims, read_model
 from streamer.inference.triton import TritonConnection, resolve_repository
 
@@ -49,9 +49,10 @@ def check_repository(config: StreamerConfig, models: list[str]) -> bool:
             print(f"  model  {name:<16} {FAIL:<4} {exc}")
             healthy = False
             continue
+        item = find(name)
         if model.weights.is_file():
-            if config.triton.mode == "embedded" and is_stale(
-                entry(name), repository, config.assets_dir
+            if config.triton.mode == "embedded" and item is not None and is_stale(
+                item, repository, config.assets_dir
             ):
                 print(f"  model  {name:<16} {OK:<4} will be prepared again at start")
                 continue
@@ -62,12 +63,18 @@ def check_repository(config: StreamerConfig, models: list[str]) -> bool:
                 healthy = False
                 continue
             print(f"  model  {name:<16} {OK:<4} {model.weights}")
-        elif config.triton.mode == "embedded" and find_demo_weights(entry(name), config.assets_dir):
+        elif config.triton.mode == "embedded" and item is not None and find_demo_weights(
+            item, config.assets_dir
+        ):
             print(f"  model  {name:<16} {OK:<4} will be prepared from the demo weights at start")
         elif config.triton.mode == "external":
             print(f"  model  {name:<16} {SKIP:<4} served by the external server")
         else:
-            print(f"  model  {name:<16} {FAIL:<4} {missing_message(entry(name), repository)}")
+            missing = (
+                missing_message(item, repository) if item is not None
+                else f"{model.weights} is missing (a model of your own: put its ONNX file there)"
+            )
+            print(f"  model  {name:<16} {FAIL:<4} {missing}")
             healthy = False
     return healthy
 
