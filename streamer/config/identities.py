@@ -112,7 +112,7 @@ class CalibrationConfig(Section):
         "tracks; false compares raw embeddings against `match_threshold` only.",
     )
     min_camera_tracks: int = Field(
-        20, ge=1, description="Tracks a camera must have seen before its bias is removed."
+        10, ge=1, description="Tracks a camera must have seen before its bias is removed."
     )
     default_threshold: float | None = Field(
         None,
