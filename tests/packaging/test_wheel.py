@@ -105,6 +105,7 @@ def test_the_wheel_ships_the_package_data_and_nothing_of_the_checkout(installed:
     for data in (
         "streamer/inference/triton_python/model.py",
         "streamer/metrics/static/index.html",
+        "streamer/metrics/state.schema.json",
         "streamer/publishing/schemas/frame.json",
     ):
         assert data in names, f"{data} is not in the wheel"
