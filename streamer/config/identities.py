@@ -11,7 +11,7 @@ from streamer.config.base import Section
 
 FaceMode = Literal["frame", "regions", "off"]
 # Default `gallery.match_threshold` per catalogue ReID model: measured on MOT17-mini ground-truth
-# crops by `python -m streamer.benchmarks.reid_threshold`, the lowest similarity with 99.9% pair
+# crops by `python -m studies.reid_threshold`, the lowest similarity with 99.9% pair
 # precision at which its two-camera gallery gives no two people one id (mixing two people is
 # worse than giving one person two ids).
 REID_MATCH_THRESHOLDS: dict[str, float] = {"person_reid": 0.86, "person_reid_retail": 0.93}
@@ -217,7 +217,7 @@ class GalleryConfig(Section):
         "None = the ReID model's measured default: "
         + ", ".join(f"{m} {t}" for m, t in REID_MATCH_THRESHOLDS.items())
         + f", {DEFAULT_REID_MATCH_THRESHOLD} for another model (`python -m "
-        "streamer.benchmarks.reid_threshold` on MOT17 ground-truth crops: the lowest value with "
+        "studies.reid_threshold` on MOT17 ground-truth crops: the lowest value with "
         "99.9% pair precision that gives no two people one id; OSNet x0.25 at 0.7 had 82.5% "
         "precision). Re-measure with production weights.",
     )
@@ -261,9 +261,8 @@ class IdentitiesConfig(Section):
     faces_store: Path = Field(
         Path("data/faces.npz"),
         description="Enrolled faces (biometric data; `streamer faces enroll`), written 0600 in a "
-        "folder created 0700. A relative path written in a config file is relative to that "
-        "file; the default is `data/faces.npz` in the project, which is also what `streamer "
-        "faces` uses without `--config`. The service logs the store it reads at start.",
+        "folder created 0700; beside the config file by default (`streamer faces` without "
+        "`--config`: in the working directory). The service logs the store it reads at start.",
     )
     gallery: GalleryConfig = Field(
         default_factory=GalleryConfig, description="Cross-camera identities from ReID embeddings."

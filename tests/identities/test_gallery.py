@@ -225,7 +225,7 @@ async def test_a_large_table_is_matched_off_the_event_loop() -> None:
 async def test_threshold_defaults_to_the_measured_value_of_the_reid_model(
     configured: float | None, model: str, expected: float
 ) -> None:
-    """Defaults from `python -m streamer.benchmarks.reid_threshold`; a configured value wins."""
+    """Defaults from `python -m studies.reid_threshold`; a configured value wins."""
     gallery = InMemoryGallery(GalleryConfig(match_threshold=configured))
     await gallery.bind(SIZE, model)
     assert gallery.match_threshold == expected
