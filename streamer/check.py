@@ -8,6 +8,7 @@ from streamer.assembly import Assembly, default_assembly
 from streamer.config import CameraConfig, StreamerConfig
 from streamer.core.interfaces import ProbeFailed
 from streamer.core.redaction import redact_url, scrub, url_secrets
+from streamer.identities.shared import SharedGallery
 from streamer.inference.catalog import find, find_demo_weights, is_stale, missing_message
 from streamer.inference.repository import RepositoryError, check_output_dims, read_model
 from streamer.inference.triton import TritonConnection, resolve_repository
@@ -126,6 +127,15 @@ async def check_brokers(config: StreamerConfig, assembly: Assembly) -> bool:
         if detail is not None:
             print(f"  {sink.name:<6} {sink.endpoint:<22} {OK:<4} {detail}")
             probed += 1
+    gallery = config.identities.gallery
+    if config.reid.enabled and gallery.backend == "redis":
+        shared = SharedGallery(gallery)
+        try:
+            print(f"  {'gallery':<6} {shared.endpoint:<22} {OK:<4} {await shared.probe()}")
+        except ConnectionError as exc:
+            print(f"  {'gallery':<6} {shared.endpoint:<22} {FAIL:<4} {exc}")
+            healthy = False
+        probed += 1
     if not probed:
         print("  (no MQTT or Redis sink enabled)")
     return healthy

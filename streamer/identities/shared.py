@@ -192,6 +192,20 @@ class SharedGallery(InMemoryGallery):
                 self.endpoint, len(self._outgoing),
             )
 
+    async def probe(self) -> str:
+        """`streamer check`: connect once and read the log's length; raises ConnectionError
+        with one line saying what is wrong."""
+        client = self._new_client()
+        try:
+            async with asyncio.timeout(self.store.connect_timeout_s * 2):
+                await client.ping()
+                length = await client.xlen(self.keys.log)
+        except Exception as exc:
+            raise ConnectionError(self._describe(exc)) from None
+        finally:
+            await _close(client, self.store.connect_timeout_s)
+        return f"shared gallery: {length} changes in {self.keys.log}"
+
     def _new_client(self) -> redis.Redis:
         store = self.store
         tls = store.tls
@@ -310,7 +324,8 @@ class SharedGallery(InMemoryGallery):
         if first:
             self._replay_until = last
             self._fresh = len(self) == 0
-            self._live = last == (0, 0)
+            if last == (0, 0):  # an empty log: nothing to catch up with
+                self._go_live()
 
     def _queue_snapshot(self, everything: bool) -> None:
         """The replica as records: this instance's tracks (`everything`: every track), the merges

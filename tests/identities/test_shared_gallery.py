@@ -18,10 +18,14 @@ import numpy as np
 import pytest
 import redis.asyncio as redis
 
-from streamer.config import GalleryConfig
-from streamer.identities.gallery import MERGE_LINK, IdentityMerge, Sighting
+from streamer.assembly import default_assembly
+from streamer.check import check_brokers
+from streamer.config import GalleryConfig, StreamerConfig
+from streamer.core.events import IdentityMergeEvent
+from streamer.identities.backends import build_gallery
+from streamer.identities.gallery import MERGE_LINK, IdentityMerge, InMemoryGallery, Sighting
 from streamer.identities.shared import SharedGallery
-from tests.publishing.brokers import BrokerProcess, redis_server
+from tests.publishing.brokers import BrokerProcess, free_port, redis_server
 
 SIZE = 64
 NOW = 1_800_000_000.0
@@ -298,3 +302,53 @@ async def test_the_log_holds_what_other_tools_can_read(
     assert len(record["emb"]) == 4 * ((SIZE * 2 + 2) // 3), "float16, base64"
     assert epoch
 
+
+
+def test_the_configured_backend_is_built() -> None:
+    assert type(build_gallery(GalleryConfig())) is InMemoryGallery
+    shared = build_gallery(GalleryConfig.model_validate(
+        {"backend": "redis", "instance": "north", "redis": {"host": "redis.internal", "port": 6380}}
+    ))
+    assert isinstance(shared, SharedGallery) and shared.store_stats is not None
+    assert (shared.instance, shared.endpoint) == ("north", "redis.internal:6380/0")
+
+
+async def test_every_merge_is_announced_by_the_in_process_gallery_too() -> None:
+    gallery = InMemoryGallery(GalleryConfig(match_threshold=0.8))
+    await gallery.bind(SIZE, "person_reid")
+    people = People(2, seed=8)
+    first = await gallery.assign(Sighting("gate", 1, people.view(0), NOW))
+    second = await gallery.assign(Sighting("hall", 1, people.view(1), NOW + 30))
+    merged = await gallery.merge([second.global_id, first.global_id])
+    assert merged.global_id == min(first.global_id, second.global_id)
+    (merge,) = gallery.take_merges()
+    assert (merge.survivor, merge.absorbed, merge.reason) == (
+        merged.global_id, max(first.global_id, second.global_id), "operator"
+    )
+    assert gallery.take_merges() == [], "announced once"
+    # The merged-away id still names the person for the operator.
+    assert (await gallery.confirm(merge.absorbed)).global_id == merged.global_id
+    # Its event has the same id whoever announces it.
+    events = [IdentityMergeEvent(camera, 1, NOW, merge.survivor, merge.absorbed, merge.reason)
+              for camera in ("gate", "hall")]
+    assert events[0].id == events[1].id != IdentityMergeEvent("gate", 1, NOW, 1, 2, "link").id
+
+
+async def test_streamer_check_probes_the_shared_gallery(
+    store: BrokerProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def config(port: int) -> StreamerConfig:
+        return StreamerConfig.model_validate({
+            "publishing": {"jsonl": {"enabled": False}},
+            "reid": {"enabled": True},
+            "identities": {"gallery": {"backend": "redis", "redis": {"port": port}}},
+            "cameras": [{"name": "gate", "url": "gate.mp4"}],
+        })
+
+    assert await check_brokers(config(store.port), default_assembly())
+    reachable = capsys.readouterr().out
+    assert not await check_brokers(config(free_port()), default_assembly())
+    refused = capsys.readouterr().out
+    assert f"gallery 127.0.0.1:{store.port}/0" in reachable and "ok" in reachable
+    assert "shared gallery: 0 changes in streamer:gallery:log" in reachable
+    assert "FAIL" in refused and refused.rstrip().endswith("connection refused")
