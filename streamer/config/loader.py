@@ -283,6 +283,10 @@ def resolve_relative_paths(config: StreamerConfig, path: str | Path) -> None:
     store = config.identities.faces_store
     if "faces_store" in config.identities.model_fields_set and not store.is_absolute():
         config.identities.faces_store = Path(os.path.normpath(base / store))
+    kept = config.identities.calibration_store
+    written = "calibration_store" in config.identities.model_fields_set
+    if kept is not None and written and not kept.is_absolute():
+        config.identities.calibration_store = Path(os.path.normpath(base / kept))
     for camera in config.cameras:
         if camera.is_file and not camera.file_path.is_absolute():
             camera.url = os.path.normpath(base / camera.file_path)

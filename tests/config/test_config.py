@@ -144,11 +144,13 @@ def test_relative_paths_written_in_the_file_are_relative_to_it(tmp_path: Path) -
     path = tmp_path / "cfg.yaml"
     path.write_text(
         "triton:\n  model_repository: models\nidentities:\n  faces_store: faces.npz\n"
+        "  calibration_store: state/calibration.json\n"
         "cameras:\n" + GOOD_CAMERA
     )
     config = load_config(path)
     assert config.triton.model_repository == tmp_path / "models"
     assert config.identities.faces_store == tmp_path / "faces.npz"
+    assert config.identities.calibration_store == tmp_path / "state" / "calibration.json"
     path.write_text("cameras:\n" + GOOD_CAMERA)
     assert load_config(path).triton.model_repository == Path("model_repository")  # the project's
 
