@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from streamer.config import StreamerConfig
-from streamer.core.assets import PROJECT_ROOT
 from streamer.identities.gallery import (
     GalleryMatch,
     Identity,
@@ -65,12 +64,10 @@ class NothingToChange(ValueError):
 
 
 def calibration_store_path(config: StreamerConfig) -> Path | None:
-    """`identities.calibration_store`, relative paths taken from the project (the config loader
-    already made a path written in a config file relative to that file); None: nothing kept."""
+    """`identities.calibration_store`, which the config loader made relative to the config file
+    (without a config file, relative to the working directory); None: nothing kept."""
     path = config.identities.calibration_store
-    if path is None:
-        return None
-    return path if path.is_absolute() else PROJECT_ROOT / path
+    return None if path is None else path.absolute()
 
 
 @dataclass(frozen=True)

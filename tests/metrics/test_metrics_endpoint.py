@@ -18,7 +18,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streamer.assembly import build_pipeline, build_sinks
 from streamer.config import CameraConfig, ConfigError, DashboardConfig, parse_config
-from streamer.core.assets import PROJECT_ROOT
 from streamer.core.detections import Detections
 from streamer.core.frames import Frame, FrameResult
 from streamer.core.interfaces import FrameStage, TrackBook
@@ -27,11 +26,12 @@ from streamer.inference.server import EmbeddedTritonServer
 from streamer.metrics.live_view import LiveViewStore, annotate
 from streamer.metrics.service import MetricsService
 from tests.metrics.conftest import Scrape, scrape, scrape_until, streamer_config
+from tests.support.checkout import REPO_ROOT
 
 CAMERAS = ("north", "south")
 STAGES = ("preprocess", "wait", "queue", "inference", "postprocess", "track", "identity")
 IDENTITY_DELAY_S = 0.15  # slower than the 10 fps clip: frames pile up and the slot drops them
-GRAFANA_DASHBOARD = PROJECT_ROOT / "deploy" / "grafana" / "streamer-dashboard.json"
+GRAFANA_DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "streamer-dashboard.json"
 
 
 class NamingStage(FrameStage[CameraConfig]):
