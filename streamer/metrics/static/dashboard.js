@@ -365,8 +365,9 @@ async function refreshSnapshot(name, entry) {
   if (entry.loading) return;
   entry.loading = true;
   try {
-    const response = await fetch(withToken(`api/live-view/${encodeURIComponent(name)}`), {
+    const response = await fetch(`api/live-view/${encodeURIComponent(name)}`, {
       cache: "no-store",
+      headers: authHeaders(false), // the token in a header, never in a picture's URL
     });
     if (response.status !== 200) return; // 204: nothing kept yet; it follows shortly
     const frameIndex = response.headers.get("X-Frame-Index");
