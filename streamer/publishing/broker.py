@@ -123,12 +123,14 @@ class BrokerSink(Sink):
         embedding_dtype: str,
         secrets: list[str],
         spill_name: str,
+        embeddings: bool = True,
     ) -> None:
         self.endpoint = endpoint  # host:port, never with credentials
         self.delivery = delivery
         self.reconnect = reconnect
         self.stats_interval_s = stats_interval_s
         self.embedding_dtype = embedding_dtype
+        self.embeddings = embeddings  # False: identity events go out without their vectors
         self._secrets = [s for s in secrets if s]
         self.drops = DropLog(self.name, delivery.log_interval_s, log)
         spill = delivery.spill_dir / spill_name if delivery.spill_dir is not None else None
@@ -226,7 +228,7 @@ class BrokerSink(Sink):
 
     def publish_events(self, events: Sequence[Event]) -> None:
         for event in events:
-            message = event_message(event, self.embedding_dtype)
+            message = event_message(event, self.embedding_dtype, self.embeddings)
             camera = str(message.get("camera", ""))
             self.buffer.put_event(camera, str(message.get("type")), message["id"], to_json(message))
             self._activity(camera).events += 1
