@@ -24,7 +24,6 @@ from streamer.core.interfaces import (
     FrameSource,
     FrameStage,
     Sink,
-    SourceFactory,
     SourceHooks,
 )
 from streamer.core.registry import Registry
@@ -59,7 +58,7 @@ DetectorBuilder = Callable[[StreamerConfig, Mapping[str, Any]], Detector]
 class Assembly:
     """The registries one service is assembled from."""
 
-    sources: Registry[SourceFactory[CameraConfig]] = field(
+    sources: Registry[type[FrameSource[CameraConfig]]] = field(
         default_factory=lambda: Registry("camera URL scheme")
     )
     detectors: Registry[DetectorBuilder] = field(default_factory=lambda: Registry("detector family"))
@@ -75,8 +74,12 @@ class Assembly:
             detector_families=frozenset(self.detectors.names()),
         )
 
-    def build_source(self, camera: CameraConfig, hooks: SourceHooks) -> FrameSource:
-        return self.sources.get(camera.scheme)(camera, hooks)
+    def build_source(self, camera: CameraConfig, hooks: SourceHooks) -> FrameSource[CameraConfig]:
+        return self.sources.get(camera.scheme).build(camera, hooks)
+
+    def probe_source(self, camera: CameraConfig) -> str:
+        """Open the camera and read a frame (`streamer check`; blocking)."""
+        return self.sources.get(camera.scheme).probe(camera)
 
     def detector_factory(self, config: StreamerConfig) -> DetectorFactory:
         family = self.detectors.get(config.detector.family)  # an unknown family fails here, early
@@ -116,7 +119,7 @@ def analytics_layout(config: StreamerConfig) -> AnalyticsLayout:
 def default_assembly() -> Assembly:
     """What the service is made of."""
     assembly = Assembly()
-    assembly.sources.register((*FILE_SCHEMES, *PYAV_STREAM_SCHEMES), CameraSource.build)
+    assembly.sources.register((*FILE_SCHEMES, *PYAV_STREAM_SCHEMES), CameraSource)
     assembly.detectors.register(
         "yolox", lambda config, models: YoloxDetector.from_models(models, config.detector)
     )

@@ -99,6 +99,47 @@ def test_stages_never_import_the_pipeline_metrics_app_or_cli(stage: str) -> None
     assert not bad, "\n".join(bad)
 
 
+# What a component is: the pipeline, the metrics and the control layer know components only
+# through `streamer/core/interfaces.py`; only the assembly names concrete ones.
+CONCRETE_COMPONENTS = (
+    "streamer.sources.camera",
+    "streamer.inference.detector",
+    "streamer.identities.stage",
+    "streamer.analytics.stage",
+    "streamer.snapshots.stage",
+    "streamer.publishing.jsonl",
+    "streamer.publishing.mqtt",
+    "streamer.publishing.redis_sink",
+    "streamer.publishing.broker",
+)
+
+
+@pytest.mark.parametrize("layer", ["pipeline", "metrics", "control"])
+def test_only_the_assembly_names_concrete_components(layer: str) -> None:
+    bad = [
+        f"{module} -> {imported}"
+        for module, imported_modules in graph().items()
+        if layer_of(module) == layer
+        for imported in imported_modules
+        if imported in CONCRETE_COMPONENTS
+    ]
+    assert not bad, "\n".join(bad)
+
+
+def test_no_component_is_read_with_getattr() -> None:
+    """What the pipeline relies on is in the contracts, not discovered with getattr/hasattr."""
+    readers = [*PACKAGE.joinpath("pipeline").glob("*.py"), PACKAGE / "assembly.py", PACKAGE / "app.py",
+               PACKAGE / "check.py"]
+    found = [
+        f"{path.relative_to(PACKAGE.parent)}:{node.lineno}"
+        for path in readers
+        for node in ast.walk(ast.parse(path.read_text("utf-8")))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+        and node.func.id in {"getattr", "hasattr"}
+    ]
+    assert not found, found
+
+
 def test_config_imports_no_stage() -> None:
     bad = [
         f"{module} -> {imported}"

@@ -39,6 +39,7 @@ from streamer.benchmarks.footage import IdleFootage, build_idle_footage, rotated
 from streamer.benchmarks.report import Span
 from streamer.config import MotionConfig, StreamerConfig
 from streamer.core.assets import PROJECT_ROOT
+from streamer.core.events import TrackEvent, TrackEventType
 from streamer.core.frames import FrameResult
 from streamer.inference.catalog import entry, prepare
 from streamer.inference.repository import CONFIG_FILE
@@ -285,7 +286,7 @@ def _tracks(results: list[FrameResult]) -> dict[int, dict[int, np.ndarray]]:
 def _births(results: list[FrameResult]) -> Iterator[int]:
     for result in results:
         for event in result.events:
-            if getattr(event, "type", None) == "new":
+            if isinstance(event, TrackEvent) and event.type == TrackEventType.NEW:
                 yield event.frame_index
 
 

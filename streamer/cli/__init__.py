@@ -23,6 +23,7 @@ from streamer.cli.common import (
     run_until_signal,
 )
 from streamer.cli.faces import add_faces_parser
+from streamer.cli.identities import add_identities_parser
 from streamer.cli.stats import add_arguments as add_stats_arguments
 
 
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_stats_arguments(stats)
     stats.set_defaults(handler=cmd_stats)
     add_faces_parser(commands)
+    add_identities_parser(commands)
     add_cameras_parser(commands)
     return parser
 

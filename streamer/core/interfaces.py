@@ -104,16 +104,28 @@ class SourceHooks:
     on_status: StatusCallback | None = None
 
 
-class FrameSource(abc.ABC):
+class FrameSource(abc.ABC, Generic[CameraT]):
     """One camera's frames: `start()` in the event loop, `await next_frame()` until None, `stop()`.
 
-    A source writes the decoding side of its `CameraStats` (state, decoded, dropped, reconnects,
-    errors) and calls `on_status` when its state changes; it runs `prepare` on every frame it
-    hands over, off the event loop.
+    A source type is registered by the URL schemes it reads; `build` makes one per camera and
+    `probe` is what `streamer check` runs. A source writes the decoding side of its `CameraStats`
+    (state, decoded, dropped, reconnects, errors) and calls `on_status` when its state changes;
+    it runs `prepare` on every frame it hands over, off the event loop.
     """
 
     name: str
     stats: CameraStats
+
+    @classmethod
+    @abc.abstractmethod
+    def build(cls, camera: CameraT, hooks: SourceHooks) -> FrameSource[CameraT]:
+        """The source of one camera."""
+
+    @classmethod
+    @abc.abstractmethod
+    def probe(cls, camera: CameraT) -> str:
+        """Open the camera and read one frame, blocking (`streamer check` runs it in a thread);
+        returns a short description ("1280x720 h264 25.0 fps"), raises what went wrong."""
 
     @abc.abstractmethod
     def start(self) -> None: ...
@@ -127,7 +139,7 @@ class FrameSource(abc.ABC):
         """Stop within a bounded time (a blocked read must not hold shutdown hostage)."""
 
 
-SourceFactory = Callable[[CameraT, SourceHooks], FrameSource]
+SourceFactory = Callable[[CameraT, SourceHooks], FrameSource[CameraT]]
 
 
 class Detector(abc.ABC):
@@ -149,6 +161,10 @@ DetectorFactory = Callable[[Mapping[str, Any]], Detector]
 """Builds the detector from the served models (by name), once they are up."""
 
 
+class ProbeFailed(Exception):
+    """`Sink.probe` could not reach or use what the sink publishes to; the message says why."""
+
+
 class Sink(abc.ABC):
     """Receives results from the pipeline. `publish*` must return at once: buffer or drop, never wait.
 
@@ -156,6 +172,12 @@ class Sink(abc.ABC):
     """
 
     name: str = "sink"
+    endpoint: str = ""  # where it publishes (host:port, a file), never with credentials
+
+    async def probe(self) -> str | None:
+        """`streamer check`: connect once and say what was found, or raise `ProbeFailed`;
+        None for a sink with nothing to probe."""
+        return None
 
     def stats(self) -> SinkStats:
         return SinkStats()

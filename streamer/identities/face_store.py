@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 FILE_MODE = 0o600
 FOLDER_MODE = 0o700
 OTHERS_READ = stat.S_IRGRP | stat.S_IROTH
-ARRAYS = ("names", "sources", "embeddings", "model")
 # What numpy raises on a truncated or foreign file (np.load reads members lazily).
 READ_ERRORS = (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 

@@ -73,7 +73,9 @@ class IdentityResolver:
         self, frame: Frame, track_id: int, identity: TrackIdentity, embedding: np.ndarray
     ) -> bool:
         """Give the track its global id from the gallery; whether the id changed."""
-        found = await self.gallery.assign(Sighting(frame.camera, track_id, embedding, frame.capture_ts))
+        found = await self.gallery.assign(
+            Sighting(frame.camera, track_id, embedding, frame.capture_ts, identity.reid.samples)
+        )
         changed = found.global_id != identity.global_id
         identity.global_id = found.global_id
         return changed

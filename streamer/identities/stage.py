@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 
-from streamer.config import CameraConfig, FaceMode, StreamerConfig
+from streamer.config import CameraConfig, StreamerConfig
 from streamer.core.events import Event, TrackEvent
 from streamer.core.frames import Frame, FrameResult
 from streamer.core.interfaces import FrameStage, TrackBook
@@ -162,9 +162,6 @@ class IdentityStage(FrameStage[CameraConfig]):
         self._tracks.pop(camera, None)
         self._frames_seen.pop(camera, None)
 
-    def face_mode(self, camera: str) -> FaceMode:
-        return self.finder.mode(camera)
-
     async def process(self, frame: Frame, result: FrameResult, tracker: TrackBook) -> None:
         identities = self._tracks.setdefault(frame.camera, {})
         await self._forget_ended(frame.camera, result.events, identities)
@@ -185,7 +182,7 @@ class IdentityStage(FrameStage[CameraConfig]):
         self, camera: str, events: list[Event], identities: dict[int, TrackIdentity]
     ) -> None:
         for event in events:
-            if isinstance(event, TrackEvent) and event.type == "end":
+            if isinstance(event, TrackEvent) and event.ended:
                 track_id = event.track_id
                 identities.pop(track_id, None)
                 if self.person_embedder is not None:

@@ -286,10 +286,26 @@ def recorded_classes(item: CatalogEntry, repository: Path) -> int | None:
     return classes if isinstance(classes, int) and classes >= 0 else None
 
 
+def find(name: str) -> CatalogEntry | None:
+    """The catalogue's entry for a model, or None for a model of the operator's own."""
+    return next((item for item in CATALOG if item.name == name), None)
+
+
 def ensure_prepared(names: list[str], repository: Path, assets: Path | None = None) -> None:
-    """Prepare every listed model that is missing or stale (embedded mode does this at start)."""
+    """Prepare every listed model that is missing or stale (embedded mode does this at start).
+
+    A model the catalogue does not know is served as the repository holds it (`1/model.onnx`
+    with a uint8 input, or any graph the operator's client code feeds)."""
     for name in names:
-        item = entry(name)
+        item = find(name)
+        if item is None:
+            if not (repository / name / "1" / MODEL_FILE).is_file():
+                raise WeightsMissing(
+                    f"model '{name}': {repository / name / '1' / MODEL_FILE} is missing, and the "
+                    f"catalogue has no weights to prepare it from (known: "
+                    f"{', '.join(i.name for i in CATALOG)})"
+                )
+            continue
         if is_stale(item, repository, assets):
             classes = recorded_classes(item, repository) if item.detector_classes else None
             prepare(item, repository, assets=assets, classes=classes)

@@ -133,10 +133,6 @@ class EmbeddedTritonServer:
         return f"127.0.0.1:{self.grpc_port}"
 
     @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}/metrics"
-
-    @property
     def log_path(self) -> Path | None:
         return Path(self._workdir.name) / "tritonserver.log" if self._workdir else None
 

@@ -34,6 +34,7 @@ IMAGES_DIR = "images"
 PRIVATE_CONTENTS = "pictures of people and the events index"
 SNAPSHOT_ID = re.compile(r"[0-9a-f]{32}")  # what new_id() makes; nothing else names a file
 FRAME_SUFFIX = "-frame"
+SUMMARY_FIELD = "summary"  # an indexed event's `summary()`: what happened, for people
 MB = 1024 * 1024
 DELETE_BATCH = 64
 
@@ -267,7 +268,8 @@ class EventsIndex:
         self.directory = directory
 
     def events(self, query: EventQuery) -> list[dict[str, Any]]:
-        """Newest first; each event's payload with its `id` and `snapshot_id` (when kept)."""
+        """Newest first; each event's payload with its `id`, `summary` and `snapshot_id` (when
+        kept)."""
         path = self.directory / INDEX_FILE
         if not path.exists():
             return []
@@ -296,6 +298,7 @@ class EventsIndex:
         for payload, snapshot_id in rows:
             event = json.loads(payload)
             event["snapshot_id"] = snapshot_id  # None once retention deleted the picture
+            event.setdefault(SUMMARY_FIELD, event["type"])  # indexed before events had summaries
             events.append(event)
         return events
 

@@ -237,15 +237,14 @@ def _leaped(time_s: float, previous_s: float) -> bool:
     return time_s < previous_s - TIMESTAMP_EPSILON_S or time_s > previous_s + TIMESTAMP_LEAP_S
 
 
-class CameraSource(FrameSource):
+class CameraSource(FrameSource[CameraConfig]):
     """Owns the decoding thread of one camera (PyAV: files and network streams); `await
     next_frame()` from the pipeline."""
 
     @classmethod
-    def build(cls, config: CameraConfig, hooks: SourceHooks) -> CameraSource:
-        """The `SourceFactory` of the schemes PyAV opens."""
+    def build(cls, camera: CameraConfig, hooks: SourceHooks) -> CameraSource:
         return cls(
-            config,
+            camera,
             prepare=hooks.prepare,
             convert_in_thread=hooks.convert_in_thread,
             on_status=hooks.on_status,
@@ -274,6 +273,10 @@ class CameraSource(FrameSource):
         self._slot: LatestFrameSlot | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._index = 0
+
+    @classmethod
+    def probe(cls, camera: CameraConfig) -> str:
+        return probe_stream(camera)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()

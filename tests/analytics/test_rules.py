@@ -8,7 +8,7 @@ import pytest
 from streamer.analytics.stage import ZoneLineStage
 from streamer.config import TrackerConfig
 from streamer.core.detections import Detections
-from streamer.core.events import LineCrossEvent, TrackEvent, ZoneEvent
+from streamer.core.events import LineCrossEvent, TrackEvent, TrackEventType, ZoneEvent
 from streamer.core.frames import Frame, FrameResult
 from streamer.tracking.camera_tracker import CameraTracker
 from tests.analytics.scripted import (
@@ -169,7 +169,8 @@ async def test_a_track_that_ends_or_a_camera_that_stops_leaves_its_zones() -> No
     ended = await s.frame({2: feet_box(310, 300)}, ended=(1,))
     assert sorted(zone_events(ended)) == [("zone_exit", "all", 1), ("zone_exit", "bay", 1)]
     assert s.stage.stats.occupancy[(CAMERA, "bay")] == 1
-    stopped = TrackEvent("end", CAMERA, 2, 3, s.now, {"track_id": 2}, None)  # CameraTracker.finish
+    # as CameraTracker.finish makes it
+    stopped = TrackEvent(TrackEventType.END, CAMERA, 2, 3, s.now, {"track_id": 2}, None)
     closing = s.stage.finish_events(CAMERA, [stopped])
     assert closing[0] is stopped
     closing = closing[1:]

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from streamer.config import GalleryConfig
-from streamer.identities.gallery import GlobalIds, InMemoryGallery, Sighting
+from streamer.config import CalibrationConfig, GalleryConfig
+from streamer.identities.gallery import CONCURRENT_S, GlobalIds, InMemoryGallery, Sighting
 
 SIZE = 32
 JS_SAFE_INTEGER = 2**53
@@ -93,7 +93,8 @@ class _Entry:
 
 
 class LoopGallery:
-    """The per-entry Python loop the gallery used before it was vectorised (reference)."""
+    """The per-entry Python loop the gallery used before it was vectorised (reference), with
+    calibration off: raw similarities, one threshold, no margin, no mutual check."""
 
     def __init__(self, settings: GalleryConfig) -> None:
         self.settings = settings
@@ -139,6 +140,8 @@ class LoopGallery:
         for entry in self.entries.values():
             if entry is own or entry.global_id in busy:
                 continue
+            if entry.active and sighting.ts - entry.last_seen_ts <= CONCURRENT_S:
+                continue  # seen at the same moment on another camera: somebody else
             similarity = float(entry.embedding @ sighting.embedding)
             if similarity > best_similarity:
                 best, best_similarity = entry, similarity
@@ -154,7 +157,10 @@ class LoopGallery:
 async def test_vectorised_gallery_matches_like_the_loop_it_replaced(offload_min_entries: int) -> None:
     """A random walk of 40 people over 4 cameras: tracks come, are re-embedded and end; entries
     are dropped beyond max_entries. Both give the same partition into ids and similarities."""
-    settings = GalleryConfig(match_threshold=THRESHOLD, window_s=1e9, max_entries=60)
+    settings = GalleryConfig(
+        match_threshold=THRESHOLD, window_s=1e9, max_entries=60, mutual=False,
+        calibration=CalibrationConfig(enabled=False),
+    )
     gallery = InMemoryGallery(settings, offload_min_entries=offload_min_entries)
     reference = LoopGallery(settings)
     rng = np.random.default_rng(3)
