@@ -15,6 +15,10 @@ from streamer.config.motion import MotionConfig
 
 CAMERA_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 FILE_SCHEMES = ("", "file")  # a path, or file://; everything else is a stream
+# Streams over the network: their URL names a host (a source type of its own may not).
+NETWORK_SCHEMES = frozenset({
+    "rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "rtp", "srt", "tcp", "tls",
+})
 # Control characters (C0, DEL, C1) and every kind of whitespace; a plain file path may hold spaces.
 _FORBIDDEN_IN_URL = re.compile(r"[\x00-\x20\x7f-\x9f\s]")
 _FORBIDDEN_IN_PATH = re.compile(r"[\x00-\x1f\x7f-\x9f]|[^\S ]")
@@ -178,7 +182,7 @@ def url_problem(url: str) -> str | None:
         return f"malformed URL: {problem}; {ENCODE_HINT}"
     if stream and not _SCHEME_NAME.fullmatch(url.partition("://")[0]):
         return "malformed URL: the scheme holds characters other than letters, digits, '+', '-', '.'"
-    if scheme not in FILE_SCHEMES and not parts.hostname:
+    if scheme in NETWORK_SCHEMES and not parts.hostname:
         return f"a stream URL needs a host ({scheme}://HOST[:PORT]/...); none given"
     return None
 

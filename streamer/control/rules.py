@@ -185,6 +185,8 @@ def stream_problems(
             f"an unspecified address); set {SETTING}.allow_listeners: true to accept it"
         )]
     host = (urlsplit(camera.url).hostname or "").rstrip(".").lower()
+    if not host:
+        return ["the API accepts a stream only by a URL that names its host"]
     any_host = ANY_HOST in settings.stream_hosts
     listed_names = {
         h for h in settings.stream_hosts if h != ANY_HOST and "/" not in h and _address(h) is None
