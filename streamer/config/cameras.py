@@ -22,6 +22,9 @@ NETWORK_SCHEMES = frozenset({
 # Control characters (C0, DEL, C1) and every kind of whitespace; a plain file path may hold spaces.
 _FORBIDDEN_IN_URL = re.compile(r"[\x00-\x20\x7f-\x9f\s]")
 _FORBIDDEN_IN_PATH = re.compile(r"[\x00-\x1f\x7f-\x9f]|[^\S ]")
+# What the published schema says of a URL (a file path may also hold spaces; the validator below
+# explains what is wrong in one line, which a pattern mismatch would not).
+URL_SCHEMA_PATTERN = r"^[^\s\x00-\x1f\x7f-\x9f]+$"
 _SCHEME_NAME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 ENCODE_HINT = (
     "percent-encode '/', '?', '#', '@', '[' and ']' in a user name or password "
@@ -55,7 +58,8 @@ class CameraConfig(Section):
         "transport, ...), and an RTMP stream key are hidden in logs, check, metrics, the dashboard "
         "and messages. Keep credentials out of the file: ${CAM_PASSWORD} (an error if unset), "
         "${VAR:-default} (the default when unset or empty), $$ for a literal $; percent-encode "
-        "/ ? # @ [ ] in a user name or password."
+        "/ ? # @ [ ] in a user name or password.",
+        json_schema_extra={"pattern": URL_SCHEMA_PATTERN},  # the API's document; not enforced here
     )
     enabled: bool = Field(True, description="Disabled cameras are validated but not started.")
     max_fps: float | None = Field(
