@@ -11,16 +11,16 @@ from streamer.config.base import Section
 
 FaceMode = Literal["frame", "regions", "off"]
 # Default `gallery.match_threshold` per catalogue ReID model: measured on MOT17-mini ground-truth
-# crops by `python -m streamer.benchmarks.reid_threshold`, the lowest similarity with 99.9% pair
+# crops by `python -m studies.reid_threshold`, the lowest similarity with 99.9% pair
 # precision at which its two-camera gallery gives no two people one id (mixing two people is
 # worse than giving one person two ids).
 REID_MATCH_THRESHOLDS: dict[str, float] = {"person_reid": 0.86, "person_reid_retail": 0.93}
 DEFAULT_REID_MATCH_THRESHOLD = 0.86  # another model: OSNet's, the catalogue default
 # Default threshold in the calibrated space (camera bias removed) for a camera pair with too few
 # negatives yet, per catalogue ReID model: measured with `streamer identities evaluate` on the
-# calibration half of a real two-camera set (PKU-Reid, people 1-15), never on the people
+# calibration half (16 people, seed 0) of a real two-camera set (PKU-Reid), never on the people
 # reported (docs/identities.md).
-CALIBRATED_THRESHOLDS: dict[str, float] = {"person_reid": 0.45, "person_reid_retail": 0.45}
+CALIBRATED_THRESHOLDS: dict[str, float] = {"person_reid": 0.45, "person_reid_retail": 0.6}
 DEFAULT_CALIBRATED_THRESHOLD = 0.45
 # One camera's different people look more alike than two cameras' (same viewpoint, light and
 # background): on the calibration halves above, up to 0.71 against 0.47 across the two cameras.
@@ -112,7 +112,7 @@ class CalibrationConfig(Section):
         "tracks; false compares raw embeddings against `match_threshold` only.",
     )
     min_camera_tracks: int = Field(
-        20, ge=1, description="Tracks a camera must have seen before its bias is removed."
+        10, ge=1, description="Tracks a camera must have seen before its bias is removed."
     )
     default_threshold: float | None = Field(
         None,
@@ -145,6 +145,13 @@ class CalibrationConfig(Section):
     )
     negative_quantile: float = Field(
         0.99, gt=0, le=1, description="A pair's threshold sits at this quantile of its negatives..."
+    )
+    negative_sigmas: float = Field(
+        3.0,
+        ge=0,
+        le=10,
+        description="...or at their mean plus this many standard deviations, if higher (the "
+        "tail of a few negatives is uncertain)...",
     )
     margin_over_negatives: float = Field(0.03, ge=0, le=1, description="...plus this.")
     min_threshold: float = Field(0.2, ge=-1, le=1, description="A calibrated threshold is never below this.")
@@ -210,7 +217,7 @@ class GalleryConfig(Section):
         "None = the ReID model's measured default: "
         + ", ".join(f"{m} {t}" for m, t in REID_MATCH_THRESHOLDS.items())
         + f", {DEFAULT_REID_MATCH_THRESHOLD} for another model (`python -m "
-        "streamer.benchmarks.reid_threshold` on MOT17 ground-truth crops: the lowest value with "
+        "studies.reid_threshold` on MOT17 ground-truth crops: the lowest value with "
         "99.9% pair precision that gives no two people one id; OSNet x0.25 at 0.7 had 82.5% "
         "precision). Re-measure with production weights.",
     )
@@ -254,9 +261,8 @@ class IdentitiesConfig(Section):
     faces_store: Path = Field(
         Path("data/faces.npz"),
         description="Enrolled faces (biometric data; `streamer faces enroll`), written 0600 in a "
-        "folder created 0700. A relative path written in a config file is relative to that "
-        "file; the default is `data/faces.npz` in the project, which is also what `streamer "
-        "faces` uses without `--config`. The service logs the store it reads at start.",
+        "folder created 0700; beside the config file by default (`streamer faces` without "
+        "`--config`: in the working directory). The service logs the store it reads at start.",
     )
     gallery: GalleryConfig = Field(
         default_factory=GalleryConfig, description="Cross-camera identities from ReID embeddings."

@@ -30,8 +30,8 @@ class SnapshotsConfig(Section):
     )
     directory: Path = Field(
         Path("snapshots"),
-        description="Where pictures and the events index (events.sqlite3) go; relative paths "
-        "are taken from the working directory. Created when missing.",
+        description="Where pictures and the events index (events.sqlite3) go; beside the config "
+        "file by default. Created when missing.",
     )
     events: list[SnapshotEventType] = Field(
         default_factory=lambda: list(ALL_SNAPSHOT_EVENTS),

@@ -173,7 +173,12 @@ class Calibration:
                 round(default + self.offset, 4), "default", len(negatives), len(positives)
             )
         else:
-            value = float(np.quantile(negatives, settings.negative_quantile))
+            # The tail of few negatives is uncertain: the quantile seen, or where a normal fit
+            # to them puts the tail, whichever is higher.
+            value = max(
+                float(np.quantile(negatives, settings.negative_quantile)),
+                float(negatives.mean() + settings.negative_sigmas * negatives.std()),
+            )
             value += settings.margin_over_negatives
             if len(positives):
                 # Positives the quantile would refuse: accept them where no negative reaches.

@@ -35,7 +35,7 @@ TICK_BITS = 38
 # rows of 512 floats on one core; more rows would hold the event loop the cameras share).
 OFFLOAD_MIN_ENTRIES = 4096
 INITIAL_ROWS = 64
-# Two tracks last seen this close together were visible at the same moment.
+# Two tracks seen this close together in time were visible at the same moment.
 CONCURRENT_S = 1.0
 
 
@@ -74,6 +74,10 @@ class IdentityGallery(abc.ABC):
     @abc.abstractmethod
     async def track_ended(self, camera: str, track_id: int) -> None:
         """The track left its camera; it stays matchable for the configured window."""
+
+    async def name_track(self, camera: str, track_id: int, name: str) -> int | None:
+        """The track's face matched the enrolled `name`; its global id, None if not held."""
+        return None
 
     async def close(self) -> None:
         """Release connections (a shared store)."""
@@ -123,6 +127,7 @@ class _Table:
         self.used = np.zeros(INITIAL_ROWS, bool)
         self.versions = np.full(INITIAL_ROWS, -1, np.int64)  # camera centre version of `calibrated`
         self.keys: list[tuple[str, int] | None] = [None] * INITIAL_ROWS
+        self.names: list[str | None] = [None] * INITIAL_ROWS  # enrolled name from the track's face
         self.rows: dict[tuple[str, int], int] = {}
         self.camera_codes: dict[str, int] = {}
         self.camera_names: list[str] = []
@@ -160,6 +165,7 @@ class _Table:
             if key is not None:
                 del self.rows[key]
             self.keys[row] = None
+            self.names[row] = None
         self.used[rows] = False
         self.active[rows] = False
 
@@ -180,6 +186,7 @@ class _Table:
             new[: len(old)] = old
             setattr(self, name, new)
         self.keys += [None] * (size - len(self.keys))
+        self.names += [None] * (size - len(self.names))
 
 
 @dataclass(frozen=True)
@@ -308,7 +315,7 @@ class InMemoryGallery(IdentityGallery):
             table.global_ids[own] = candidate_id if candidate_id is not None else self.ids.next()
             if candidate is not None and calibrating:
                 self._learn_transit(table, candidate, own, similarity - threshold)
-        elif matched and candidate_id != current and self._alone(table, own):
+        elif matched and candidate_id != current and self._alone(table, own) and table.names[own] is None:
             # A track keeps its id, except one nobody else holds yet: it joins a match found later
             # (its first views were too poor to recognise the person).
             table.global_ids[own] = candidate_id
@@ -364,14 +371,18 @@ class InMemoryGallery(IdentityGallery):
             table.versions[stale] = version
 
     def _concurrent(self, table: _Table, own: int, view: _View) -> np.ndarray:
-        """Rows that are another person for sure: live at the same moment on this camera, or on a
-        camera whose view does not overlap this one."""
+        """Rows that are another person for sure: their track was seen during this one's, on this
+        camera or on a camera whose view does not overlap this one."""
         end = table.end
-        now = table.last_seen[own]
-        live = table.used[:end] & table.active[:end] & (now - table.last_seen[:end] <= CONCURRENT_S)
-        live[own] = False
+        started, now = table.first_seen[own], table.last_seen[own]
+        during = (
+            table.used[:end]
+            & (table.first_seen[:end] - CONCURRENT_S <= now)
+            & (table.last_seen[:end] + CONCURRENT_S >= started)
+        )
+        during[own] = False
         same_camera = table.cameras[:end] == table.cameras[own]
-        return live & (same_camera | ~view.overlapping)
+        return during & (same_camera | ~view.overlapping)
 
     def _learn_negatives(self, table: _Table, own: int, view: _View) -> None:
         """Each track seen at once with this one is somebody else: a free negative of its pair."""
@@ -395,6 +406,11 @@ class InMemoryGallery(IdentityGallery):
         here[own] = False
         eligible &= ~np.isin(ids, ids[here])
         eligible &= ~self._concurrent(table, own, view)
+        own_name = table.names[own]
+        if own_name is not None:  # a face said who this is: never linked to somebody else's name
+            named_otherwise = [r for r in np.flatnonzero(eligible).tolist()
+                               if table.names[r] not in (None, own_name)]
+            eligible[named_otherwise] = False
         own_id = int(table.global_ids[own])
         kept_apart = self.cannot_link.get(own_id, set())
         if kept_apart:
@@ -470,6 +486,39 @@ class InMemoryGallery(IdentityGallery):
         rows = np.flatnonzero(table.used[: table.end])
         oldest = np.argpartition(table.last_seen[rows], excess - 1)[:excess]
         table.remove(rows[oldest])
+
+    # -- faces ------------------------------------------------------------------------------
+
+    async def name_track(self, camera: str, track_id: int, name: str) -> int | None:
+        """A track's face matched an enrolled person: the identity follows the name across
+        cameras, whatever the bodies say, and tracks of one name confirm their links.
+
+        Returns the track's global id (None when the gallery holds no such track)."""
+        async with self._lock:
+            table = self._table
+            row = None if table is None else table.rows.get((camera, track_id))
+            if table is None or row is None:
+                return None
+            table.names[row] = name
+            current = int(table.global_ids[row])
+            members = self._rows_of(current)[1]
+            named = [r for r in np.flatnonzero(table.used[: table.end]).tolist()
+                     if table.names[r] == name and int(table.global_ids[r]) != current]
+            strangers = [r for r in members if table.names[r] not in (None, name)]
+            if named:
+                target = int(table.global_ids[named[0]])
+                moving = [row] if strangers else members  # body links without a name follow
+                table.global_ids[moving] = target
+                if not strangers:
+                    self._rename_constraints(current, target)
+                self._teach_same_person(table, [*named, *moving])
+            elif strangers:  # somebody else's name is in this identity: the track leaves it
+                table.global_ids[row] = self.ids.next()
+            else:
+                same_name = [r for r in members if table.names[r] == name]
+                if len(same_name) >= 2:
+                    self._teach_same_person(table, same_name)
+            return int(table.global_ids[row])
 
     # -- the operator's decisions -----------------------------------------------------------
 

@@ -209,7 +209,7 @@ async def test_prometheus_shows_occupancy_zone_events_and_crossings_from_the_sta
     from prometheus_client import generate_latest
 
     from streamer.core.stats import StatsRegistry
-    from streamer.metrics.monitor import PipelineMonitor
+    from streamer.metrics.service import MetricsService
     from tests.metrics.conftest import Scrape
 
     s = script(zones=[{"name": "bay", "points": SQUARE}], lines=[{"name": "door", "points": ACROSS}])
@@ -217,13 +217,13 @@ async def test_prometheus_shows_occupancy_zone_events_and_crossings_from_the_sta
     for kind, stats in s.stage.registered_stats().items():  # what the pipeline does at start
         registry.register(kind, s.stage.name, stats)
     settings = config()
-    monitor = PipelineMonitor(settings, settings.metrics, history_points=2, stats=registry)
-    before = Scrape.parse(generate_latest(monitor.registry).decode())
+    exporter = MetricsService(settings, registry).prometheus
+    before = Scrape.parse(generate_latest(exporter.registry).decode())
     assert before.value("streamer_zone_occupancy", camera=CAMERA, zone="bay") == 0
     assert before.value("streamer_line_crossings_total", camera=CAMERA, line="door",
                         direction="out") == 0  # every configured series exists from the start
     await s.walk(1, steps((300, 250), (300, 350), 11))  # into the bay and down across the door
-    after = Scrape.parse(generate_latest(monitor.registry).decode())
+    after = Scrape.parse(generate_latest(exporter.registry).decode())
     assert after.value("streamer_zone_occupancy", camera=CAMERA, zone="bay") == 1
     assert after.value("streamer_zone_events_total", camera=CAMERA, zone="bay",
                        event="zone_enter") == 1

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from streamer.app import Service
-from streamer.core.assets import PROJECT_ROOT
+from tests.support.checkout import REPO_ROOT
 
 TOKEN = "api-test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -47,7 +47,7 @@ dashboard:
   api:
     env_allowed: [VAULT_PASSWORD]
     stream_hosts: ["*", 127.0.0.1]   # any camera, and the test's RTSP server
-    file_folders: [., {PROJECT_ROOT / "sample_videos"}]
+    file_folders: [., {REPO_ROOT / "sample_videos"}]
 cameras:
   # the camera that must never notice
   - name: lobby

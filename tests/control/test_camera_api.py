@@ -14,7 +14,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamer.config import load_config
-from streamer.core.assets import PROJECT_ROOT
 from tests.control.conftest import VAULT_PASSWORD, Running
 from tests.control.support import (
     AUTH,
@@ -23,6 +22,7 @@ from tests.control.support import (
     jsonl_messages,
     until,
 )
+from tests.support.checkout import REPO_ROOT
 
 # A camera thread that dies on a value the API accepted is a failure, not a warning.
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
@@ -205,7 +205,7 @@ async def test_cli_lists_and_toggles_cameras(running: Running) -> None:
     async def cli(*args: str) -> tuple[int, str]:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "streamer.cli", "cameras", *args, "--url", running.url,
-            cwd=PROJECT_ROOT, env={**os.environ, "STREAMER_DASHBOARD_TOKEN": TOKEN},
+            cwd=REPO_ROOT, env={**os.environ, "STREAMER_DASHBOARD_TOKEN": TOKEN},
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )
         out, _ = await process.communicate()
@@ -228,7 +228,7 @@ async def test_cli_lists_and_toggles_cameras(running: Running) -> None:
         return (await camera(running, "lobby"))["state"] == "streaming"
 
     await until(streaming, "the lobby streaming again after `cameras enable`")
-    code, out = await cli("add", "side", str(PROJECT_ROOT / "sample_videos" / "vtest_pedestrians.mp4"),
+    code, out = await cli("add", "side", str(REPO_ROOT / "sample_videos" / "vtest_pedestrians.mp4"),
                           "max_fps=2", "loop=true")
     assert code == 0 and "added side" in out, out
     assert (await camera(running, "side"))["config"]["max_fps"] == 2

@@ -88,6 +88,7 @@ class _Entry:
     track_id: int
     global_id: int
     embedding: np.ndarray
+    first_seen_ts: float
     last_seen_ts: float
     active: bool = True
 
@@ -116,7 +117,9 @@ class LoopGallery:
             else:
                 self.last_id += 1
                 global_id = self.last_id
-            entry = _Entry(sighting.camera, sighting.track_id, global_id, sighting.embedding, sighting.ts)
+            entry = _Entry(
+                sighting.camera, sighting.track_id, global_id, sighting.embedding, sighting.ts, sighting.ts
+            )
             self.entries[key] = entry
         else:
             alone = all(e is entry or e.global_id != entry.global_id for e in self.entries.values())
@@ -137,11 +140,13 @@ class LoopGallery:
             if e.camera == sighting.camera and e.active and e is not own
         }
         best, best_similarity = None, -1.0
+        started = own.first_seen_ts if own is not None else sighting.ts
         for entry in self.entries.values():
             if entry is own or entry.global_id in busy:
                 continue
-            if entry.active and sighting.ts - entry.last_seen_ts <= CONCURRENT_S:
-                continue  # seen at the same moment on another camera: somebody else
+            if (entry.first_seen_ts - CONCURRENT_S <= sighting.ts
+                    and entry.last_seen_ts + CONCURRENT_S >= started):
+                continue  # seen during this track's time: somebody else
             similarity = float(entry.embedding @ sighting.embedding)
             if similarity > best_similarity:
                 best, best_similarity = entry, similarity
@@ -225,7 +230,7 @@ async def test_a_large_table_is_matched_off_the_event_loop() -> None:
 async def test_threshold_defaults_to_the_measured_value_of_the_reid_model(
     configured: float | None, model: str, expected: float
 ) -> None:
-    """Defaults from `python -m streamer.benchmarks.reid_threshold`; a configured value wins."""
+    """Defaults from `python -m studies.reid_threshold`; a configured value wins."""
     gallery = InMemoryGallery(GalleryConfig(match_threshold=configured))
     await gallery.bind(SIZE, model)
     assert gallery.match_threshold == expected

@@ -1,13 +1,13 @@
-"""A long run with one real fault every minute; what the closing note of the self-healing issue reports.
+"""A long run with one real fault every minute: healing times, events lost, memory.
 
-    python -m tests.chaos.soak --minutes 10 --cameras 8 --output soak.json
+    python -m studies.soak --minutes 10 --cameras 8 --output soak.json
 
 Eight cameras (half RTSP from a real GStreamer server, half looping files), the embedded Triton,
 real Redis and Mosquitto. Every `--every` seconds one fault, in turn: kill -9 of the embedded
 tritonserver, the RTSP server killed for a few seconds, the Redis broker restarted. It reports the
 frames processed, for each fault the time from its end to the first processed frame of the cameras
 it touched, the lifecycle events produced versus delivered to Redis after de-duplication (expect 0
-lost), and the service's RSS at start and end. Not collected by pytest (bounded, but long).
+lost), and the service's RSS at start and end. Bounded, but long.
 """
 
 from __future__ import annotations
@@ -28,15 +28,14 @@ import redis.asyncio as redis
 
 from streamer.assembly import build_pipeline, build_sinks
 from streamer.config import StreamerConfig
-from streamer.core.assets import PROJECT_ROOT
 from streamer.core.events import CameraStatusEvent, Event, TrackEvent
 from streamer.core.frames import FrameResult
 from streamer.core.interfaces import Sink
 from streamer.pipeline import Pipeline
 from tests.publishing.brokers import BrokerProcess, mosquitto, redis_server
+from tests.support.checkout import SAMPLE_CLIP as CLIP
 from tests.support.rtsp import RtspServer
 
-CLIP = PROJECT_ROOT / "sample_videos" / "vtest_pedestrians.mp4"
 RTSP_OUTAGE_S = 3.0
 PREFIX = "soak"
 LIFECYCLE = {"new", "update", "end"}
