@@ -62,8 +62,8 @@ class Service:
             return
         sinks = [sink for sink in self.pipeline.sinks if isinstance(sink, MqttSink)]
 
-        async def switch(camera: str, enabled: bool) -> None:
-            await self.control.set_enabled(camera, enabled, who="MQTT")
+        async def switch(camera: str, enabled: bool, who: str) -> None:
+            await self.control.set_enabled(camera, enabled, who=who, from_client=True)
 
         def publish_states(_urls: Sequence[str] = ()) -> None:
             states = {camera.name: camera.enabled for camera in self.control.config.cameras}

@@ -147,7 +147,9 @@ class CameraApi:
         if refusal is not None:
             return refusal
         try:
-            camera = await self.control.add(await self._body(request), who=str(request.remote))
+            camera = await self.control.add(
+                await self._body(request), who=str(request.remote), from_client=True
+            )
         except ChangeRefused as exc:
             return error_response(exc.status, exc.lines)
         return web.json_response(self.view(camera), status=201)
@@ -158,7 +160,9 @@ class CameraApi:
             return refusal
         name = request.match_info["name"]
         try:
-            camera = await self.control.update(name, await self._body(request), who=str(request.remote))
+            camera = await self.control.update(
+                name, await self._body(request), who=str(request.remote), from_client=True
+            )
         except ChangeRefused as exc:
             return error_response(exc.status, exc.lines)
         return web.json_response(self.view(camera))
@@ -252,8 +256,10 @@ def openapi_document() -> dict[str, Any]:
     patch_body = {"required": True, "content": {JSON_TYPE: {"schema": ref("CameraPatch")}}}
     bad = {
         "400": answer("The body is not valid JSON."),
-        "422": answer("The change is invalid; nothing changed. One line per problem, as the "
-                      "config loader reports them (e.g. cameras[3].url: unsupported URL scheme)."),
+        "422": answer("The change is invalid or not allowed; nothing changed. One line per "
+                      "problem, as the config loader reports them (e.g. cameras[3].url: "
+                      "unsupported URL scheme), or naming the dashboard.api rule that refuses "
+                      "it (folders, hosts, schemes, listeners, ${VAR}, credentials)."),
     }
     identity_paths, identity_schemas = identity_openapi(ref, answer, refusals, JSON_TYPE)
     return {
