@@ -1,5 +1,6 @@
-"""The service: the one owner of the pipeline, the metrics server and the camera control, and of
-their life (what they are built from is `streamer/assembly.py`'s)."""
+"""The service: the one owner of the pipeline, the metrics server, the camera control and the parts
+its components share (the identity gallery), and of their life (what they are built from is
+`streamer/assembly.py`'s)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from streamer.assembly import Assembly, default_assembly
 from streamer.config import StreamerConfig
-from streamer.control import CameraApi, CameraControl, ChangeRefused, ReloadReport
+from streamer.control import CameraApi, CameraControl, ChangeRefused, IdentityApi, ReloadReport
 from streamer.core.stats import StatsRegistry
 from streamer.metrics.service import MetricsService
 from streamer.publishing.mqtt import MqttSink
@@ -35,16 +36,18 @@ class Service:
         self.assembly = assembly if assembly is not None else default_assembly()
         self.stats = StatsRegistry()
         self.control = CameraControl(config, config_path, registered=self.assembly.registered())
+        self.shared = self.assembly.build_shared(config)
         api = CameraApi(self.control, config.dashboard, self.stats, rates=self._rates)
-        routes = api.routes() if config.dashboard.api.enabled else []
+        identities = IdentityApi(self.shared.gallery, api.refusal)
+        routes = [*api.routes(), *identities.routes()] if config.dashboard.api.enabled else []
         if config.snapshots.enabled:
             routes.extend(snapshot_routes(config.snapshots))
         self.metrics = MetricsService(config, self.stats, routes=routes)
         self.pipeline = self.assembly.pipeline(
             config,
             registry=self.stats,
-            sinks=self.assembly.build_sinks(config),
-            stages=self.assembly.build_stages(config),
+            sinks=self.assembly.build_sinks(config, self.shared),
+            stages=self.assembly.build_stages(config, self.shared),
             observers=[self.metrics],
             keep_images=self.metrics.keep_images,
             stay_when_empty=True,  # cameras may come back through the API or a reload
@@ -59,8 +62,8 @@ class Service:
             return
         sinks = [sink for sink in self.pipeline.sinks if isinstance(sink, MqttSink)]
 
-        async def switch(camera: str, enabled: bool) -> None:
-            await self.control.set_enabled(camera, enabled, who="MQTT")
+        async def switch(camera: str, enabled: bool, who: str) -> None:
+            await self.control.set_enabled(camera, enabled, who=who, from_client=True)
 
         def publish_states(_urls: Sequence[str] = ()) -> None:
             states = {camera.name: camera.enabled for camera in self.control.config.cameras}
@@ -99,3 +102,4 @@ class Service:
     async def stop(self) -> None:
         await self.metrics.stop()
         await self.pipeline.stop()
+        await self.shared.close()  # after the last frame: what the gallery learned is saved

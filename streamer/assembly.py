@@ -2,7 +2,9 @@
 
 * sources by the camera URL's scheme (`""` is a file path),
 * the detector by `detector.family`,
-* stages (in processing order) and sinks, each built when its settings enable it.
+* stages (in processing order) and sinks, each built when its settings enable it;
+* `Shared`: what one service builds once and hands to several components (the identity gallery,
+  which the identities stage fills and the API corrects).
 
 `run`, `check`, `bench` and `faces` all ask an `Assembly`, so they never disagree on which models a
 configuration serves or which sinks it publishes to. Adding a source type, a detector family, a
@@ -27,6 +29,9 @@ from streamer.core.interfaces import (
     SourceHooks,
 )
 from streamer.core.registry import Registry
+from streamer.identities.decisions import DecisionStore, OperatorGallery, calibration_store_path
+from streamer.identities.backends import build_gallery
+from streamer.identities.gallery import InMemoryGallery
 from streamer.identities.stage import IdentityStage
 from streamer.inference.detector import YoloxDetector
 from streamer.pipeline import Pipeline
@@ -43,11 +48,34 @@ PYAV_STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "srt")
 
 
 @dataclass(frozen=True)
+class Shared:
+    """What one service builds once and hands to several of its components; the service owns it
+    (`close` at stop, after the pipeline)."""
+
+    gallery: OperatorGallery | None = None
+    """The cross-camera identity gallery (with reid enabled): the identities stage assigns global
+    ids through it, the API takes the operator's decisions; kept in identities.calibration_store."""
+
+    async def close(self) -> None:
+        if self.gallery is not None:
+            await self.gallery.close()
+
+
+@dataclass(frozen=True)
 class Component(Generic[T]):
-    """How to build a stage or a sink, and whether a configuration wants it."""
+    """How to build a stage or a sink, and whether a configuration wants it.
+
+    `build_shared`, when given, builds it with the service's `Shared` parts; `build` is used
+    where there are none (commands and tests that assemble a pipeline of their own)."""
 
     build: Callable[[StreamerConfig], T]
     enabled: Callable[[StreamerConfig], bool] = lambda _config: True
+    build_shared: Callable[[StreamerConfig, Shared], T] | None = None
+
+    def build_with(self, config: StreamerConfig, shared: Shared | None) -> T:
+        if shared is not None and self.build_shared is not None:
+            return self.build_shared(config, shared)
+        return self.build(config)
 
 
 DetectorBuilder = Callable[[StreamerConfig, Mapping[str, Any]], Detector]
@@ -85,12 +113,30 @@ class Assembly:
         family = self.detectors.get(config.detector.family)  # an unknown family fails here, early
         return lambda models: family(config, models)
 
-    def build_stages(self, config: StreamerConfig) -> list[FrameStage[CameraConfig]]:
-        """The stages this configuration enables, in processing order."""
-        return [entry.build(config) for _, entry in self.stages.items() if entry.enabled(config)]
+    def build_shared(self, config: StreamerConfig) -> Shared:
+        """The parts one service shares between its components (built once per service)."""
+        gallery = None
+        if config.reid.enabled:
+            configured = build_gallery(config.identities.gallery)
+            if not isinstance(configured, InMemoryGallery):
+                raise TypeError(f"{type(configured).__name__} does not take the operator's decisions")
+            path = calibration_store_path(config)
+            gallery = OperatorGallery(configured, DecisionStore(path) if path is not None else None)
+        return Shared(gallery=gallery)
 
-    def build_sinks(self, config: StreamerConfig) -> list[Sink]:
-        return [entry.build(config) for _, entry in self.sinks.items() if entry.enabled(config)]
+    def build_stages(
+        self, config: StreamerConfig, shared: Shared | None = None
+    ) -> list[FrameStage[CameraConfig]]:
+        """The stages this configuration enables, in processing order (with the service's shared
+        parts, when given)."""
+        return [
+            entry.build_with(config, shared) for _, entry in self.stages.items() if entry.enabled(config)
+        ]
+
+    def build_sinks(self, config: StreamerConfig, shared: Shared | None = None) -> list[Sink]:
+        return [
+            entry.build_with(config, shared) for _, entry in self.sinks.items() if entry.enabled(config)
+        ]
 
     def required_models(self, config: StreamerConfig) -> list[str]:
         """The repository models this configuration needs, detector first."""
@@ -126,7 +172,11 @@ def default_assembly() -> Assembly:
     # Stages run in this order; event pictures last, so they picture every stage's events.
     assembly.stages.register(
         "identities",
-        Component(IdentityStage, enabled=lambda config: config.faces.enabled or config.reid.enabled),
+        Component(
+            IdentityStage,
+            enabled=lambda config: config.faces.enabled or config.reid.enabled,
+            build_shared=lambda config, shared: IdentityStage(config, gallery=shared.gallery),
+        ),
     )
     # Always there (a frame of a camera without zones costs one lookup): a camera added or
     # changed at runtime may bring zones and lines.

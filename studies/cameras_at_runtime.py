@@ -79,6 +79,7 @@ def config_text(repository: Path, out: Path) -> str:
         f"publishing:\n  jsonl:\n    path: {out}\n"
         "metrics:\n  sample_interval_s: 0.5\n  rate_window_s: 2.0\n"
         f"dashboard:\n  port: 0\n  token: {TOKEN}\n"
+        "  api:\n    stream_hosts: ['*', 127.0.0.1]\n"  # the local RTSP server and UNREACHABLE_URL
         f"cameras:\n{cameras}"
     )
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -14,6 +15,17 @@ from streamer.config.motion import MotionConfig
 
 CAMERA_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 FILE_SCHEMES = ("", "file")  # a path, or file://; everything else is a stream
+# Streams over the network: their URL names a host (a source type of its own may not).
+NETWORK_SCHEMES = frozenset({
+    "rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "rtp", "srt", "tcp", "tls",
+})
+# Control characters (C0, DEL, C1) and every kind of whitespace; a plain file path may hold spaces.
+_FORBIDDEN_IN_URL = re.compile(r"[\x00-\x20\x7f-\x9f\s]")
+_FORBIDDEN_IN_PATH = re.compile(r"[\x00-\x1f\x7f-\x9f]|[^\S ]")
+# What the published schema says of a URL (a file path may also hold spaces; the validator below
+# explains what is wrong in one line, which a pattern mismatch would not).
+URL_SCHEMA_PATTERN = r"^[^\s\x00-\x1f\x7f-\x9f]+$"
+_SCHEME_NAME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 ENCODE_HINT = (
     "percent-encode '/', '?', '#', '@', '[' and ']' in a user name or password "
     "(%2F, %3F, %23, %40, %5B, %5D)"
@@ -40,11 +52,14 @@ class CameraConfig(Section):
         pattern=CAMERA_NAME_PATTERN,
     )
     url: str = Field(
-        description="rtsp://, rtsps://, http(s):// stream, or a video file path. Credentials "
-        "(user:password@, or user/password/pwd/token/key/auth/secret=... in the query or the path) "
-        "are hidden in logs, check, metrics, the dashboard and messages. Keep them out of the file: "
-        "${CAM_PASSWORD} (an error if unset), ${VAR:-default} (the default when unset or empty), "
-        "$$ for a literal $; percent-encode / ? # @ [ ] in a user name or password."
+        description="A stream URL (rtsp://, rtsps://, rtmp://, http(s)://, udp://, srt://) with a "
+        "host, or a video file path; no control character or whitespace (a file path may hold "
+        "spaces). The user:password@ part, every query value but harmless ones (channel, subtype, "
+        "transport, ...), and an RTMP stream key are hidden in logs, check, metrics, the dashboard "
+        "and messages. Keep credentials out of the file: ${CAM_PASSWORD} (an error if unset), "
+        "${VAR:-default} (the default when unset or empty), $$ for a literal $; percent-encode "
+        "/ ? # @ [ ] in a user name or password.",
+        json_schema_extra={"pattern": URL_SCHEMA_PATTERN},  # the API's document; not enforced here
     )
     enabled: bool = Field(True, description="Disabled cameras are validated but not started.")
     max_fps: float | None = Field(
@@ -113,16 +128,14 @@ class CameraConfig(Section):
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, url: str, info: ValidationInfo) -> str:
-        """A URL that cannot be parsed is one config line here, not a traceback at start; the
-        message never shows the URL, which may hold credentials."""
-        try:
-            parts = urlsplit(url)
-            scheme = url_scheme(url)
-            if scheme not in FILE_SCHEMES:
-                parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-        except ValueError as exc:
-            problem = "unbalanced '[' or ']'" if "IPv6" in str(exc) else "the port is not a number 0-65535"
-            raise ValueError(f"malformed URL: {problem}; {ENCODE_HINT}") from None
+        """A camera URL is a URI, not a string handed to FFmpeg: no control character or
+        whitespace (a line break would go verbatim into an RTSP or HTTP request), a known scheme,
+        a host for a stream. One config line here, not a traceback at start; the message never
+        shows the URL, which may hold credentials."""
+        problem = url_problem(url)
+        if problem is not None:
+            raise ValueError(problem)
+        scheme = url_scheme(url)
         known = registered(info)
         if known is not None and scheme not in FILE_SCHEMES and scheme not in known.url_schemes:
             streams = sorted(s for s in known.url_schemes if s not in FILE_SCHEMES)
@@ -149,7 +162,33 @@ class CameraConfig(Section):
     @property
     def file_path(self) -> Path:
         parts = urlsplit(self.url)
-        return Path(parts.path if parts.scheme.lower() == "file" else self.url)
+        return Path(unquote(parts.path) if parts.scheme.lower() == "file" else self.url)
+
+
+def url_problem(url: str) -> str | None:
+    """What makes `url` no camera URL, or None; never quotes the URL (it may hold a password)."""
+    if not url:
+        return "empty URL: write a stream URL (rtsp://host/path) or a video file path"
+    stream = "://" in url
+    found = (_FORBIDDEN_IN_URL if stream else _FORBIDDEN_IN_PATH).search(url)
+    if found is not None:
+        return (
+            f"character {found.group(0)!r} at position {found.start()}: a camera URL holds no "
+            "control character or whitespace (percent-encode a space as %20)"
+        )
+    try:
+        parts = urlsplit(url)
+        scheme = url_scheme(url)
+        if scheme not in FILE_SCHEMES:
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        problem = "unbalanced '[' or ']'" if "IPv6" in str(exc) else "the port is not a number 0-65535"
+        return f"malformed URL: {problem}; {ENCODE_HINT}"
+    if stream and not _SCHEME_NAME.fullmatch(url.partition("://")[0]):
+        return "malformed URL: the scheme holds characters other than letters, digits, '+', '-', '.'"
+    if scheme in NETWORK_SCHEMES and not parts.hostname:
+        return f"a stream URL needs a host ({scheme}://HOST[:PORT]/...); none given"
+    return None
 
 
 def url_scheme(url: str) -> str:

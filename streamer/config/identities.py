@@ -317,6 +317,14 @@ class IdentitiesConfig(Section):
         "folder created 0700; beside the config file by default (`streamer faces` without "
         "`--config`: in the working directory). The service logs the store it reads at start.",
     )
+    calibration_store: Path | None = Field(
+        Path("data/identity-calibration.json"),
+        description="Where the service keeps what the cross-camera gallery learned of the site "
+        "(per camera pair calibration, transit times) and the operator's decisions (confirmed "
+        "identities, identities kept apart): saved after each decision made through the API and "
+        "at stop, restored at start, written 0600 in a folder created 0700; beside the config "
+        "file by default. null keeps nothing (each start learns anew).",
+    )
     gallery: GalleryConfig = Field(
         default_factory=GalleryConfig, description="Cross-camera identities from ReID embeddings."
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import AfterValidator, AliasChoices, Field, SecretStr, field_validator
@@ -11,6 +13,9 @@ from streamer.config.base import Section
 
 DEFAULT_LATENCY_BUCKETS_S = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
 DEFAULT_STAGE_BUCKETS_S = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]
+MIN_TOKEN_LENGTH = 24
+TOKEN_HINT = "generate one: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9_.-]*[a-z0-9])?|\[?[0-9a-f:.]+\]?")  # a name or an address
 
 
@@ -83,8 +88,72 @@ class CameraApiConfig(Section):
         False,
         description="Write a camera URL holding credentials, as sent through the API, into the "
         "config file. Off: such a request is refused with 422; send the credentials as "
-        "${ENV_VAR} references (set in the service's environment) instead.",
+        "${ENV_VAR} references (set in the service's environment, listed in env_allowed) instead.",
     )
+    env_allowed: list[str] = Field(
+        default_factory=list,
+        description="Environment variables a camera sent through the API may name as ${VAR}, "
+        "and only in the user:password@ part or a query value of its URL (e.g. "
+        "[LOBBY_PASSWORD]). Any other ${...} in API input is refused: the environment is the "
+        "file's feature, not the API's.",
+    )
+    file_folders: list[Path] = Field(
+        default_factory=list,
+        description="Folders (and their subfolders) a file camera sent through the API may "
+        "name; empty = the config file's folder (none when the service runs without a file). "
+        "The config file itself may name any file.",
+    )
+    stream_hosts: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Hosts a stream camera sent through the API may name: names, addresses, "
+        "networks (10.0.0.0/8), '*' = any other host. Loopback (localhost, 127.0.0.0/8, ::1), "
+        "unspecified (0.0.0.0, ::) and link-local (169.254.0.0/16, fe80::/10) addresses are "
+        "refused unless listed by address or network ('*' does not cover them); names are "
+        "resolved and every address they resolve to is checked. E.g. ['*', 127.0.0.1] adds a "
+        "local RTSP proxy; [10.20.0.0/16] allows the camera network only.",
+    )
+    stream_schemes: list[str] = Field(
+        default_factory=list,
+        description="URL schemes a stream camera sent through the API may use (e.g. [rtsp, "
+        "rtsps]); empty = every stream scheme the service reads.",
+    )
+    allow_listeners: bool = Field(
+        False,
+        description="Accept cameras through the API whose URL makes the service listen for a "
+        "sender (udp://, ?listen=1, mode=listener, an unspecified address such as 0.0.0.0). "
+        "Off: such a request is refused with 422.",
+    )
+
+    @field_validator("env_allowed")
+    @classmethod
+    def _variable_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not ENV_NAME.fullmatch(name):
+                raise ValueError(f"'{name}' is not an environment variable name (letters, digits, _)")
+        return names
+
+    @field_validator("stream_hosts")
+    @classmethod
+    def _hosts_or_networks(cls, hosts: list[str]) -> list[str]:
+        cleaned = []
+        for host in hosts:
+            name = host.strip().lower().rstrip(".").strip("[]")
+            if name == "*":
+                pass
+            elif "/" in name:
+                try:
+                    ipaddress.ip_network(name, strict=False)
+                except ValueError:
+                    raise ValueError(f"'{host}' is not a network (e.g. 10.0.0.0/8)") from None
+            elif not HOST_NAME.fullmatch(name):
+                raise ValueError(f"'{host}' is not a host name, address or network")
+            cleaned.append(name)
+        return cleaned
+
+    @field_validator("stream_schemes")
+    @classmethod
+    def _lower_case_schemes(cls, schemes: list[str]) -> list[str]:
+        return [scheme.strip().lower().removesuffix("://") for scheme in schemes]
 
 
 class DashboardConfig(Section):
@@ -100,8 +169,9 @@ class DashboardConfig(Section):
     port: int = Field(8080, ge=0, le=65535, description="TCP port; 0 picks a free port.")
     token: SecretStr | None = Field(
         None,
-        description="Access token required on every request (Authorization: Bearer, or "
-        "?token=); use ${STREAMER_DASHBOARD_TOKEN}. Empty = no token.",
+        description=f"Access token required on every request (Authorization: Bearer, or "
+        f"?token=); use ${{STREAMER_DASHBOARD_TOKEN}}. At least {MIN_TOKEN_LENGTH} characters "
+        f"({TOKEN_HINT}). Empty = no token.",
     )
     allowed_hosts: list[str] = Field(
         default_factory=list,
@@ -145,6 +215,28 @@ class DashboardConfig(Section):
     shutdown_timeout_s: float = Field(
         2.0, gt=0, description="Open connections are closed after this long when stopping."
     )
+    max_connections: int = Field(
+        256,
+        ge=8,
+        le=100_000,
+        description="Open connections the server keeps at most. At the cap a new connection "
+        "closes the longest-idle one (no request under way), or else the oldest, so the probes "
+        "/healthz and /readyz always get an answer; the process's open-file limit is raised "
+        "to its hard limit at start.",
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="A new connection that has not sent a whole request head in this time is "
+        "closed (silent or slow clients hold no file descriptor for long).",
+    )
+    idle_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="A kept-alive connection with no request for this long is closed.",
+    )
     api: CameraApiConfig = Field(
         default_factory=CameraApiConfig,
         description="Cameras at runtime: the REST API, reload and who may change cameras.",
@@ -168,4 +260,12 @@ class DashboardConfig(Section):
     @field_validator("token")
     @classmethod
     def _empty_means_none(cls, token: SecretStr | None) -> SecretStr | None:
-        return token if token is not None and token.get_secret_value() else None
+        """Empty means none; a short token is refused (the value is never shown)."""
+        if token is None or not token.get_secret_value():
+            return None
+        if len(token.get_secret_value()) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"the token has {len(token.get_secret_value())} characters; at least "
+                f"{MIN_TOKEN_LENGTH} are needed ({TOKEN_HINT})"
+            )
+        return token

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from streamer.config.base import BackoffConfig, Section
 
@@ -148,15 +148,37 @@ class MqttSinkConfig(BrokerSinkConfig):
         "float16",
         description="Precision of embeddings in identity messages (base64, little-endian).",
     )
-    camera_control: bool = Field(
-        False,
-        description="Frigate-style switches: ON/OFF on {prefix}/{camera}/enabled/set enables or "
-        "disables the camera (written to the config file, like an API change) and the state is "
-        "kept retained on {prefix}/{camera}/enabled. Anyone allowed to publish there can switch "
-        "cameras: restrict it in the broker's ACL.",
+    embeddings: bool | None = Field(
+        None,
+        description="Put face / ReID vectors into identity messages on MQTT; None = as "
+        "publishing.embeddings says.",
+    )
+    camera_control: list[str] = Field(
+        default_factory=list,
+        description="Cameras MQTT may switch on and off ('*' = every camera; empty = none; true, "
+        "from older files, = '*'): ON/OFF on {prefix}/{camera}/enabled/set/{client id} enables "
+        "or disables the camera (written to the config file, like an API change; the client id "
+        "is logged) and the state is kept retained on {prefix}/{camera}/enabled. Anyone the "
+        "broker lets publish there can switch those cameras: let the broker's ACL bind the "
+        "topic to the publisher's own client id (mosquitto: pattern write "
+        "PREFIX/+/enabled/set/%c) and grant no write on PREFIX/+/enabled/set (see the README).",
+    )
+    camera_control_per_minute: int = Field(
+        6,
+        ge=1,
+        le=600,
+        description="Camera switches by MQTT applied per minute at most, all cameras together; "
+        "more are refused and logged (each switch restarts a camera and rewrites the file).",
     )
 
     _protocol_text = field_validator("protocol", mode="before")(_protocol_as_text)
+
+    @field_validator("camera_control", mode="before")
+    @classmethod
+    def _switch_as_list(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return ["*"] if value else []
+        return [] if value is None else value
 
 
 class RedisSinkConfig(BrokerSinkConfig):
@@ -194,6 +216,11 @@ class RedisSinkConfig(BrokerSinkConfig):
         description="Precision of embeddings, in messages (base64) and identity records (raw "
         "little-endian bytes; float32 suits RediSearch vector indexes).",
     )
+    embeddings: bool | None = Field(
+        None,
+        description="Put face / ReID vectors into identity messages and identity records (none "
+        "are written without them) in Redis; None = as publishing.embeddings says.",
+    )
 
 
 class JsonlSinkConfig(Section):
@@ -208,11 +235,30 @@ class JsonlSinkConfig(Section):
         description="At shutdown, wait at most this long for the last lines (a stalled reader "
         "must not hold the other sinks' flush hostage); lines left are counted as dropped.",
     )
+    embeddings: bool | None = Field(
+        None,
+        description="Put face / ReID vectors into identity lines; None = as publishing.embeddings "
+        "says.",
+    )
 
 
 class PublishingConfig(Section):
+    embeddings: bool = Field(
+        True,
+        description="Put face / ReID vectors (biometric data) into identity messages of every "
+        "sink; false leaves them out of MQTT, Redis and JSON lines (the events still say who "
+        "and where). A sink's own `embeddings` overrides this.",
+    )
     jsonl: JsonlSinkConfig = Field(
         default_factory=JsonlSinkConfig, description="JSON lines per processed frame."
     )
     mqtt: MqttSinkConfig = Field(default_factory=MqttSinkConfig, description="MQTT topics.")
     redis: RedisSinkConfig = Field(default_factory=RedisSinkConfig, description="Redis streams.")
+
+    @model_validator(mode="after")
+    def _sinks_follow_embeddings(self) -> PublishingConfig:
+        """A sink that does not say follows `embeddings` (each sink reads only its own section)."""
+        for sink in (self.jsonl, self.mqtt, self.redis):
+            if sink.embeddings is None:
+                sink.embeddings = self.embeddings
+        return self

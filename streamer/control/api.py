@@ -21,21 +21,18 @@ from aiohttp import web
 
 from streamer.config import CAMERA_NAME_PATTERN, CameraConfig, DashboardConfig
 from streamer.control.cameras import CameraControl, ChangeRefused
+from streamer.control.identities import openapi_paths as identity_openapi
+from streamer.control.responses import JSON_TYPE, error_response
 from streamer.core.redaction import redact_url
 from streamer.core.stats import CameraState, StatsRegistry
 
 log = logging.getLogger(__name__)
 
-JSON_TYPE = "application/json"
 SCHEMA_REF = "#/components/schemas/{model}"
 DISABLED_STATE = "disabled"  # switched off in the config: not running, so no CameraState of its own
 STATES = [*(state.value for state in CameraState), DISABLED_STATE]
 # (processed FPS, decoded FPS, mean latency ms) per camera, from the metrics sampler
 Rates = Callable[[str], tuple[float, float, float | None] | None]
-
-
-def error_response(status: int, lines: list[str]) -> web.Response:
-    return web.json_response({"error": lines[0] if lines else "", "errors": lines}, status=status)
 
 
 def is_loopback(address: str | None) -> bool:
@@ -111,6 +108,10 @@ class CameraApi:
 
     # -- changing -------------------------------------------------------------------------------
 
+    def refusal(self, request: web.Request, needs_json: bool) -> web.Response | None:
+        """Why this change request (to cameras, or any other API change) is not accepted."""
+        return self._refusal(request, needs_json)
+
     def _refusal(self, request: web.Request, needs_json: bool) -> web.Response | None:
         """Why this change request is not accepted, or None. A token, when set, was already
         checked by the server for every /api path."""
@@ -118,14 +119,15 @@ class CameraApi:
             self.settings.api.allow_unauthenticated_loopback and is_loopback(request.remote)
         ):
             reason = (
-                "camera changes need the dashboard token: set dashboard.token (clients send "
+                "changes need the dashboard token: set dashboard.token (clients send "
                 "Authorization: Bearer TOKEN)"
                 + (", or dashboard.api.allow_unauthenticated_loopback: true to accept changes "
                    "from this machine without one"
                    if not self.settings.api.allow_unauthenticated_loopback
-                   else "; without one only loopback clients may change cameras")
+                   else "; without one only loopback clients may change anything")
             )
-            log.warning("refused a camera change from %s: no token configured", request.remote)
+            log.warning("refused a change (%s %s) from %s: no token configured",
+                        request.method, request.path, request.remote)
             return error_response(403, [reason])
         if needs_json and request.content_type != JSON_TYPE:
             return error_response(415, [f"body: send {JSON_TYPE} (got {request.content_type})"])
@@ -145,7 +147,9 @@ class CameraApi:
         if refusal is not None:
             return refusal
         try:
-            camera = await self.control.add(await self._body(request), who=str(request.remote))
+            camera = await self.control.add(
+                await self._body(request), who=str(request.remote), from_client=True
+            )
         except ChangeRefused as exc:
             return error_response(exc.status, exc.lines)
         return web.json_response(self.view(camera), status=201)
@@ -156,7 +160,9 @@ class CameraApi:
             return refusal
         name = request.match_info["name"]
         try:
-            camera = await self.control.update(name, await self._body(request), who=str(request.remote))
+            camera = await self.control.update(
+                name, await self._body(request), who=str(request.remote), from_client=True
+            )
         except ChangeRefused as exc:
             return error_response(exc.status, exc.lines)
         return web.json_response(self.view(camera))
@@ -250,13 +256,17 @@ def openapi_document() -> dict[str, Any]:
     patch_body = {"required": True, "content": {JSON_TYPE: {"schema": ref("CameraPatch")}}}
     bad = {
         "400": answer("The body is not valid JSON."),
-        "422": answer("The change is invalid; nothing changed. One line per problem, as the "
-                      "config loader reports them (e.g. cameras[3].url: unsupported URL scheme)."),
+        "422": answer("The change is invalid or not allowed; nothing changed. One line per "
+                      "problem, as the config loader reports them (e.g. cameras[3].url: "
+                      "unsupported URL scheme), or naming the dashboard.api rule that refuses "
+                      "it (folders, hosts, schemes, listeners, ${VAR}, credentials)."),
     }
+    identity_paths, identity_schemas = identity_openapi(ref, answer, refusals, JSON_TYPE)
     return {
         "openapi": "3.1.0",
         "info": {"title": "streamer camera API", "version": "1"},
         "paths": {
+            **identity_paths,
             "/api/cameras": {
                 "get": {
                     "summary": "Every camera: settings (credentials redacted), state, FPS, latency.",
@@ -314,6 +324,7 @@ def openapi_document() -> dict[str, Any]:
                 "CameraView": view,
                 "ReloadReport": reload_report,
                 "Error": error,
+                **identity_schemas,
             },
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },

@@ -25,15 +25,18 @@ from streamer.config import (
     resolve_relative_paths,
     validate_data,
 )
+from streamer.control import rules
 from streamer.control.document import ConfigDocument, MemoryDocument
 from streamer.core.redaction import url_secrets
 
 log = logging.getLogger(__name__)
 
 SECRET_HINT = (
-    "credentials in a URL sent through the API are not written to the config file; send them as "
-    "${ENV_VAR} references set in the service's environment (e.g. rtsp://user:${CAM_PASSWORD}@host/"
-    "stream), or set dashboard.api.store_secrets: true"
+    "credentials in a URL sent through the API (user:password@, a query value other than "
+    "harmless ones such as channel or subtype, an RTMP stream key) are not written to the config "
+    "file; send them as ${ENV_VAR} references set in the service's environment and listed in "
+    "dashboard.api.env_allowed (e.g. rtsp://user:${CAM_PASSWORD}@host/stream), or set "
+    "dashboard.api.store_secrets: true"
 )
 
 
@@ -125,7 +128,10 @@ class CameraControl:
 
     # -- changes --------------------------------------------------------------------------------
 
-    async def add(self, settings: Mapping[str, Any], who: str = "internal") -> CameraConfig:
+    async def add(
+        self, settings: Mapping[str, Any], who: str = "internal", from_client: bool = False
+    ) -> CameraConfig:
+        """`from_client`: sent through the API (or MQTT), so bound by `dashboard.api`'s rules."""
         async with self._lock:
             runner = self._running()
             name = settings.get("name")
@@ -133,9 +139,13 @@ class CameraControl:
             if isinstance(name, str) and (self.camera(name) or name in document.names()):
                 raise ChangeRefused(409, [f"cameras: a camera named '{name}' already exists"])
             index = document.append_camera(settings)
+            if from_client:
+                self._refuse_environment(index, settings)
             self._refuse_secrets(index, settings)
             config = self._validate(document)
             camera = config.cameras[index]
+            if from_client:
+                await self._refuse_target(index, camera)
             await asyncio.to_thread(self._save, document)
             self.config.cameras = [*self.config.cameras, camera]
             await _applied(runner.add_camera(camera))
@@ -144,7 +154,7 @@ class CameraControl:
             return camera
 
     async def update(
-        self, name: str, changes: Mapping[str, Any], who: str = "internal"
+        self, name: str, changes: Mapping[str, Any], who: str = "internal", from_client: bool = False
     ) -> CameraConfig:
         async with self._lock:
             runner = self._running()
@@ -159,9 +169,13 @@ class CameraControl:
             ):
                 raise ChangeRefused(409, [f"cameras: a camera named '{new_name}' already exists"])
             document.update_camera(index, changes)
+            if from_client:
+                self._refuse_environment(index, changes)
             self._refuse_secrets(index, changes)
             config = self._validate(document)
             camera = config.cameras[index]
+            if from_client and changes.get("url") is not None:
+                await self._refuse_target(index, camera)
             if camera.model_dump() == current.model_dump():
                 return current  # nothing to change (e.g. ON for an enabled camera): no restart
             await asyncio.to_thread(self._save, document)
@@ -175,8 +189,10 @@ class CameraControl:
             self._changed([camera.url])
             return camera
 
-    async def set_enabled(self, name: str, enabled: bool, who: str = "internal") -> CameraConfig:
-        return await self.update(name, {"enabled": enabled}, who)
+    async def set_enabled(
+        self, name: str, enabled: bool, who: str = "internal", from_client: bool = False
+    ) -> CameraConfig:
+        return await self.update(name, {"enabled": enabled}, who, from_client)
 
     async def remove(self, name: str, who: str = "internal") -> None:
         async with self._lock:
@@ -257,6 +273,26 @@ class CameraControl:
         if self.path is None or self.settings.store_secrets or not stored_secrets(settings.get("url")):
             return
         raise ChangeRefused(422, [f"{format_loc(('cameras', index, 'url'))}: {SECRET_HINT}"])
+
+    def _refuse_environment(self, index: int, settings: Mapping[str, Any]) -> None:
+        """`${...}` in a client's change: checked before validation reads the environment, so
+        that no answer tells whether a variable is set."""
+        problems = rules.environment_problems(settings, self.settings.env_allowed)
+        if problems:
+            raise ChangeRefused(422, [
+                f"{format_loc(('cameras', index, *key.split('.')))}: {problem}" for key, problem in problems
+            ])
+
+    async def _refuse_target(self, index: int, camera: CameraConfig) -> None:
+        """A client's camera may point only where the operator allowed (resolving names blocks)."""
+        if camera.is_file:
+            problems = rules.file_problems(camera, rules.allowed_folders(self.settings, self.path))
+        else:
+            schemes = self.registered.url_schemes if self.registered is not None else rules.DEFAULT_SCHEMES
+            problems = await asyncio.to_thread(rules.stream_problems, camera, self.settings, schemes)
+        if problems:
+            where = format_loc(("cameras", index, "url"))
+            raise ChangeRefused(422, [f"{where}: {problem}" for problem in problems])
 
     def _validate(self, document: ConfigDocument | MemoryDocument) -> StreamerConfig:
         try:

@@ -2,7 +2,8 @@
 
 ruamel.yaml's round-trip mode keeps what PyYAML would drop; only the keys a change names are
 touched, so a camera whose URL is `${CAM_URL}` keeps that reference unless its URL is changed.
-Saving is atomic: a temporary file beside it, fsync, rename, fsync of the folder.
+Saving is atomic (a temporary file beside it, fsync, rename, fsync of the folder) and keeps the
+file's owner, group, mode and symlink (`write_atomically`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import io
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+NEW_FILE_MODE = 0o644
 _SEQUENCE_ITEM = re.compile(r"^(?P<parent> *)[A-Za-z_][\w-]*:\s*(#.*)?\n(?P<dash> *)- ", re.MULTILINE)
 
 
@@ -147,17 +150,35 @@ def _merge(target: CommentedMap, changes: Mapping[str, Any]) -> None:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Readers see the old file or the new one, never half of one, even after a power cut."""
-    folder = path.resolve().parent
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    """Readers see the old file or the new one, never half of one, even after a power cut.
+
+    A symlinked config stays a symlink: the file it points to is what gets replaced. The new file
+    keeps the old one's owner, group and mode; where the owner cannot be kept (a service not
+    running as root, a file of another user), the file is rewritten in place instead, which keeps
+    them, and every hard link, at the cost of atomicity.
+    """
+    target = Path(os.path.realpath(path))
+    folder = target.parent
+    try:
+        before: os.stat_result | None = target.stat()
+    except FileNotFoundError:
+        before = None
+    if before is not None and not _can_give(before):
+        _rewrite_in_place(target, text)
+        return
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(text)
             out.flush()
+            if before is not None:
+                if (before.st_uid, before.st_gid) != (os.getuid(), os.getgid()):
+                    os.fchown(out.fileno(), before.st_uid, before.st_gid)
+                os.fchmod(out.fileno(), stat.S_IMODE(before.st_mode))
+            else:
+                os.fchmod(out.fileno(), NEW_FILE_MODE)
             os.fsync(out.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
+        os.replace(temporary, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
@@ -167,3 +188,29 @@ def write_atomically(path: Path, text: str) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+def _can_give(before: os.stat_result) -> bool:
+    """Whether a new file can be given the old one's owner and group (root can; others only
+    their own files, in a group they belong to), and a single link would be replaced."""
+    if before.st_nlink > 1:
+        return False  # replacing would cut the other names off from the change
+    if os.getuid() == 0:
+        return True
+    return before.st_uid == os.getuid() and (
+        before.st_gid == os.getgid() or before.st_gid in os.getgroups()
+    )
+
+
+def _rewrite_in_place(target: Path, text: str) -> None:
+    data = text.encode("utf-8")
+    descriptor = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        view = memoryview(data)
+        offset = 0
+        while offset < len(data):
+            offset += os.pwrite(descriptor, view[offset:], offset)
+        os.ftruncate(descriptor, len(data))
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

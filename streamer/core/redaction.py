@@ -1,17 +1,20 @@
 """Credentials never leave the process: one place that hides them, used by every surface.
 
-Cameras carry credentials in several forms, and every one of them must be hidden the same way in
-logs, `streamer check`, /metrics, /api/state, the dashboard and MQTT/Redis status messages:
+Cameras carry credentials in many forms, and a list of secret names can never be complete (SRT's
+`passphrase`, `pw`, `sig`, `X-Amz-Signature`, a name written `pass%77ord`...). So hiding is the
+default: every form below is hidden the same way in logs, `streamer check`, /metrics, /api/state,
+the dashboard and MQTT/Redis status messages:
 
 * userinfo, `rtsp://user:pass@host/...`, also when an unencoded password holds `/`, `?`, `#` or
   `@` (an environment variable pasted into the URL): the userinfo runs to the last `@` that is
   followed by a host;
-* parameters named like credentials (`user`, `username`, `password`, `pwd`, `pass`, `passwd`,
-  `token`, `key`, `auth`, `secret`, any case, also as a part of a name such as `access_token` or
-  `apiKey`) in the query (`?user=admin&password=...`, Dahua/Hikvision) and in the path
-  (`/user=admin&password=...`, `/user=admin_password=..._channel=1`). A value runs to the next
-  `name=` that follows one of `/ ? & ; # _`, or to the end, so that `&`, `/`, `?` or `#` inside it
-  still count as the value.
+* the value of every `name=value` parameter, in the query (`?user=admin&password=...`) and in the
+  path (`/user=admin&password=...`, `/user=admin_password=..._channel=1`), unless its name
+  (percent-decoded, any case) is on the short list of known-harmless names (`channel`,
+  `subtype`, `transport`, ...) and the value is plain. A value runs to the next `name=` that
+  follows one of `/ ? & ; # _`, or to the end, so that `&`, `/`, `?` or `#` inside it still count
+  as the value;
+* an RTMP stream key: the path after the application name (`rtmp://host/live/KEY`).
 
 Hiding works on spans of the original text, merged before they are replaced: a secret that overlaps
 another span is hidden whole, never in part. Over-hiding (an `@` in a query value of a URL with
@@ -25,32 +28,52 @@ from collections.abc import Iterable
 from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 MASK = "***"
-CREDENTIAL_NAMES = frozenset(
-    {"user", "username", "password", "pwd", "pass", "passwd", "token", "key", "auth", "secret"}
-)
+# Values of parameters named so are secrets of any length: scrubbed from free text even when short.
+CREDENTIAL_NAMES = frozenset({
+    "user", "username", "password", "pwd", "pass", "passwd", "pw", "passcode", "passphrase",
+    "token", "key", "auth", "secret", "sig", "signature", "credential", "credentials",
+})
 USER_NAMES = frozenset({"user", "username"})  # hidden in URLs; not scrubbed from free text
-SECRET_SUFFIXES = ("password", "passwd", "pwd", "token", "key", "secret")  # apikey, authtoken
+SECRET_SUFFIXES = ("password", "passwd", "pwd", "token", "key", "secret", "signature")  # apikey
+# Parameters whose values are shown: camera settings, never credentials. Anything else is hidden.
+HARMLESS_NAMES = frozenset({
+    "transport", "rtsp_transport", "channel", "ch", "chn", "subtype", "stream", "streamtype",
+    "profile", "resolution", "fps", "framerate", "keyframe", "unicast", "proto", "protocol",
+    "codec", "video", "audio", "width", "height", "latency", "mode", "tcp", "multicast", "listen",
+})
+# Hidden values at least this long are scrubbed from free text too (shorter ones, such as a "1",
+# would mangle every message; a credential-named value is scrubbed whatever its length).
+SCRUB_MIN_LENGTH = 4
+RTMP_SCHEMES = ("rtmp", "rtmps", "rtmpe", "rtmpt", "rtmpte", "rtmpts")
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+")
 _AUTHORITY_END = re.compile(r"[/?#]")
 _HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]*\]|[A-Za-z0-9._~%-]*)(?::[^/?#@]*)?(?=[/?#]|$)")
 _PARAM = re.compile(
-    r"(?:^|(?<=[/?&;#_]))(?P<name>[A-Za-z][A-Za-z0-9_.-]*?)=(?P<value>.*?)"
-    r"(?=[/?&;#_][A-Za-z][A-Za-z0-9_.-]*=|[&;]*$)",
+    r"(?:^|(?<=[/?&;#_]))(?P<name>[A-Za-z%][A-Za-z0-9_.%-]*?)=(?P<value>.*?)"
+    r"(?=[/?&;#_][A-Za-z%][A-Za-z0-9_.%-]*=|[&;]*$)",
     re.DOTALL,
 )
 _NAME_PARTS = re.compile(r"[_.-]")
 _VALUE_END = re.compile(r"[/?#]")  # `/token=SECRET/stream`: the secret may end where the path goes on
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.:,+-]*")  # a harmless name's value is shown only if plain
 
 Span = tuple[int, int]
 
 
 def is_credential_name(name: str) -> bool:
-    """`password`, `PWD`, `access_token`, `apiKey`: a parameter whose value must not be shown."""
-    lowered = name.lower()
+    """`password`, `PWD`, `access_token`, `apiKey`, `X-Amz-Signature`, `pass%77ord`: a parameter
+    whose value is a secret of any length."""
+    lowered = unquote(name).lower()
     if lowered in CREDENTIAL_NAMES or lowered.endswith(SECRET_SUFFIXES):
         return True
     return any(part in CREDENTIAL_NAMES for part in _NAME_PARTS.split(lowered))
+
+
+def is_harmless(name: str, value: str) -> bool:
+    """A parameter shown as it is: a known camera setting with a plain value."""
+    lowered = unquote(name).lower()
+    return lowered in HARMLESS_NAMES and _PLAIN_VALUE.fullmatch(value) is not None
 
 
 def redact_url(url: str) -> str:
@@ -112,12 +135,35 @@ def _credentials(url: str) -> tuple[list[Span], list[str]]:
         user, colon, password = userinfo.partition(":")
         secrets.append(password if colon and password else user)
     for match in _PARAM.finditer(rest):
-        value = match.group("value")
-        if value and is_credential_name(match.group("name")):
-            spans.append((offset + match.start("value"), offset + match.end("value")))
-            if match.group("name").lower() not in USER_NAMES:
-                secrets.append(value)
+        name, value = match.group("name"), match.group("value")
+        if not value or is_harmless(name, value):
+            continue
+        spans.append((offset + match.start("value"), offset + match.end("value")))
+        credential = is_credential_name(name)
+        if (credential and unquote(name).lower() not in USER_NAMES) or (
+            not credential and len(value) >= SCRUB_MIN_LENGTH
+        ):
+            secrets.append(value)
+    if scheme.lower() in RTMP_SCHEMES:
+        key = _rtmp_key(rest, 0 if userinfo_end is None else userinfo_end + 1)
+        if key is not None:
+            spans.append((offset + key[0], offset + key[1]))
+            if key[1] - key[0] >= SCRUB_MIN_LENGTH:
+                secrets.append(rest[key[0]:key[1]])
     return spans, secrets
+
+
+def _rtmp_key(rest: str, authority_start: int) -> Span | None:
+    """The stream key of an RTMP URL: the path after the application name, up to the query."""
+    path_start = rest.find("/", authority_start)
+    if path_start < 0:
+        return None
+    application_end = rest.find("/", path_start + 1)
+    if application_end < 0:
+        return None
+    query = rest.find("?", application_end)
+    end = len(rest) if query < 0 else query
+    return (application_end + 1, end) if end > application_end + 1 else None
 
 
 def _userinfo_end(rest: str) -> int | None:

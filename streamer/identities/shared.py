@@ -172,6 +172,8 @@ class SharedGallery(InMemoryGallery):
         (a store that is down is retried in the background: frames never wait for it)."""
         if self._supervisor is not None:
             return
+        for record in self._decisions():  # restored from this instance's calibration store
+            self._emit(record, bounded=False)
         self._supervisor = asyncio.create_task(self._supervise(), name="identity-store")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.store.connect_timeout_s):
@@ -342,13 +344,19 @@ class SharedGallery(InMemoryGallery):
         for merged in list(self.aliases):
             records.append({"k": "merge", "a": self.resolve(merged), "b": merged,
                             "why": self._reasons.get(merged, MERGE_LINK)})
-        records += [{"k": "confirm", "gid": global_id} for global_id in sorted(self.confirmed)]
+        for record in records + self._decisions():
+            self._emit(record, bounded=False)
+
+    def _decisions(self) -> list[dict[str, Any]]:
+        """The operators' decisions held: confirmed identities, identities kept apart."""
+        records: list[dict[str, Any]] = [
+            {"k": "confirm", "gid": global_id} for global_id in sorted(self.confirmed)
+        ]
         records += [
             {"k": "apart", "a": a, "b": b}
             for a, others in sorted(self.cannot_link.items()) for b in sorted(others) if a < b
         ]
-        for record in records:
-            self._emit(record, bounded=False)
+        return records
 
     # -- writing ----------------------------------------------------------------------------
 

@@ -79,6 +79,9 @@ class IdentityStage(FrameStage[CameraConfig]):
         self.stats = IdentityStats()
         self.finder = FaceFinder(self.faces, self.stats)
         self.scheduler = EmbeddingScheduler(self.faces, self.reid, self.settings, self.stats)
+        # A gallery given is shared with other components and closed by its owner (the service);
+        # one built here is this stage's to close.
+        self._owns_gallery = gallery is None
         self.resolver = IdentityResolver(
             self.faces,
             self.settings,
@@ -164,8 +167,8 @@ class IdentityStage(FrameStage[CameraConfig]):
         await self.gallery.start()
 
     async def stop(self) -> None:
-        """Stop the gallery's syncing with a shared store (it was started with ReID)."""
-        if self.reid.enabled:
+        """Close the gallery this stage built (a shared store's syncing stops)."""
+        if self.reid.enabled and self._owns_gallery:
             await self.gallery.close()
 
     def forget_camera(self, camera: str) -> None:

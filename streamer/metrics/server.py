@@ -5,7 +5,10 @@ Everything is served from the package (the machines are offline: no CDN). With a
 request except the page's static code and the two probes must carry it, as `Authorization: Bearer
 TOKEN` or `?token=TOKEN` (browsers: EventSource cannot send headers). The probes are open because
 Kubernetes and Docker cannot send a secret; so they tell only what a supervisor needs (up or not,
-why, counts) and never a URL.
+why, counts) and never a URL, nor a camera's name unless the request carries the token.
+
+Connections are capped and must send a request in time (connections.py): at the cap the longest
+idle connection makes room, so the probes keep answering while hostile clients hold sockets open.
 
 The Host header is checked before the token (DNS rebinding: a web page re-points its own name at
 127.0.0.1 and reads the answers, which a loopback dashboard without a token would give it). Accepted:
@@ -42,6 +45,7 @@ from streamer.core.stats import (
     ServerStats,
     StatsKind,
 )
+from streamer.metrics.connections import RESERVED_FILES, ConnectionGuard, raise_open_files_limit
 from streamer.metrics.live_view import LiveViewStore
 from streamer.metrics.sampler import Sampler
 from streamer.metrics.state import published_schema
@@ -110,6 +114,7 @@ class DashboardServer:
             self._token is not None and not settings.allowed_hosts
         )
         self._refused_hosts: set[str] = set()
+        self.connections = ConnectionGuard(settings.max_connections, settings.header_timeout_s)
         self._runner: web.AppRunner | None = None
         self._stopping = False
         self._created_monotonic = time.monotonic()
@@ -127,7 +132,7 @@ class DashboardServer:
         return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
-        app = web.Application(middlewares=[self._guard])
+        app = web.Application(middlewares=[self.connections.middleware, self._guard])
         app.router.add_get("/", self._index)
         app.router.add_get(STATIC_PREFIX + "{name}", self._static)
         app.router.add_get("/api/state", self._state)
@@ -140,8 +145,14 @@ class DashboardServer:
         app.router.add_get(HEALTH_PATH, self._healthz)
         app.router.add_get(READY_PATH, self._readyz)
         app.router.add_routes(self.routes)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.settings.shutdown_timeout_s)
+        runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=self.settings.shutdown_timeout_s,
+            keepalive_timeout=self.settings.idle_timeout_s,
+        )
         await runner.setup()
+        assert runner.server is not None
+        self.connections.watch(runner.server)
+        self._check_open_files_limit()
         site = web.TCPSite(runner, self.settings.host, self.settings.port)
         try:
             await site.start()
@@ -157,6 +168,15 @@ class DashboardServer:
             log.warning("dashboard listens on %s without a token: anyone who can reach it can "
                         "watch the cameras; set dashboard.token", self.settings.host)
         log.info("dashboard at %s/ (metrics at /metrics)", self.url)
+
+    def _check_open_files_limit(self) -> None:
+        limits = raise_open_files_limit()
+        if limits is not None and limits[0] < self.settings.max_connections + RESERVED_FILES:
+            log.warning(
+                "dashboard: the open-file limit (%d) leaves little room beside %d connections "
+                "(dashboard.max_connections): lower it or raise the limit (ulimit -n)",
+                limits[0], self.settings.max_connections,
+            )
 
     async def stop(self) -> None:
         self._stopping = True
@@ -174,10 +194,7 @@ class DashboardServer:
             if not host_allowed(name, self._hosts):
                 return self._misdirected(name)
         if self._token is not None and not self._is_public(request.path):
-            supplied = request.query.get("token")
-            header = request.headers.get("Authorization", "")
-            if supplied is None and header.lower().startswith("bearer "):
-                supplied = header[len("bearer "):].strip()
+            supplied = supplied_token(request)
             if not supplied:
                 return self._refuse(401, "access token required (Authorization: Bearer or ?token=)")
             if not hmac.compare_digest(supplied.encode(), self._token):
@@ -272,18 +289,23 @@ class DashboardServer:
         uptime_s = round(time.monotonic() - self._created_monotonic, 1)
         return web.json_response({"status": "ok", "uptime_s": uptime_s})
 
-    async def _readyz(self, _request: web.Request) -> web.Response:
-        ready, body = self.readiness()
+    async def _readyz(self, request: web.Request) -> web.Response:
+        supplied = supplied_token(request)
+        named = self._token is not None and supplied is not None and hmac.compare_digest(
+            supplied.encode(), self._token
+        )
+        ready, body = self.readiness(named)
         return web.json_response(body, status=200 if ready else 503)
 
-    def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """(ready, JSON body saying why): read from the stats registry only, like every reader."""
+    def readiness(self, named: bool = False) -> tuple[bool, dict[str, Any]]:
+        """(ready, JSON body saying why): read from the stats registry only, like every reader.
+        Camera names only when `named` (the caller sent the token): counts and states otherwise."""
         stats = self.sampler.stats
         inference_reasons, inference = inference_readiness(
             stats.server(), stats.models(), time.monotonic(), self.sampler.secrets
         )
         camera_reasons, cameras = camera_readiness(
-            stats.cameras(), self.sampler.cameras, self.metrics.ready_min_streaming_ratio
+            stats.cameras(), self.sampler.cameras, self.metrics.ready_min_streaming_ratio, named
         )
         reasons = (["service is stopping"] if self._stopping else []) + inference_reasons + camera_reasons
         degraded, identity_store = identity_store_readiness(
@@ -294,6 +316,15 @@ class DashboardServer:
         if identity_store is not None:
             body["identity_store"] = identity_store
         return not reasons, body
+
+
+def supplied_token(request: web.Request) -> str | None:
+    """The token a request carries (`?token=` or `Authorization: Bearer`), if any."""
+    supplied = request.query.get("token")
+    header = request.headers.get("Authorization", "")
+    if supplied is None and header.lower().startswith("bearer "):
+        supplied = header[len("bearer "):].strip()
+    return supplied
 
 
 def host_names(listen: str, allowed: Iterable[str]) -> frozenset[str]:
@@ -381,10 +412,11 @@ def identity_store_readiness(
 
 
 def camera_readiness(
-    registered: dict[str, CameraStats], enabled: Collection[str], min_ratio: float
+    registered: dict[str, CameraStats], enabled: Collection[str], min_ratio: float, named: bool = False
 ) -> tuple[list[str], dict[str, Any]]:
     """Whether enough cameras stream. Finished files are left out; enabled but unregistered
-    cameras (the pipeline is still starting) count as not streaming."""
+    cameras (the pipeline is still starting) count as not streaming. The reason names the idle
+    cameras only when `named`; otherwise it counts them by state."""
     states: dict[str, CameraState | str] = {name: NOT_STARTED_STATE for name in enabled}
     states.update({name: camera.state for name, camera in registered.items()})
     # a file that ended is neither needed nor held against readiness
@@ -400,11 +432,15 @@ def camera_readiness(
     }
     if streaming >= required:
         return [], body
-    idle = [f"{name} ({state})" for name, state in counted.items() if state != CameraState.STREAMING]
-    more = len(idle) - NAMED_CAMERAS_MAX
-    named = ", ".join(idle[:NAMED_CAMERAS_MAX]) + (f" and {more} more" if more > 0 else "")
+    if named:
+        idle = [f"{name} ({state})" for name, state in counted.items() if state != CameraState.STREAMING]
+        more = len(idle) - NAMED_CAMERAS_MAX
+        listed = ", ".join(idle[:NAMED_CAMERAS_MAX]) + (f" and {more} more" if more > 0 else "")
+    else:
+        idle_states = Counter(str(state) for state in counted.values() if state != CameraState.STREAMING)
+        listed = ", ".join(f"{count} {state}" for state, count in sorted(idle_states.items()))
     reason = (
         f"{streaming} of {len(counted)} cameras streaming, {required} needed "
-        f"(metrics.ready_min_streaming_ratio {min_ratio:g}): {named}"
+        f"(metrics.ready_min_streaming_ratio {min_ratio:g}): {listed}"
     )
     return [reason], body

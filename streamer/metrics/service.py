@@ -39,7 +39,8 @@ class MetricsService:
         )
         self.prometheus = PrometheusExporter(self.sampler, config.metrics)
         self.state_view = StateView(
-            self.sampler, config.dashboard, config.metrics, events_enabled=config.snapshots.enabled
+            self.sampler, config.dashboard, config.metrics, events_enabled=config.snapshots.enabled,
+            identities_enabled=config.reid.enabled and config.dashboard.api.enabled,
         )
         self.live_view = LiveViewStore(
             config.dashboard, [camera.name for camera in config.enabled_cameras]

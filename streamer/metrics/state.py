@@ -203,6 +203,9 @@ class ServiceState(StateModel):
     api: ApiAccess
     events_enabled: bool
     """The events list and their pictures are served (snapshots.enabled)."""
+    identities_enabled: bool = False
+    """Cross-camera identities are served at /api/identities, with the operator's decisions
+    (reid.enabled and the API enabled)."""
 
 
 def state_schema() -> dict[str, Any]:

@@ -44,11 +44,13 @@ class StateView:
         dashboard: DashboardConfig,
         metrics: MetricsConfig,
         events_enabled: bool = False,
+        identities_enabled: bool = False,
     ) -> None:
         self.sampler = sampler
         self.dashboard = dashboard
         self.metrics = metrics
         self.events_enabled = events_enabled  # the events list and pictures are served (snapshots)
+        self.identities_enabled = identities_enabled  # /api/identities is served (reid)
 
     def state(self) -> ServiceState:
         sampler = self.sampler
@@ -79,6 +81,7 @@ class StateView:
                 enabled=self.dashboard.api.enabled, mutations=mutations_allowed(self.dashboard)
             ),
             events_enabled=self.events_enabled,
+            identities_enabled=self.identities_enabled,
         )
 
     @staticmethod

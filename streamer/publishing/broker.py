@@ -124,12 +124,14 @@ class BrokerSink(Sink):
         embedding_dtype: str,
         secrets: list[str],
         spill_name: str,
+        embeddings: bool = True,
     ) -> None:
         self.endpoint = endpoint  # host:port, never with credentials
         self.delivery = delivery
         self.reconnect = reconnect
         self.stats_interval_s = stats_interval_s
         self.embedding_dtype = embedding_dtype
+        self.embeddings = embeddings  # False: identity events go out without their vectors
         self._secrets = [s for s in secrets if s]
         self.drops = DropLog(self.name, delivery.log_interval_s, log)
         spill = delivery.spill_dir / spill_name if delivery.spill_dir is not None else None
@@ -228,11 +230,13 @@ class BrokerSink(Sink):
     def publish_events(self, events: Sequence[Event]) -> None:
         for event in events:
             state = event.retained_state()
+            if isinstance(state, IdentityEvent) and not self.embeddings:
+                state = None  # the vector stays out of the buffer, the spill file and the sink
             self.buffer.put_event(
                 event.camera,
                 str(event.type),
                 event.id,
-                to_json(event_message(event, self.embedding_dtype)),
+                to_json(event_message(event, self.embedding_dtype, self.embeddings)),
                 float(event.capture_ts),
                 state if isinstance(state, self.retained_states) else None,
             )

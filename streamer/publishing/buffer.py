@@ -35,6 +35,7 @@ from typing import IO, Any, get_args
 
 from streamer.config import DeliveryConfig
 from streamer.core.events import RetainedState
+from streamer.core.private import open_private, private_folder
 
 DROP_FRAME_BUFFER_FULL = "frame messages (buffer full)"
 DROP_EVENT_BUFFER_FULL = "events (buffer full)"
@@ -45,6 +46,7 @@ DROP_SPILL_FAILED = "events (spill file failed)"
 
 FLUSH_BYTES = 64 * 1024  # spilled lines are written in chunks this big, and before reading back
 LOCK_ATTEMPTS = 3
+SPILLED_CONTENTS = "undelivered events of people, embeddings included"
 SPILL_RETRY_S = 60.0  # after a spill file failure, memory only for this long, then try it again
 RETAINED_TYPES: dict[str, type[RetainedState]] = {kind.type: kind for kind in get_args(RetainedState)}
 
@@ -133,7 +135,7 @@ class SpillFile:
         if self._fd is not None:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_folder(self.path.parent, SPILLED_CONTENTS)
             fd = self._open_locked()
         except OSError as exc:
             raise SpillError(f"cannot open spill file {self.path}: {_reason(exc)}") from None
@@ -154,7 +156,9 @@ class SpillFile:
     def _open_locked(self) -> int:
         """The file, opened without truncating and locked; raises SpillLockedError if held."""
         for _attempt in range(LOCK_ATTEMPTS):
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            fd = open_private(
+                self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, SPILLED_CONTENTS
+            )
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -30,6 +30,7 @@ from streamer.config import JsonlSinkConfig
 from streamer.core.events import CameraStatusEvent, Event
 from streamer.core.frames import FrameResult
 from streamer.core.interfaces import Sink
+from streamer.core.private import open_private
 from streamer.core.stats import SinkStats
 from streamer.publishing.messages import (
     camera_status_message,
@@ -94,7 +95,8 @@ def open_output(path: str) -> Output:
     """The output for `path` ('-' = standard output), opened for appending."""
     if path != "-":
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-        return FdOutput(os.open(path, flags, 0o666), path, owned=True)
+        holds = "tracks, events and identities of people (embeddings unless publishing.embeddings is off)"
+        return FdOutput(open_private(path, flags, holds), path, owned=True)
     stream = sys.stdout
     try:
         fd = stream.fileno()
@@ -241,7 +243,7 @@ class JsonlSink(Sink):
 
     def publish_events(self, events: Sequence[Event]) -> None:
         for event in events:
-            self._offer(to_json(event_message(event)))
+            self._offer(to_json(event_message(event, embeddings=self.settings.embeddings is not False)))
 
     def publish_status(self, status: CameraStatusEvent) -> None:
         self._offer(to_json(camera_status_message(status)))

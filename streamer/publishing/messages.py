@@ -143,11 +143,17 @@ def decode_embedding(encoded: dict[str, Any]) -> np.ndarray:
     return values.astype(np.float32)
 
 
-def event_message(event: Event, embedding_dtype: str = "float16") -> dict[str, Any]:
-    """An event's message, with its id (first) for de-duplication."""
+def event_message(
+    event: Event, embedding_dtype: str = "float16", embeddings: bool = True
+) -> dict[str, Any]:
+    """An event's message, with its id (first) for de-duplication; an identity event carries its
+    vector unless `embeddings` is off (publishing.embeddings)."""
     message = {"schema_version": SCHEMA_VERSION, "id": event.id, **event.payload()}
     if isinstance(event, IdentityEvent):
-        message["embedding"] = encode_embedding(event.embedding, embedding_dtype)
+        if embeddings:
+            message["embedding"] = encode_embedding(event.embedding, embedding_dtype)
+        else:
+            message.pop("embedding", None)
     return message
 
 

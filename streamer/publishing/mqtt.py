@@ -11,8 +11,13 @@
                                    (schemas/zone_state.json); zone and line events go to .../events
     {prefix}/{camera}/lines/{line} retained, QoS 1, crossings per direction since the camera
                                    started, sent with each line_cross (schemas/line_state.json)
-    {prefix}/{camera}/enabled      retained, QoS 1, "ON" / "OFF" (with `camera_control`)
-    {prefix}/{camera}/enabled/set  subscribed: "ON" / "OFF" switches the camera (`camera_control`)
+    {prefix}/{camera}/enabled      retained, QoS 1, "ON" / "OFF" (cameras in `camera_control`)
+    {prefix}/{camera}/enabled/set/{client id}
+                                   subscribed: "ON" / "OFF" switches a camera listed in
+                                   `camera_control`, at most `camera_control_per_minute`, the
+                                   client id logged (the bare .../enabled/set too, as from an
+                                   unknown client); switches.py says which broker ACL makes the
+                                   client id true
 
 QoS 1 events leave the buffer only after the broker's PUBACK, so an outage or broker restart loses
 none of them (within the buffer's bounds); they can arrive twice, hence the `id`.
@@ -63,6 +68,8 @@ from streamer.publishing.messages import (
     state_message,
     to_json,
 )
+from streamer.publishing.switches import UNKNOWN_CLIENT, SwitchGate
+from streamer.publishing.switches import WINDOW_S as SWITCH_WINDOW_S
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +90,7 @@ REFUSED_TOPICS_LOGGED = 5
 Refusal = tuple[str, ReasonCode]  # topic, the broker's PUBACK reason code
 # Switches a camera on or off (injected by the app: publishing knows nothing of the control layer);
 # raises with a one-line reason when the change is refused.
-CameraSwitch = Callable[[str, bool], Awaitable[Any]]
+CameraSwitch = Callable[[str, bool, str], Awaitable[Any]]  # camera, enabled, who
 SWITCH_ON, SWITCH_OFF = "ON", "OFF"
 
 
@@ -196,14 +203,17 @@ class MqttTopics:
 
     @property
     def enabled_set_filter(self) -> str:
-        return f"{self.prefix}/+/enabled/set"
+        return f"{self.prefix}/+/enabled/set/#"  # `#` also matches the bare .../enabled/set
 
-    def switched_camera(self, topic: str) -> str | None:
-        """The camera a `{prefix}/{camera}/enabled/set` topic names, else None."""
+    def switched_camera(self, topic: str) -> tuple[str, str | None] | None:
+        """(camera, client id or None) of a `{prefix}/{camera}/enabled/set[/{client id}]` topic."""
         if not topic.startswith(f"{self.prefix}/"):
             return None
         camera, _, leaf = topic[len(self.prefix) + 1:].partition("/")
-        return camera if leaf == "enabled/set" and camera else None
+        if not camera or not (leaf == "enabled/set" or leaf.startswith("enabled/set/")):
+            return None
+        client = leaf[len("enabled/set/"):] if leaf != "enabled/set" else None
+        return camera, client or None
 
 
 class MqttSink(BrokerSink):
@@ -218,6 +228,7 @@ class MqttSink(BrokerSink):
             reconnect=settings.reconnect,
             stats_interval_s=settings.stats_interval_s,
             embedding_dtype=settings.embedding_dtype,
+            embeddings=settings.embeddings is not False,
             secrets=[password] if password else [],
             spill_name=spill_file_name(self.name, settings.topic_prefix),
         )
@@ -232,6 +243,9 @@ class MqttSink(BrokerSink):
         self._refused: dict[tuple[str, str], int] = {}  # (topic, reason): count, not yet logged
         self._refusals_logged = -float("inf")
         self._switch: CameraSwitch | None = None
+        self._gate = SwitchGate(settings.camera_control, settings.camera_control_per_minute)
+        self._refusals_reported = 0
+        self._refusal_logged_at = -float("inf")
         self._enabled: dict[str, bool] = {}  # camera -> enabled, as last told by the app
         self._switching: set[asyncio.Task[None]] = set()
 
@@ -248,8 +262,10 @@ class MqttSink(BrokerSink):
         if self._switch is None:
             return
         changes = [(self.topics.enabled(c), SWITCH_ON if on else SWITCH_OFF)
-                   for c, on in self._enabled.items() if previous.get(c) != on]
-        changes += [(self.topics.enabled(c), "") for c in previous if c not in self._enabled]
+                   for c, on in self._enabled.items()
+                   if previous.get(c) != on and self._gate.controls(c)]
+        changes += [(self.topics.enabled(c), "") for c in previous
+                    if c not in self._enabled and self._gate.controls(c)]
         if changes and self._client is not None:
             self._background(self._publish_states(changes))
 
@@ -274,27 +290,51 @@ class MqttSink(BrokerSink):
             return
         await client.subscribe(self.topics.enabled_set_filter, qos=QOS_AT_LEAST_ONCE)
         await self._publish_states([
-            (self.topics.enabled(c), SWITCH_ON if on else SWITCH_OFF) for c, on in self._enabled.items()
+            (self.topics.enabled(c), SWITCH_ON if on else SWITCH_OFF)
+            for c, on in self._enabled.items() if self._gate.controls(c)
         ])
 
     def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
-        camera = self.topics.switched_camera(topic)
-        if camera is None or self._switch is None:
+        switched = self.topics.switched_camera(topic)
+        if switched is None or self._switch is None:
             return
+        camera, client = switched
+        who = f"MQTT client {client!r}" if client else f"MQTT ({UNKNOWN_CLIENT})"
         if retained:  # a stale command kept by the broker must not switch cameras at every start
             log.warning("%s: ignored a retained command on %s (publish it without retain)",
-                        self.name, topic)
+                        self.name, topic[:200])
             return
         command = payload.decode("utf-8", "replace").strip().upper()
         if command not in (SWITCH_ON, SWITCH_OFF):
-            log.warning("%s: %s expects ON or OFF; ignored %r", self.name, topic, command[:20])
+            log.warning("%s: %s expects ON or OFF; ignored %r from %s",
+                        self.name, topic[:200], command[:20], who)
             return
-        self._background(self._apply_switch(camera, command == SWITCH_ON))
+        enabled = command == SWITCH_ON
+        if self._enabled.get(camera) == enabled:
+            return  # already so: nothing restarts, nothing is counted
+        verdict = self._gate.admit(camera)
+        if not verdict.allowed:
+            self._report_refused_switch(camera, command, who, verdict.reason)
+            return
+        self._background(self._apply_switch(camera, enabled, who))
 
-    async def _apply_switch(self, camera: str, enabled: bool) -> None:
+    def _report_refused_switch(self, camera: str, command: str, who: str, reason: str) -> None:
+        """One warning per refused switch, at most one a minute beyond the first few."""
+        now = time.monotonic()
+        if now - self._refusal_logged_at < SWITCH_WINDOW_S and self._refusals_reported >= 3:
+            return
+        if now - self._refusal_logged_at >= SWITCH_WINDOW_S:
+            self._refusals_reported = 0
+        self._refusals_reported += 1
+        self._refusal_logged_at = now
+        log.warning("%s: refused %s %s for camera %s from %s: %s (%d refused in all)",
+                    self.name, self.topics.enabled(camera)[:200] + "/set", command, camera[:64],
+                    who, reason, self._gate.refused)
+
+    async def _apply_switch(self, camera: str, enabled: bool, who: str = "MQTT") -> None:
         assert self._switch is not None
         try:
-            await self._switch(camera, enabled)
+            await self._switch(camera, enabled, who)
         except Exception as exc:
             log.warning("%s: %s %s refused: %s", self.name, self.topics.enabled(camera) + "/set",
                         SWITCH_ON if enabled else SWITCH_OFF, exc)

@@ -132,6 +132,7 @@ class RedisSink(BrokerSink):
             reconnect=settings.reconnect,
             stats_interval_s=settings.stats_interval_s,
             embedding_dtype=settings.embedding_dtype,
+            embeddings=settings.embeddings is not False,
             secrets=[password] if password else [],
             spill_name=spill_file_name(self.name, settings.key_prefix),
         )

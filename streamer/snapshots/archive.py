@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import sqlite3
@@ -23,12 +24,14 @@ from typing import Any
 import numpy as np
 
 from streamer.config import SnapshotsConfig
+from streamer.core.private import open_private, private_folder, write_private
 from streamer.snapshots.stats import SnapshotStats
 
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "events.sqlite3"
 IMAGES_DIR = "images"
+PRIVATE_CONTENTS = "pictures of people and the events index"
 SNAPSHOT_ID = re.compile(r"[0-9a-f]{32}")  # what new_id() makes; nothing else names a file
 FRAME_SUFFIX = "-frame"
 SUMMARY_FIELD = "summary"  # an indexed event's `summary()`: what happened, for people
@@ -101,7 +104,11 @@ class SnapshotArchive:
         self._db: sqlite3.Connection | None = None
 
     def open(self) -> None:
-        (self.directory / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+        """Pictures of people and the index of them are private: folders 0700, files 0600 (SQLite
+        gives its WAL and shared-memory files the database file's mode)."""
+        private_folder(self.directory, PRIVATE_CONTENTS)
+        private_folder(self.directory / IMAGES_DIR, PRIVATE_CONTENTS)
+        os.close(open_private(self.directory / INDEX_FILE, os.O_RDWR | os.O_CREAT, PRIVATE_CONTENTS))
         db = sqlite3.connect(self.directory / INDEX_FILE, timeout=30.0, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.executescript(SCHEMA)
@@ -144,8 +151,8 @@ class SnapshotArchive:
         crop = picture_path(self.directory, picture.snapshot_id)
         frame = picture_path(self.directory, picture.snapshot_id, frame=True)
         try:
-            crop.write_bytes(picture.crop_jpeg)
-            frame.write_bytes(picture.frame_jpeg)
+            write_private(crop, picture.crop_jpeg)
+            write_private(frame, picture.frame_jpeg)
         except OSError as exc:
             self.stats.write_errors += 1
             log.warning("snapshot %s not written: %s", picture.snapshot_id, exc)

@@ -27,6 +27,7 @@ from streamer.core.frames import Frame
 from streamer.core.interfaces import FrameSource, SourceHooks, StatusCallback
 from streamer.core.redaction import redact_url
 from streamer.core.stats import CameraState, CameraStats
+from streamer.sources.interrupt import interruptible
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,36 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     av.error.DemuxerNotFoundError,
     av.error.DecoderNotFoundError,
     av.error.InvalidDataError,  # not a video stream or file
+    av.error.ArgumentError,  # EINVAL: a protocol or format not on the scheme's whitelist
+)
+
+
+# What FFmpeg may open for each scheme: the protocols (nested ones included) and the demuxers (a
+# demuxer named "mov" covers "mov,mp4,m4a,3gp,3g2,mj2"). Nothing reads text (tty), lists of other
+# files (concat, hls from a file), pictures (image2, png_pipe) or devices.
+VIDEO_FILE_FORMATS = "mov,matroska,avi,mpegts,flv,h264,hevc,m4v,mpeg,asf,ivf,yuv4mpegpipe"
+STREAM_FORMATS = "mpegts,flv,h264,hevc,mpjpeg,mjpeg,mov,matroska"
+FFMPEG_WHITELISTS: dict[str, tuple[str, str]] = {
+    "file": ("file", VIDEO_FILE_FORMATS),
+    "": ("file", VIDEO_FILE_FORMATS),
+    "rtsp": ("tcp", "rtsp"),
+    "rtsps": ("tcp,tls", "rtsp"),
+    "rtmp": ("rtmp,tcp", "flv,live_flv"),
+    "rtmps": ("rtmps,rtmp,tcp,tls", "flv,live_flv"),
+    "http": ("http,tcp", f"{STREAM_FORMATS},hls"),
+    "https": ("https,http,tcp,tls", f"{STREAM_FORMATS},hls"),
+    "udp": ("udp", "mpegts,h264,hevc"),
+    "srt": ("srt", "mpegts"),
+}
+# A file that cannot be opened says only that, on every surface: which of these it was (missing,
+# unreadable, not a video) is in the service's log, for the operator.
+FILE_OPEN_ERRORS: tuple[type[BaseException], ...] = (
+    FileNotFoundError,
+    IsADirectoryError,
+    PermissionError,
+    av.error.InvalidDataError,
+    av.error.DemuxerNotFoundError,
+    av.error.ArgumentError,  # EINVAL: FFmpeg refused the format (not on the whitelist)
 )
 
 
@@ -77,6 +108,7 @@ class Attempt:
     first_frame_monotonic: float | None = None
     last_frame_monotonic: float | None = None
     error: str | None = None
+    shown: str | None = None  # what the dashboard, the API and messages say, when less than `error`
     permanent: bool = False
 
     def delivered_for_s(self) -> float:
@@ -166,13 +198,16 @@ class LatestFrameSlot:
 
 
 def open_stream(config: CameraConfig) -> Any:
-    """Open a camera's stream or file the one way the service does (TCP, timeouts, short probe)."""
+    """Open a camera's stream or file the one way the service does (TCP, timeouts, short probe),
+    FFmpeg restricted to the protocols and formats of the URL's scheme (`FFMPEG_WHITELISTS`)."""
+    protocols, formats = ffmpeg_whitelists(config.scheme)
+    options = {"protocol_whitelist": protocols, "format_whitelist": formats}
     if config.is_file:
         if not config.file_path.is_file():
             raise FileNotFoundError(f"no such file: {config.file_path}")
-        return av.open(str(config.file_path), mode="r")
-    options = {"analyzeduration": RTSP_ANALYZE_US}
-    if config.url.startswith("rtsp"):
+        return av.open(str(config.file_path), mode="r", options=options)
+    options["analyzeduration"] = RTSP_ANALYZE_US
+    if config.scheme in ("rtsp", "rtsps"):
         options["rtsp_transport"] = "tcp"
     return av.open(
         config.url,
@@ -180,6 +215,12 @@ def open_stream(config: CameraConfig) -> Any:
         options=options,
         timeout=(config.open_timeout_s, config.read_timeout_s),
     )
+
+
+def ffmpeg_whitelists(scheme: str) -> tuple[str, str]:
+    """(protocol_whitelist, format_whitelist) for a camera URL's scheme; FFmpeg refuses anything
+    else, nested opens included (an RTSP camera cannot become http, file, concat or tty)."""
+    return FFMPEG_WHITELISTS.get(scheme, FFMPEG_WHITELISTS["file"])
 
 
 def probe_stream(config: CameraConfig) -> str:
@@ -251,7 +292,8 @@ class CameraSource(FrameSource[CameraConfig]):
         self._stop.set()
         if self._thread is not None:
             thread, self._thread = self._thread, None
-            # A blocked read returns within the read timeout; do not hold shutdown hostage to it.
+            # FFmpeg's interrupt callback ends a blocking open or read within ~0.1 s (interrupt.py);
+            # where it cannot, the read timeout does: do not hold shutdown hostage to it.
             await asyncio.to_thread(thread.join, THREAD_JOIN_GRACE_S)
         if self._slot is not None:
             self._slot.close()
@@ -270,6 +312,7 @@ class CameraSource(FrameSource[CameraConfig]):
 
     def _run(self) -> None:
         self.stats.thread_id = threading.get_native_id()
+        interruptible(self._stop)  # stop() ends a blocking open or read within ~0.1 s
         backoff = Backoff(self.config.reconnect)
         safe_url = redact_url(self.config.url)
         last_reason: str | None = None
@@ -295,9 +338,11 @@ class CameraSource(FrameSource[CameraConfig]):
                 backoff.reset()
             delay = backoff.next_delay()
             reason = attempt.error or "stream ended"
-            self.stats.last_error = reason
+            self.stats.last_error = attempt.shown or reason
             self.stats.reconnects += 1
-            self._set_status(CameraState.FAILED if attempt.permanent else CameraState.BACKOFF, reason)
+            self._set_status(
+                CameraState.FAILED if attempt.permanent else CameraState.BACKOFF, attempt.shown or reason
+            )
             # The same failure again and again is one line, not one per attempt.
             level = logging.DEBUG if reason == last_reason else logging.WARNING
             log.log(
@@ -327,7 +372,12 @@ class CameraSource(FrameSource[CameraConfig]):
             attempt.permanent = (
                 isinstance(exc, (*PERMANENT_ERRORS, NoVideo)) and attempt.frames == 0 and not waited_out
             )
-            self.stats.last_error = attempt.error
+            if self.config.is_file and attempt.frames == 0 and isinstance(exc, FILE_OPEN_ERRORS):
+                attempt.shown = (
+                    f"cannot read {self.config.file_path.name} as a video: missing, not readable "
+                    "by the service, or not a video format it reads (the service's log says which)"
+                )
+            self.stats.last_error = attempt.shown or attempt.error
             if self.config.is_file and attempt.frames > 0:
                 # A broken tail of a file ends it; replaying it would duplicate every event.
                 log.warning("camera %s: file ended early: %s", self.name, attempt.error)

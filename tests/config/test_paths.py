@@ -50,7 +50,7 @@ def test_written_paths_are_relative_to_the_config_file_not_the_working_directory
     config_file.write_text(
         "assets_dir: ../assets\n"
         "triton:\n  model_repository: models\n"
-        "identities:\n  faces_store: private/faces.npz\n"
+        "identities:\n  faces_store: private/faces.npz\n  calibration_store: private/calibration.json\n"
         "snapshots:\n  directory: pictures\n"
         "publishing:\n"
         "  jsonl:\n    path: out/frames.jsonl\n"
@@ -64,6 +64,7 @@ def test_written_paths_are_relative_to_the_config_file_not_the_working_directory
     assert config.assets_dir == site.parent / "assets"
     assert config.triton.model_repository == site / "models"
     assert config.identities.faces_store == site / "private" / "faces.npz"
+    assert config.identities.calibration_store == site / "private" / "calibration.json"
     assert config.snapshots.directory == site / "pictures"
     assert config.publishing.jsonl.path == str(site / "out" / "frames.jsonl")
     tls = config.publishing.mqtt.tls
@@ -82,6 +83,7 @@ def test_default_paths_land_beside_the_config_file(site: Path) -> None:
 
     assert config.triton.model_repository == site / "model_repository"
     assert config.identities.faces_store == site / "data" / "faces.npz"
+    assert config.identities.calibration_store == site / "data" / "identity-calibration.json"
     assert config.snapshots.directory == site / "snapshots"
     assert config.publishing.jsonl.path == "-", "standard output stays standard output"
     assert config.publishing.mqtt.delivery.spill_dir is None, "no spill file unless asked for"

@@ -13,8 +13,9 @@ from typing import Any
 import aiohttp
 
 from streamer.app import Service
+from tests.support.checkout import REPO_ROOT
 
-TOKEN = "api-test-token"
+TOKEN = "api-test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -36,13 +37,17 @@ publishing:
     port: {mqtt_port}
     topic_prefix: apitest
     publish_tracks: false
-    camera_control: true   # Frigate-style {{camera}}/enabled/set
+    camera_control: [lobby]   # Frigate-style {{camera}}/enabled/set
 metrics:
   sample_interval_s: 0.5
   rate_window_s: 2.0
 dashboard:
   port: 0
   token: ${{TEST_DASHBOARD_TOKEN}}   # from the environment
+  api:
+    env_allowed: [VAULT_PASSWORD]
+    stream_hosts: ["*", 127.0.0.1]   # any camera, and the test's RTSP server
+    file_folders: [., {REPO_ROOT / "sample_videos"}]
 cameras:
   # the camera that must never notice
   - name: lobby

@@ -1,4 +1,5 @@
-"""Who may change cameras: without a configured token nobody, unless loopback is explicitly allowed.
+"""Who may change cameras (and identities): without a configured token nobody, unless loopback is
+explicitly allowed.
 
 The access checks come before the pipeline is involved, so these run the real HTTP server with a
 control layer that has no pipeline attached: a change that gets past them meets 503 (not started).
@@ -11,7 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from streamer.config import StreamerConfig
-from streamer.control import CameraApi, CameraControl
+from streamer.control import CameraApi, CameraControl, IdentityApi
 from streamer.core.stats import StatsRegistry
 from streamer.metrics.service import MetricsService
 from tests.control.support import call
@@ -28,7 +29,9 @@ def config(**api: Any) -> StreamerConfig:
 async def serving(settings: StreamerConfig) -> AsyncIterator[str]:
     stats = StatsRegistry()
     control = CameraControl(settings, None)
-    service = MetricsService(settings, stats, routes=CameraApi(control, settings.dashboard, stats).routes())
+    api = CameraApi(control, settings.dashboard, stats)
+    identities = IdentityApi(None, api.refusal)  # reid off: no gallery
+    service = MetricsService(settings, stats, routes=[*api.routes(), *identities.routes()])
     await service.start()
     try:
         assert service.url is not None
@@ -48,6 +51,8 @@ async def test_without_a_token_changes_are_refused_and_reading_hides_credentials
             ("PATCH", "/api/cameras/lobby", {"max_fps": 2}),
             ("DELETE", "/api/cameras/lobby", None),
             ("POST", "/api/reload", {}),
+            ("POST", "/api/identities/merge", {"ids": [1, 2]}),
+            ("POST", "/api/identities/7/confirm", {}),
         ):
             refused = await call(url, method, path, body, headers={})
             assert refused.status == 403, (method, path, refused.text)
@@ -62,6 +67,11 @@ async def test_loopback_changes_pass_when_explicitly_allowed() -> None:
         lobby = await call(url, "GET", "/api/cameras/lobby", headers={})
         assert lobby.body["config"]["max_fps"] is None, "a refused change changed nothing"
         form = await call(url, "PATCH", "/api/cameras/lobby", data="max_fps=2", headers={
+            "Content-Type": "application/x-www-form-urlencoded"})
+        assert form.status == 415
+        identity = await call(url, "POST", "/api/identities/7/confirm", {}, headers={})
+        assert identity.status == 404 and "reid.enabled" in identity.body["error"], identity.text
+        form = await call(url, "POST", "/api/identities/7/confirm", data="x=1", headers={
             "Content-Type": "application/x-www-form-urlencoded"})
         assert form.status == 415
         document = await call(url, "GET", "/api/openapi.json", headers={})

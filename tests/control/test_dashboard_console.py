@@ -45,7 +45,7 @@ async def service_url(
         "triton": {"mode": "external", "url": embedded_triton.grpc_url},
         "publishing": {"jsonl": {"path": str(folder / "out.jsonl")}},
         "metrics": {"sample_interval_s": 0.5, "rate_window_s": 2.0},
-        "dashboard": {"port": 0, "token": TOKEN},
+        "dashboard": {"port": 0, "token": TOKEN, "api": {"file_folders": [str(sample_clip.parent)]}},
         "snapshots": {"enabled": True, "directory": str(folder / "snapshots"), "min_free_mb": 0},
         "cameras": [{"name": CAMERA, "url": str(sample_clip), "loop": True, "max_fps": 5,
                      "zones": [ROAD], "lines": [LINE]}],

@@ -25,7 +25,8 @@ async def service_url(
         {"name": "lobby", "url": str(sample_clip), "loop": True, "max_fps": 2}
     ]
     config = streamer_config(
-        embedded_triton.grpc_url, cameras, folder / "out.jsonl", dashboard={"token": TOKEN}
+        embedded_triton.grpc_url, cameras, folder / "out.jsonl",
+        dashboard={"token": TOKEN, "api": {"file_folders": [str(sample_clip.parent)]}},
     )
     service = Service(config)  # no file: changes last until the service stops
     try:

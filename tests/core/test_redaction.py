@@ -23,7 +23,7 @@ ALL_FORMS = [pytest.param(form, id=form.id) for form in FORMS + MALFORMED]
 def test_redact_url_hides_every_credential_form(form: CredentialForm) -> None:
     redacted = redact_url(form.url)
     assert leaks(redacted, [form]) == [], redacted
-    assert redacted.startswith("rtsp://") and MASK in redacted
+    assert redacted.split("://")[0] == form.url.split("://")[0] and MASK in redacted
     assert "127.0.0.1" in redacted, "the host stays visible: the operator must know which camera"
 
 
@@ -33,7 +33,8 @@ def test_redact_url_hides_every_credential_form(form: CredentialForm) -> None:
         "rtsp://10.0.0.5:554/cam/realmonitor?channel=1&subtype=0",
         "rtsp://cam.local/h264?keyframe=1&unicast=true&proto=Onvif",
         "rtsp://[::1]:8554/stream",
-        "rtsp://cam.local/video?email=ops@example.com",
+        "srt://cam.local:9000?mode=caller&latency=200",
+        "rtmp://cam.local/live",
         "/videos/user=admin&password=x.mp4",
         "",
         "not a url at all: @@@ ?? ##",
@@ -42,6 +43,20 @@ def test_redact_url_hides_every_credential_form(form: CredentialForm) -> None:
 def test_urls_without_credentials_are_left_as_they_are(url: str) -> None:
     assert redact_url(url) == url
     assert url_secrets([url]) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("rtsp://cam.local/video?email=ops@example.com", "rtsp://cam.local/video?email=***"),
+        ("rtsp://h/s?channel=1&subtype=0&cookie=abc", "rtsp://h/s?channel=1&subtype=0&cookie=***"),
+        ("rtsp://h/s?channel=1%26pw%3Dx", "rtsp://h/s?channel=***"),  # not a plain value
+        ("rtsp://h/s?CHANN%45L=2", "rtsp://h/s?CHANN%45L=2"),  # a harmless name, encoded
+        ("rtmp://h:1935/app/key-1?vhost=v", "rtmp://h:1935/app/***?vhost=***"),
+    ],
+)
+def test_every_value_is_hidden_unless_its_name_is_known_to_be_harmless(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
 
 
 @pytest.mark.parametrize("form", ALL_FORMS)

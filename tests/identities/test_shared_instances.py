@@ -97,8 +97,9 @@ async def test_a_pedestrian_walking_between_two_instances_keeps_one_global_id(
             in_hall = await hall.show([_standing(_person(WALKER, "last"), 60)])
         assert _global_id(in_hall) == walker_id, "the other instance's camera keeps the id"
     finally:
-        await north.stop()
-        await south.stop()
+        for stage in (north, south):
+            await stage.stop()
+            await stage.gallery.close()  # given to the stage: its owner closes it
 
 
 async def test_ids_given_while_the_store_was_silent_merge_into_one_announced_once(
@@ -136,8 +137,9 @@ async def test_ids_given_while_the_store_was_silent_merge_into_one_announced_onc
             await asyncio.sleep(0.05)
     finally:
         store.resume()
-        await north.stop()
-        await south.stop()
+        for stage in (north, south):
+            await stage.stop()
+            await stage.gallery.close()
 
     merges = [e for e in events if isinstance(e, IdentityMergeEvent)]
     assert [(m.global_id, m.merged_id, m.reason) for m in merges] == [

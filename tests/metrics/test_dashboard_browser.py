@@ -27,7 +27,7 @@ LIVE_CAMERAS = ("entrance", "lobby", "corridor")
 DEAD_CAMERA = "door"
 PASSWORD = "s3cret"
 DEAD_URL = f"rtsp://user:{PASSWORD}@127.0.0.1:9/x"
-TOKEN = "let-me-in-4242"
+TOKEN = "let-me-in-4242-let-me-in-4242"
 LIVE_TIMEOUT_MS = 30_000
 
 
@@ -109,6 +109,21 @@ async def test_page_shows_one_tile_per_camera_with_fps_changing_over_time(
     await expect(snapshot).to_have_attribute("src", re.compile(r"^blob:"), timeout=LIVE_TIMEOUT_MS)
     width = await snapshot.evaluate("img => img.naturalWidth")
     assert width > 0, "the annotated snapshot is shown"
+
+
+async def test_live_pictures_are_fetched_with_the_token_in_a_header_never_in_their_url(
+    live: LiveService, page: Page
+) -> None:
+    """Previously every picture URL carried `?token=` (browser history, proxy logs)."""
+    pictures: list[tuple[str, str | None]] = []
+    page.on("request", lambda request: pictures.append(
+        (request.url, request.headers.get("authorization"))
+    ) if "/api/live-view/" in request.url else None)
+    await page.goto(live.page_url)
+    snapshot = page.locator(f'.tile[data-camera="{LIVE_CAMERAS[0]}"] img[data-field="snapshot"]')
+    await expect(snapshot).to_have_attribute("src", re.compile(r"^blob:"), timeout=LIVE_TIMEOUT_MS)
+    assert pictures, "the page fetched live pictures"
+    assert all("token=" not in url and header == f"Bearer {TOKEN}" for url, header in pictures), pictures
 
 
 async def test_dead_camera_shows_backoff_while_the_others_keep_working(

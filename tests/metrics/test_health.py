@@ -7,6 +7,7 @@ pipeline on the session's Triton.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,7 +33,7 @@ from streamer.metrics.service import MetricsService
 CAMERAS = ("north", "south", "east", "west")
 CAMERA_PASSWORD = "hunter2"
 SERVER_HOST = "triton.internal"
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-for-the-probes-test"
 
 
 def health_config(ratio: float = 0.0, token: str | None = None) -> StreamerConfig:
@@ -155,19 +156,23 @@ async def test_readyz_needs_the_configured_share_of_cameras_streaming(
     for name, state in zip(CAMERAS, states, strict=True):
         if state is not None:  # None: enabled, not registered by the pipeline yet
             stats.register(StatsKind.CAMERA, name, CameraStats(name, "rtsp://***@10.0.0.9/", state=state))
-    async with serving(health_config(ratio), stats) as url:
+    async with serving(health_config(ratio, token=TOKEN), stats) as url:
         status, body = await get_json(f"{url}/readyz")
+        _status, named = await get(f"{url}/readyz", token=TOKEN)
 
     assert (status, body["ready"], body["cameras"]["required"]) == (200 if ready else 503, ready, required)
     assert body["cameras"]["streaming"] == states.count("streaming")
     assert body["cameras"]["finished"] == states.count("finished")
     if not ready:
+        counted = [s or "not started" for s in states if s not in ("streaming", "finished")]
         idle = [f"{n} ({s or 'not started'})" for n, s in zip(CAMERAS, states, strict=True)
                 if s != "streaming"]
-        assert body["reasons"] == [
-            f"{states.count('streaming')} of 4 cameras streaming, {required} needed "
-            f"(metrics.ready_min_streaming_ratio {ratio:g}): {', '.join(idle)}"
-        ]
+        why = (f"{states.count('streaming')} of 4 cameras streaming, {required} needed "
+               f"(metrics.ready_min_streaming_ratio {ratio:g}): ")
+        by_state = ", ".join(f"{counted.count(s)} {s}" for s in sorted(set(counted)))
+        assert body["reasons"] == [why + by_state], "without the token: counts, never names"
+        assert json.loads(named)["reasons"] == [why + ", ".join(idle)], "with the token: names"
+    assert not any(name in json.dumps(body) for name in CAMERAS)
 
 
 async def test_a_shared_identity_store_down_degrades_readiness_without_failing_it() -> None:

@@ -232,6 +232,21 @@ def test_config_problems_in_the_metrics_sections_point_at_the_line(yaml_text: st
 def test_an_empty_token_from_the_environment_means_no_token() -> None:
     text = "cameras: [{name: a, url: clip.mp4}]\ndashboard: {token: '${T:-}'}\n"
     assert parse_config(text, env={}).dashboard.token is None
-    token = parse_config(text, env={"T": "hunter2"}).dashboard.token
-    assert token is not None and token.get_secret_value() == "hunter2"
-    assert "hunter2" not in repr(parse_config(text, env={"T": "hunter2"}))
+    secret = "hunter2-hunter2-hunter2-hunter2"
+    token = parse_config(text, env={"T": secret}).dashboard.token
+    assert token is not None and token.get_secret_value() == secret
+    assert secret not in repr(parse_config(text, env={"T": secret}))
+
+
+@pytest.mark.parametrize("token", ["short", "x" * 23, "${T}"])
+def test_a_token_shorter_than_24_characters_is_refused_with_a_hint(token: str) -> None:
+    """Previously any token was accepted, `hunter2` too."""
+    text = f"cameras: [{{name: a, url: clip.mp4}}]\ndashboard: {{token: '{token}'}}\n"
+    with pytest.raises(ConfigError) as error:
+        parse_config(text, source="c.yaml", env={"T": "hunter2"})
+    (line,) = error.value.lines
+    assert line.startswith("c.yaml:2: dashboard.token: the token has ")
+    assert "at least 24 are needed (generate one: python -c 'import secrets; " in line
+    assert "hunter2" not in line and "short" not in line.split("dashboard.token")[1]
+    long_enough = parse_config(text.replace(token, "y" * 24), env={}).dashboard.token
+    assert long_enough is not None

@@ -31,7 +31,7 @@ from tests.support.credentials import FORMS, leaks
 
 pytestmark = pytest.mark.timeout(60)
 
-TOKEN = "t0ken-for-the-page"
+TOKEN = "t0ken-for-the-page-and-the-api"
 SERVER = "triton.internal:8001"
 FORGED = "rebind.attacker.example"
 DATA_PATHS = ("/", "/api/state", "/metrics", "/api/live", "/static/dashboard.js", "/api/live-view/x")

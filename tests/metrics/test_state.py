@@ -33,7 +33,7 @@ from streamer.metrics.service import MetricsService
 from streamer.metrics.state import SCHEMA_FILE, ServiceState, state_schema
 from tests.metrics.state_reads import undeclared_reads
 
-TOKEN = "state-token"
+TOKEN = "state-token-state-token-state"
 
 
 def published() -> dict[str, Any]:

@@ -19,7 +19,7 @@ from tests.publishing.support import validate
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-for-event-pictures"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 

@@ -6,9 +6,13 @@ import asyncio
 import time
 from pathlib import Path
 
+import av
+import pytest
+
 from streamer.config import CameraConfig, ReconnectConfig
 from streamer.core.stats import CameraState
-from streamer.sources.camera import CameraSource
+from streamer.sources.camera import CameraSource, ffmpeg_whitelists
+from tests.support.listeners import FileServer
 
 CLIP_FRAMES = 200  # sample_videos/vtest_pedestrians.mp4: 200 frames at 10 fps
 FAST_RECONNECT = ReconnectConfig(initial_delay_s=0.05, max_delay_s=0.2, healthy_after_s=5)
@@ -148,3 +152,48 @@ async def test_the_full_size_picture_is_made_on_first_use_and_equals_the_decoder
     first = await eager.next_frame()
     await eager.stop()
     assert first is not None and first.has_image and np.array_equal(first.image, expected[0])
+
+
+# -- what FFmpeg may open: the scheme's protocols and video formats only -------------------------------
+
+TEXT = "root:x:0:0:root:/root:/bin/bash\nOPERATOR-ONLY-TEXT\n"
+
+
+async def first_state(source: CameraSource, timeout_s: float = 10.0) -> CameraState:
+    """The first state other than connecting (streaming: a picture came out of it)."""
+    source.start()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while source.status == CameraState.CONNECTING:
+            assert time.monotonic() < deadline, "no state within the timeout"
+            await asyncio.sleep(0.02)
+        return source.status
+    finally:
+        await source.stop()
+
+
+async def test_text_pictures_and_file_lists_are_no_camera(tmp_path: Path, assets: Path) -> None:
+    """Previously FFmpeg rendered a text file as video (tty) and opened a picture (png_pipe)."""
+    (tmp_path / "notes.asc").write_text(TEXT)
+    (tmp_path / "list.ffconcat").write_text("ffconcat version 1.0\nfile 'notes.asc'\n")
+    for path in (tmp_path / "notes.asc", assets / "images" / "astronaut.png", tmp_path / "list.ffconcat"):
+        source = CameraSource(camera(path, reconnect=ReconnectConfig(initial_delay_s=60)))
+        assert await first_state(source) == CameraState.FAILED, path.name
+        assert source.stats.decoded == 0
+
+
+async def test_a_stream_is_read_only_with_its_schemes_protocols_and_formats(tmp_path: Path) -> None:
+    """An http camera serving text is refused (tty), and what an RTSP camera's FFmpeg may open
+    excludes http, file, concat and tty whatever the server answers."""
+    (tmp_path / "notes.asc").write_text(TEXT)
+    (tmp_path / "list.ffconcat").write_text("ffconcat version 1.0\nfile 'notes.asc'\n")
+    with FileServer(tmp_path) as web:
+        source = CameraSource(camera(web.url("notes.asc"), reconnect=ReconnectConfig(initial_delay_s=60)))
+        assert await first_state(source) == CameraState.FAILED
+        assert source.stats.decoded == 0
+        protocols, formats = ffmpeg_whitelists("rtsp")
+        options = {"protocol_whitelist": protocols, "format_whitelist": formats}
+        for url in (web.url("notes.asc"), str(tmp_path / "notes.asc"), f"file:{tmp_path / 'notes.asc'}",
+                    str(tmp_path / "list.ffconcat"), f"concat:{tmp_path / 'notes.asc'}"):
+            with pytest.raises(av.error.FFmpegError):
+                av.open(url, options=options, timeout=(2, 2)).close()

@@ -109,6 +109,26 @@ FORMS = [
         f"rtsp://admin:Both24Pw@{CLOSED}/cam?token=Both25Tok&channel=1",
         ("Both24Pw", "Both25Tok"),
     ),
+    # Hidden by default: names no list of secret names had (SRT, signed URLs, short names), a
+    # name written percent-encoded, a name nobody thought of, an RTMP stream key in the path.
+    CredentialForm(
+        "query-srt-passphrase", f"rtsp://{CLOSED}/live?passphrase=Srt31Phrase&latency=200",
+        ("Srt31Phrase",),
+    ),
+    CredentialForm("query-pw-passcode", f"rtsp://{CLOSED}/live?pw=Pw32Val&passcode=Pc33Val",
+                   ("Pw32Val", "Pc33Val")),
+    CredentialForm("query-sig", f"rtsp://{CLOSED}/live?sig=Sig34Val&signature=Sig35Val",
+                   ("Sig34Val", "Sig35Val")),
+    CredentialForm(
+        "query-signed-url",
+        f"rtsp://{CLOSED}/clip?X-Amz-Credential=Akia36Cred%2F20240101&X-Amz-Signature=Amz37Sig",
+        ("Akia36Cred", "Amz37Sig"),
+        ("Akia36Cred%2F20240101", "Amz37Sig"),
+    ),
+    CredentialForm("query-encoded-name", f"rtsp://{CLOSED}/live?pass%77ord=Enc38Name", ("Enc38Name",)),
+    CredentialForm("query-unknown-name", f"rtsp://{CLOSED}/live?session=Unk39Val&channel=1",
+                   ("Unk39Val",)),
+    CredentialForm("rtmp-stream-key", f"rtmp://{CLOSED}/live/Rtmp40StreamKey", ("Rtmp40StreamKey",)),
 ]
 FORM_PARAMS = [pytest.param(form, id=form.id) for form in FORMS]
 

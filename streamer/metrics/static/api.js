@@ -8,7 +8,7 @@ export function withToken(path) {
   return `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}`;
 }
 
-function authHeaders(json) {
+export function authHeaders(json) {
   const headers = {};
   if (token) headers.Authorization = `Bearer ${token}`;
   if (json) headers["Content-Type"] = "application/json";

@@ -1,12 +1,15 @@
 // The camera view (#camera/NAME): large live view picture, figures, zone and line counts, state
-// history, recent events and, when the state allows changes, the controls and the edit form. Which
-// camera it shows, and its timers, are its own.
+// history, recent events, the identities seen on the camera and, when the state allows changes,
+// the controls and the edit form. Which camera it shows, and its timers, are its own.
 
 import { api, cameraPath } from "./api.js";
 import { refreshCameraList } from "./camera-list.js";
 import { field, fillList, formatLatency, formatNumber, setText, showError, showOverlay } from "./dom.js";
 import { loadEvents } from "./events.js";
 import { closeGeometryEditor, openGeometryEditor, setupGeometryEditor } from "./geometry-editor.js";
+import {
+  cameraIdentitiesQuery, closeIdentityList, identitiesEnabled, openIdentityList,
+} from "./identities.js";
 import { disabledCameras, latestState, mutationsAllowed } from "./store.js";
 import { overlayText, pictureEntry, refreshPicture, renderCounts } from "./widgets.js";
 
@@ -17,6 +20,7 @@ const SETTINGS = Object.freeze({
 
 const cameraView = {
   name: null, entry: null, timer: null, eventsTimer: null, eventsShown: false, editing: null,
+  identitiesShown: false,
 };
 
 function viewElement() {
@@ -78,6 +82,18 @@ function renderCameraView() {
   const controls = field(view, "controls");
   controls.hidden = !mutationsAllowed() || status === "not running";
   setText(controls.querySelector('[data-action="toggle"]'), status === "disabled" ? "Enable" : "Disable");
+  showIdentities(view);
+}
+
+// The identities seen on this camera, once the state says they are served.
+function showIdentities(view) {
+  const shown = identitiesEnabled();
+  field(view, "identities-head").hidden = !shown;
+  field(view, "identities").hidden = !shown;
+  if (shown && !cameraView.identitiesShown) {
+    cameraView.identitiesShown = true;
+    openIdentityList(field(view, "identities"), cameraIdentitiesQuery(cameraView.name));
+  }
 }
 
 function viewSnapshotIntervalMs() {
@@ -134,7 +150,10 @@ export function closeCameraView() {
   window.clearTimeout(cameraView.timer);
   window.clearInterval(cameraView.eventsTimer);
   if (cameraView.entry.objectUrl) URL.revokeObjectURL(cameraView.entry.objectUrl);
-  Object.assign(cameraView, { name: null, entry: null, timer: null, eventsTimer: null });
+  closeIdentityList(field(viewElement(), "identities"));
+  Object.assign(cameraView, {
+    name: null, entry: null, timer: null, eventsTimer: null, identitiesShown: false,
+  });
   return true;
 }
 

@@ -1,5 +1,6 @@
 // Live dashboard, the entry module: the header (summary, connection), the pages by address
-// (#: the overview, #camera/NAME: the camera view, #events: the event pictures) and the live state
+// (#: the overview, #camera/NAME: the camera view, #events: the event pictures, #identities: who
+// is who across cameras, with the operator's corrections) and the live state
 // from server-sent events (/api/live) into the store, which every page follows. Plain DOM and
 // canvas, ES modules without a build step: the machines are offline. Controls and the add form
 // appear only when the state says the camera API accepts changes (state.api.mutations).
@@ -12,6 +13,7 @@ import {
 } from "./camera-view.js";
 import { formatDuration, formatNumber, setText } from "./dom.js";
 import { closeEventsPage, openEventsPage, renderEventsPage, setupEventsPage } from "./events.js";
+import { closeIdentitiesPage, openIdentitiesPage, renderIdentitiesPage } from "./identities.js";
 import { refreshPictures, renderOverview } from "./overview.js";
 import { notify, publish, subscribe } from "./store.js";
 
@@ -49,6 +51,7 @@ function render(state) {
   followCameraList();
   renderCameraViewPage();
   renderEventsPage(state);
+  renderIdentitiesPage();
 }
 
 function setConnection(state, text) {
@@ -76,10 +79,12 @@ function connect() {
 
 function route() {
   const hash = decodeURIComponent(window.location.hash.slice(1));
-  const page = hash.startsWith("camera/") ? "camera" : hash === "events" ? "events" : "overview";
+  const page = hash.startsWith("camera/") ? "camera"
+    : ["events", "identities"].includes(hash) ? hash : "overview";
   document.getElementById("overview").hidden = page !== "overview";
   document.getElementById("camera-view").hidden = page !== "camera";
   document.getElementById("events-page").hidden = page !== "events";
+  document.getElementById("identities-page").hidden = page !== "identities";
   for (const link of document.querySelectorAll(".nav-link")) {
     link.classList.toggle("current", link.dataset.page === page);
   }
@@ -87,6 +92,8 @@ function route() {
   else if (closeCameraView()) refreshPictures(); // the tiles' pictures resume at once
   if (page === "events") openEventsPage();
   else closeEventsPage();
+  if (page === "identities") openIdentitiesPage();
+  else closeIdentitiesPage();
   if (page === "overview") notify(); // tiles were not laid out while hidden
 }
 

@@ -1,7 +1,7 @@
 // What both camera pages draw (tiles and the camera view): the state overlay, zone and line chips,
 // sparklines and the live view picture. No state of their own.
 
-import { withToken } from "./api.js";
+import { authHeaders } from "./api.js";
 import { field, formatNumber } from "./dom.js";
 
 const CHART_HEADROOM = 1.15; // sparkline scale above the highest point
@@ -98,8 +98,9 @@ export async function refreshPicture(name, entry) {
   if (entry.loading) return;
   entry.loading = true;
   try {
-    const response = await fetch(withToken(`api/live-view/${encodeURIComponent(name)}`), {
+    const response = await fetch(`api/live-view/${encodeURIComponent(name)}`, {
       cache: "no-store",
+      headers: authHeaders(false), // the token in a header, never in a picture's URL
     });
     if (response.status !== 200) return; // 204: nothing kept yet; it follows shortly
     const frameIndex = response.headers.get("X-Frame-Index");
