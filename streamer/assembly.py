@@ -29,8 +29,8 @@ from streamer.core.interfaces import (
     SourceHooks,
 )
 from streamer.core.registry import Registry
-from streamer.identities.decisions import DecisionStore, OperatorGallery, calibration_store_path
 from streamer.identities.backends import build_gallery
+from streamer.identities.decisions import DecisionStore, OperatorGallery, calibration_store_path
 from streamer.identities.gallery import InMemoryGallery
 from streamer.identities.stage import IdentityStage
 from streamer.inference.detector import YoloxDetector

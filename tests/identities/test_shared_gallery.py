@@ -22,6 +22,7 @@ from streamer.assembly import default_assembly
 from streamer.check import check_brokers
 from streamer.config import GalleryConfig, StreamerConfig
 from streamer.core.events import IdentityMergeEvent
+from streamer.core.stats import StatsKind
 from streamer.identities.backends import build_gallery
 from streamer.identities.gallery import MERGE_LINK, IdentityMerge, InMemoryGallery, Sighting
 from streamer.identities.shared import SharedGallery
@@ -352,3 +353,22 @@ async def test_streamer_check_probes_the_shared_gallery(
     assert f"gallery 127.0.0.1:{store.port}/0" in reachable and "ok" in reachable
     assert "shared gallery: 0 changes in streamer:gallery:log" in reachable
     assert "FAIL" in refused and refused.rstrip().endswith("connection refused")
+
+
+async def test_the_service_shares_one_store_backed_gallery_between_its_stage_and_its_api(
+    tmp_path: Path,
+) -> None:
+    config = StreamerConfig.model_validate({
+        "reid": {"enabled": True},
+        "identities": {"gallery": {"backend": "redis", "instance": "north"},
+                       "calibration_store": str(tmp_path / "calibration.json")},
+        "cameras": [{"name": "gate", "url": "gate.mp4"}],
+    })
+    assembly = default_assembly()
+    shared = assembly.build_shared(config)
+    assert shared.gallery is not None and isinstance(shared.gallery.gallery, SharedGallery)
+    (stage,) = [s for s in assembly.build_stages(config, shared) if s.name == "identities"]
+    assert stage.gallery is shared.gallery
+    store = stage.registered_stats()[StatsKind.IDENTITY_STORE]
+    assert store is shared.gallery.store_stats and store.instance == "north"
+    await shared.close()
