@@ -24,7 +24,15 @@ from prometheus_client.registry import Collector
 from streamer.config import MetricsConfig, StreamerConfig
 from streamer.core.frames import FrameResult
 from streamer.core.redaction import redact_url, scrub, url_secrets
-from streamer.core.stats import AnalyticsStats, CameraState, CameraStats, StatsKind, StatsRegistry
+from streamer.core.stats import (
+    AnalyticsStats,
+    CameraState,
+    CameraStats,
+    PartState,
+    StatsKind,
+    StatsRegistry,
+    inference_problems,
+)
 from streamer.core.tasks import cancel_and_wait
 from streamer.inference.statistics import TritonStatistics
 
@@ -383,6 +391,8 @@ class PipelineMonitor:
                     "requests": model.requests if model else 0,
                     "items": model.items if model else 0,
                     "failures": model.failures if model else 0,
+                    "up": model.up if model else False,
+                    "last_error": scrub(model.last_error, self.secrets) if model and not model.up else None,
                     "requests_per_s": round(model_watch.requests_per_s, 2),
                     "max_batch_size": model.max_batch_size if model else None,
                     "requests_in_flight": model.requests_in_flight if model else None,
@@ -408,6 +418,10 @@ class PipelineMonitor:
             "cameras": cameras,
             "models": models,
             "sinks": sinks,
+            "parts": [
+                {"name": name, "state": part.state.value, "problem": scrub(part.problem, self.secrets)}
+                for name, part in self.stats.parts().items()
+            ],
         }
 
     def _analytics_by_camera(self) -> dict[str, dict[str, Any]]:
@@ -434,10 +448,18 @@ class PipelineMonitor:
         server = self.stats.server()
         if server is None:
             return None
+        models = self.stats.models()
+        problems = inference_problems(server, models)
         down_since = server.down_since_monotonic
+        if server.up:  # the server looks fine: how long its first failing model has been down
+            down_since = min(
+                (m.down_since_monotonic for m in models.values() if m.down_since_monotonic is not None),
+                default=None,
+            )
         return {
             "mode": server.mode,
-            "up": server.up,
+            "up": not problems,  # frames can be processed: the server and every model answer
+            "problem": scrub(problems[0], self.secrets) if problems else None,
             "restarts": server.restarts,
             "down_for_s": None if down_since is None else round(time.monotonic() - down_since, 1),
         }
@@ -485,10 +507,19 @@ class _PipelineCollector(Collector):
             "Times the inference server was brought back (restarted or reconnected) after a failure.",
             labels=["mode"],
         )
+        parts = GaugeMetricFamily(
+            "streamer_part_ok",
+            "1 while an optional part (event pictures, a store, a sink) works as configured; 0 "
+            "while it is degraded or unavailable (the cameras run without it).",
+            labels=["part"],
+        )
         if server is not None:
-            up.add_metric([server.mode], 1.0 if server.up else 0.0)
+            working = not inference_problems(server, self.monitor.stats.models())
+            up.add_metric([server.mode], 1.0 if working else 0.0)
             restarts.add_metric([server.mode], server.restarts)
-        yield from (up, restarts)
+        for name, part in self.monitor.stats.parts().items():
+            parts.add_metric([name], 1.0 if part.state == PartState.OK else 0.0)
+        yield from (up, restarts, parts)
 
     def _stages(self) -> Iterator[Metric]:
         """Every counter a stage registers (e.g. identities: face detections, embeddings, events);
@@ -634,6 +665,12 @@ class _PipelineCollector(Collector):
         failures = CounterMetricFamily(
             "streamer_model_request_failures", "Inference requests that failed.", labels=labels
         )
+        model_up = GaugeMetricFamily(
+            "streamer_model_up",
+            "1 while the model answers its requests; 0 once several in a row failed (its backend "
+            "dead or hung), whatever the server's health says.",
+            labels=labels,
+        )
         request_seconds = CounterMetricFamily(
             "streamer_model_request_seconds", "Time spent in answered requests.", labels=labels
         )
@@ -671,6 +708,7 @@ class _PipelineCollector(Collector):
                 requests.add_metric([name], model.requests)
                 items.add_metric([name], model.items)
                 failures.add_metric([name], model.failures)
+                model_up.add_metric([name], 1.0 if model.up else 0.0)
                 request_seconds.add_metric([name], model.request_seconds)
             rate.add_metric([name], watch.requests_per_s)
             triton = watch.triton
@@ -684,8 +722,8 @@ class _PipelineCollector(Collector):
             for size, count in sorted(triton.batch_executions.items()):
                 batches.add_metric([name, str(size)], count)
         yield from (
-            requests, items, failures, request_seconds, rate, inferences, executions, triton_failures,
-            queue, compute, batches,
+            requests, items, failures, model_up, request_seconds, rate, inferences, executions,
+            triton_failures, queue, compute, batches,
         )
 
     def _sinks(self) -> Iterator[Metric]:
