@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/install-system-deps.sh
 bash scripts/setup.sh --test
-.venv/bin/ruff check streamer trackers tests
+.venv/bin/ruff check streamer trackers tests studies
 .venv/bin/mypy
 exec .venv/bin/pytest "$@"

@@ -73,7 +73,7 @@ class Service:
         self.control.on_change(publish_states)
 
     def _rates(self, camera: str) -> tuple[float, float, float | None] | None:
-        watch = self.metrics.monitor.cameras.get(camera)
+        watch = self.metrics.sampler.cameras.get(camera)
         if watch is None:
             return None
         latency = watch.mean_latency_s

@@ -43,7 +43,8 @@ def check_repository(config: StreamerConfig, models: list[str]) -> bool:
     healthy = True
     for name in models:
         try:
-            model = read_model(repository, name)
+            # A shipped config missing there is written at start (embedded mode).
+            model = read_model(repository, name, shipped_fallback=True)
         except RepositoryError as exc:
             print(f"  model  {name:<16} {FAIL:<4} {exc}")
             healthy = False

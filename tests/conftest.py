@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from streamer.benchmarks.footage import IdleFootage, build_idle_footage
-from streamer.core.assets import ASSETS_ENV_VAR, PROJECT_ROOT, assets_dir
+from streamer.core.assets import ASSETS_ENV_VAR, assets_dir
 from streamer.inference.catalog import CATALOG, find_demo_weights, prepare
-from streamer.inference.repository import CONFIG_FILE
+from streamer.inference.repository import CONFIG_FILE, shipped_config
 from streamer.inference.server import EmbeddedTritonServer
+from tests.support.checkout import REPO_ROOT, SAMPLE_CLIP
 from tests.support.rtsp import RtspServerFactory
-
-SAMPLE_CLIP = PROJECT_ROOT / "sample_videos" / "vtest_pedestrians.mp4"
 
 
 def require_asset(relative: str) -> Path:
     """A path under the assets folder; fails (never skips) with how to get it when missing."""
-    path = assets_dir() / relative
+    path = assets_dir(start=REPO_ROOT) / relative
     if not path.exists():
         pytest.fail(
             f"missing test asset {path}: point {ASSETS_ENV_VAR} at the shared assets folder "
-            "(default ../shared beside the project; see README 'Weights and assets')",
+            "(default: the nearest shared/ folder above the checkout; see README 'Models, weights "
+            "and assets')",
             pytrace=False,
         )
     return path
@@ -32,11 +31,11 @@ def require_asset(relative: str) -> Path:
 
 @pytest.fixture(scope="session")
 def assets() -> Path:
-    folder = assets_dir()
+    folder = assets_dir(start=REPO_ROOT)
     if not (folder / "models").is_dir():
         pytest.fail(
             f"assets folder {folder} has no models/: set {ASSETS_ENV_VAR} to the shared assets "
-            "folder (default ../shared beside the project)",
+            "folder (default: the nearest shared/ folder above the checkout)",
             pytrace=False,
         )
     return folder
@@ -58,16 +57,13 @@ def idle_footage() -> IdleFootage:
 
 @pytest.fixture(scope="session")
 def model_repository(tmp_path_factory: pytest.TempPathFactory, assets: Path) -> Path:
-    """The project's repository configs with every catalogue model prepared from the demo weights."""
+    """The shipped repository configs with every catalogue model prepared from the demo weights."""
     repository = tmp_path_factory.mktemp("model_repository")
     for item in CATALOG:
-        config = PROJECT_ROOT / "model_repository" / item.name / CONFIG_FILE
-        if not config.is_file():
+        if shipped_config(item.name) is None:
             continue
         if find_demo_weights(item, assets) is None:
             pytest.fail(f"missing demo weights {item.demo_weights} in {assets / 'models'}", pytrace=False)
-        (repository / item.name).mkdir()
-        shutil.copy(config, repository / item.name / CONFIG_FILE)
         prepare(item, repository, assets=assets)
     return repository
 

@@ -24,12 +24,12 @@ from packaging.utils import canonicalize_name
 from tritonclient.grpc import model_config_pb2
 
 from streamer.assembly import required_models
+from streamer.check import check_repository
 from streamer.config import StreamerConfig, load_config
-from streamer.core.assets import PROJECT_ROOT
 from streamer.metrics.server import HEALTH_PATH, PROBE_PATHS, READY_PATH
+from tests.support.checkout import REPO_ROOT, SHIPPED_CONFIGS
 
-DEPLOY = PROJECT_ROOT / "deploy"
-REPOSITORY = PROJECT_ROOT / "model_repository"
+DEPLOY = REPO_ROOT / "deploy"
 DOCKERFILE = DEPLOY / "Dockerfile"
 CONSTRAINTS = DEPLOY / "constraints.txt"
 COMPOSE_FILE = DEPLOY / "compose" / "docker-compose.yml"
@@ -41,7 +41,7 @@ STREAMER_DEPLOYMENT = KUBERNETES / "streamer" / "base" / "deployment.yaml"
 STREAMER_SERVICE = KUBERNETES / "streamer" / "base" / "service.yaml"
 SECRET_EXAMPLE = KUBERNETES / "streamer" / "secret.example.yaml"
 GROUPS = KUBERNETES / "streamer" / "groups"
-EXTERNAL_CONFIG = PROJECT_ROOT / "configs" / "external.yaml"
+EXTERNAL_CONFIG = REPO_ROOT / "configs" / "external.yaml"
 
 YAML_FILES = sorted(p for p in DEPLOY.rglob("*") if p.suffix in {".yaml", ".yml"})
 JSON_FILES = sorted(DEPLOY.rglob("*.json"))
@@ -59,7 +59,7 @@ LOCAL_PROBE_URL = re.compile(r"http://127\.0\.0\.1:(\d+)(/[A-Za-z0-9_/.-]*)")
 
 
 def relative(path: Path) -> str:
-    return str(path.relative_to(PROJECT_ROOT))
+    return str(path.relative_to(REPO_ROOT))
 
 
 def load_yaml(path: Path) -> Any:
@@ -251,7 +251,7 @@ def test_triton_loads_every_model_the_streamer_configs_need(
     needed = {model for config in configs() for model in required_models(config)}
     assert needed <= set(loaded), f"{where}: Triton does not load {sorted(needed - set(loaded))}"
     for model in loaded:
-        assert (REPOSITORY / model / "config.pbtxt").is_file(), f"{where}: no model_repository/{model}"
+        assert (SHIPPED_CONFIGS / model / "config.pbtxt").is_file(), f"{where}: no shipped config of {model}"
 
 
 def test_model_folders_named_in_deploy_files_exist() -> None:
@@ -259,8 +259,8 @@ def test_model_folders_named_in_deploy_files_exist() -> None:
     named = {m for text in texts for m in MODEL_FOLDER_MENTION.findall(text)}
     named |= {m for text in texts for m in LOAD_MODEL_MENTION.findall(text)}
     assert "person_detector" in named, "the deploy docs no longer name the detector's folder"
-    missing = sorted(m for m in named if not (REPOSITORY / m / "config.pbtxt").is_file())
-    assert not missing, f"deploy/ names model folders that model_repository/ lacks: {missing}"
+    missing = sorted(m for m in named if not (SHIPPED_CONFIGS / m / "config.pbtxt").is_file())
+    assert not missing, f"deploy/ names model folders the package ships no config for: {missing}"
 
 
 def test_model_config_examples_in_the_docs_are_valid_model_configs() -> None:
@@ -269,12 +269,12 @@ def test_model_config_examples_in_the_docs_are_valid_model_configs() -> None:
     for block in blocks:
         config = text_format.Parse(block, model_config_pb2.ModelConfig())
         if config.name:
-            assert (REPOSITORY / config.name / "config.pbtxt").is_file()
+            assert (SHIPPED_CONFIGS / config.name / "config.pbtxt").is_file()
             assert config.backend == "onnxruntime"
 
 
 def test_constraints_pin_every_dependency_within_its_range() -> None:
-    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     pins = {}
     for line in CONSTRAINTS.read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.startswith("#"):
@@ -298,16 +298,21 @@ def test_dockerfile_copies_what_the_build_context_keeps() -> None:
         for source in sources:
             if "*" in source:
                 continue  # optional files (README*)
-            assert (PROJECT_ROOT / source).exists(), f"Dockerfile copies missing {source}"
+            assert (REPO_ROOT / source).exists(), f"Dockerfile copies missing {source}"
             assert not docker_ignored(source.rstrip("/")), f".dockerignore drops {source}"
     assert docker_ignored("model_repository/person_detector/1/model.onnx"), "weights reach the image"
 
 
-def test_deploy_configs_point_streamer_check_at_the_images_repository() -> None:
-    image_repository = next(dest for sources, dest in dockerfile_copies() if sources == ["model_repository"])
+def test_streamer_check_in_the_image_reads_the_shipped_model_configs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The image carries no repository: `streamer check` of each deploy config reads the configs
+    the package ships, and finds every model the config needs."""
     configs = [load_config(COMPOSE_CONFIG, env=compose_streamer_environment()), *group_configs()]
     for config in configs:
-        assert config.triton.model_repository == Path(image_repository)
+        config.triton.model_repository = tmp_path / "absent"
+        assert check_repository(config, required_models(config)), capsys.readouterr().out
+        assert not (tmp_path / "absent").exists(), "check writes nothing"
 
 
 def test_external_example_config_runs_the_sample_clip_without_any_variables() -> None:

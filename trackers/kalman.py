@@ -5,9 +5,8 @@ pedestrians are tracked with the same relative confidence. Every method works on
 tracks at once: means (K, 8), covariances (K, 8, 8), measurements (K, 4).
 
 The update never calls LAPACK: OpenBLAS left to its default thread count wakes its worker threads
-for every tiny 4x4 `np.linalg.solve`, and they spin around it (measured with
-`python -m streamer.benchmarks.kalman`, 30 tracks: 72 us per update instead of 34 us with
-`OPENBLAS_NUM_THREADS=1`, up to twice that in CPU time; now 23-24 us either way). See `solve_spd`.
+for every tiny 4x4 `np.linalg.solve`, and they spin around it, doubling an update's cost
+(`python -m studies.kalman` measures it both ways). See `solve_spd`.
 """
 
 from __future__ import annotations

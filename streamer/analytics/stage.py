@@ -94,8 +94,8 @@ class CameraAnalytics:
         self.counts = {line.name: dict.fromkeys(line.directions, 0) for line in camera.lines}
         for zone in camera.zones:
             stats.occupancy[(self.name, zone.name)] = 0
-            for kind in ("zone_enter", "zone_exit", "loitering"):
-                stats.zone_events.setdefault((self.name, zone.name, kind), 0)
+            for kind in ZoneEventType:
+                stats.zone_events.setdefault((self.name, zone.name, str(kind)), 0)
         for line in camera.lines:
             for direction in line.directions:
                 stats.line_crossings.setdefault((self.name, line.name, direction), 0)
@@ -115,7 +115,7 @@ class CameraAnalytics:
     def update(self, frame: Frame, result: FrameResult, book: TrackBook) -> None:
         geometry = self._geometry(result.width, result.height)
         events = result.events
-        ended = [e.track_id for e in events if isinstance(e, TrackEvent) and e.type == "end"]
+        ended = [e.track_id for e in events if isinstance(e, TrackEvent) and e.ended]
         for track_id in ended:
             events.extend(self._leave_all(track_id, frame.index, frame.capture_ts))
         tracks = result.tracks
@@ -181,11 +181,13 @@ class CameraAnalytics:
             if not presence.entered and dwell >= config.min_dwell_s:
                 presence.entered = True
                 state.occupancy += 1
-                events.append(self._zone_event("zone_enter", zone.name, track_id, frame, None))
+                events.append(self._zone_event(ZoneEventType.ENTER, zone.name, track_id, frame, None))
             if (presence.entered and not presence.loitered and config.loiter_after_s is not None
                     and dwell >= config.loiter_after_s):
                 presence.loitered = True
-                events.append(self._zone_event("loitering", zone.name, track_id, frame, dwell))
+                events.append(
+                    self._zone_event(ZoneEventType.LOITERING, zone.name, track_id, frame, dwell)
+                )
         if len(presence_of) == len(inside_rows):
             return  # everyone known here is inside
         now_inside = {track_ids[row] for row in inside_rows}
@@ -206,7 +208,7 @@ class CameraAnalytics:
         state.occupancy -= 1
         dwell = presence.last_inside_ts - presence.inside_since
         return self._record(ZoneEvent(
-            "zone_exit", self.name, zone, track_id, frame_index, capture_ts,
+            ZoneEventType.EXIT, self.name, zone, track_id, frame_index, capture_ts,
             dwell_s=round(dwell, 3), occupancy=state.occupancy,
         ))
 
@@ -222,7 +224,7 @@ class CameraAnalytics:
     def _record(self, event: ZoneEvent) -> ZoneEvent:
         stats = self.stats
         stats.occupancy[(self.name, event.zone)] = self.zones[event.zone].occupancy
-        key = (self.name, event.zone, event.type)
+        key = (self.name, event.zone, str(event.type))
         stats.zone_events[key] = stats.zone_events.get(key, 0) + 1
         return event
 
@@ -347,7 +349,7 @@ class ZoneLineStage(FrameStage[CameraConfig]):
         """The camera stopped (its tracks' `end` events, no frame): everyone inside leaves, as of
         the last frame; the exits go out with the `end` events (and later stages picture them)."""
         state = self._state.get(camera)
-        ends = [e for e in events if isinstance(e, TrackEvent) and e.type == "end"]
+        ends = [e for e in events if isinstance(e, TrackEvent) and e.ended]
         if state is None or not ends:
             return events
         return [*events, *state.finish(ends[-1].frame_index, ends[-1].capture_ts)]

@@ -33,17 +33,17 @@ import onnxruntime as ort
 import tritonclient.grpc.aio as grpcclient
 
 from streamer.assembly import build_pipeline, build_sinks
+from streamer.benchmarks import DEFAULT_CLIP
 from streamer.benchmarks import ceiling as ceiling_grid
 from streamer.benchmarks.cpu import process_cpu_s, thread_cpu_s, tree_cpu_s
 from streamer.benchmarks.peer import MAX_BATCH as MAX_PEER_BATCH
 from streamer.benchmarks.peer import PeerRun, peer_run
 from streamer.benchmarks.report import Span, best_cell, grid_lines, stage_means_text
 from streamer.config import DetectorConfig, StreamerConfig, TrackerConfig
-from streamer.core.assets import PROJECT_ROOT
 from streamer.core.frames import Frame, FrameResult
 from streamer.core.imaging import letterbox
 from streamer.inference.catalog import entry, prepare
-from streamer.inference.repository import CONFIG_FILE, MODEL_FILE
+from streamer.inference.repository import MODEL_FILE
 from streamer.inference.server import EmbeddedTritonServer
 from streamer.inference.statistics import TritonStatistics
 from streamer.inference.yolox import YOLOX_PAD_VALUE, YoloxDecoder
@@ -52,8 +52,8 @@ from streamer.tracking.camera_tracker import CameraTracker
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CLIP = PROJECT_ROOT / "sample_videos" / "vtest_pedestrians.mp4"
 DETECTOR = "person_detector"
+CLIP_SECTIONS = {"detector", "fairness", "identities", "gating"}
 WARMUP_S = 3.0
 RAW_FRAMES = 200
 NAIVE_FRAMES_PER_CAMERA = 40
@@ -319,6 +319,12 @@ async def main(args: argparse.Namespace) -> int:
     if unknown:
         print(f"error: --sections: unknown {', '.join(sorted(unknown))}")
         return 2
+    if sections & CLIP_SECTIONS and not Path(clip).is_file():
+        print(
+            f"error: {clip}: no such video; pass --clip (the default is the checkout's sample "
+            "clip, relative to the working directory)"
+        )
+        return 2
     mqtt_host, mqtt_port = _endpoint(args.mqtt)
     redis_host, redis_port = _endpoint(args.redis)
     sinks = {
@@ -412,10 +418,6 @@ async def _fairness_section(args: argparse.Namespace, clip: Path) -> dict[str, A
 
 def _detector_repository(repository: Path) -> Path:
     """A model repository holding the prepared person detector, in `repository`."""
-    (repository / DETECTOR).mkdir()
-    (repository / DETECTOR / CONFIG_FILE).write_bytes(
-        (PROJECT_ROOT / "model_repository" / DETECTOR / CONFIG_FILE).read_bytes()
-    )
     prepare(entry(DETECTOR), repository)
     return repository
 

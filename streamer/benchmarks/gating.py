@@ -38,10 +38,9 @@ from streamer.benchmarks.cpu import process_cpu_s, tree_cpu_s
 from streamer.benchmarks.footage import IdleFootage, build_idle_footage, rotated
 from streamer.benchmarks.report import Span
 from streamer.config import MotionConfig, StreamerConfig
-from streamer.core.assets import PROJECT_ROOT
+from streamer.core.events import TrackEvent, TrackEventType
 from streamer.core.frames import FrameResult
 from streamer.inference.catalog import entry, prepare
-from streamer.inference.repository import CONFIG_FILE
 from streamer.inference.server import EmbeddedTritonServer
 from streamer.sources.motion import MotionDetector
 
@@ -124,10 +123,6 @@ async def detector_server(ort_threads: int) -> Any:
     """The embedded Triton server with the person detector, in a scratch model repository."""
     with tempfile.TemporaryDirectory(prefix="streamer-bench-gating-") as scratch:
         repository = Path(scratch)
-        (repository / DETECTOR).mkdir()
-        (repository / DETECTOR / CONFIG_FILE).write_bytes(
-            (PROJECT_ROOT / "model_repository" / DETECTOR / CONFIG_FILE).read_bytes()
-        )
         prepare(entry(DETECTOR), repository)
         server = EmbeddedTritonServer(repository, [DETECTOR], ort_threads=ort_threads)
         await server.start()
@@ -285,7 +280,7 @@ def _tracks(results: list[FrameResult]) -> dict[int, dict[int, np.ndarray]]:
 def _births(results: list[FrameResult]) -> Iterator[int]:
     for result in results:
         for event in result.events:
-            if getattr(event, "type", None) == "new":
+            if isinstance(event, TrackEvent) and event.type == TrackEventType.NEW:
                 yield event.frame_index
 
 

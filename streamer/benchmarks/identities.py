@@ -24,19 +24,17 @@ import numpy as np
 import tritonclient.grpc.aio as grpcclient
 
 from streamer.assembly import build_pipeline, build_stages
+from streamer.benchmarks import DEFAULT_CLIP
 from streamer.config import StreamerConfig
-from streamer.core.assets import PROJECT_ROOT
 from streamer.core.frames import FrameResult
 from streamer.identities.stage import IdentityStage
 from streamer.inference.catalog import entry, prepare
 from streamer.inference.client import TritonModel
 from streamer.inference.embedding import EmbeddingModel
-from streamer.inference.repository import CONFIG_FILE
 from streamer.inference.server import EmbeddedTritonServer
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CLIP = PROJECT_ROOT / "sample_videos" / "vtest_pedestrians.mp4"
 DETECTOR = "person_detector"
 EMBEDDERS = ("face_embedder", "person_reid")
 WARMUP_ITEMS = 16
@@ -203,10 +201,6 @@ async def stage_cost(url: str, clip: Path, cameras: int, seconds: float) -> Stag
 
 def _scratch_repository(folder: Path, models: list[str]) -> Path:
     for name in models:
-        (folder / name).mkdir()
-        (folder / name / CONFIG_FILE).write_bytes(
-            (PROJECT_ROOT / "model_repository" / name / CONFIG_FILE).read_bytes()
-        )
         prepare(entry(name), folder)
     return folder
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from streamer.config import MqttSinkConfig, RedisSinkConfig
 from streamer.core.detections import Detections
-from streamer.core.events import Event, IdentityEvent, TrackEvent
+from streamer.core.events import Event, IdentityEvent, TrackEvent, TrackEventType
 from streamer.core.frames import FrameResult
 from streamer.publishing.broker import BrokerSink
 from streamer.publishing.mqtt import MqttSink
@@ -85,9 +85,10 @@ def _events(camera: str, index: int, shape: BenchmarkShape) -> list[Event]:
     if index % shape.new_tracks_every == 0:
         snapshot = {"track_id": index, "box": [100.0, 50.0, 180.0, 300.0], "score": 0.9,
                     "first_seen_ts": now, "last_seen_ts": now, "frames": 1}
-        events.append(TrackEvent("new", camera, index, index, now, None, snapshot))
+        events.append(TrackEvent(TrackEventType.NEW, camera, index, index, now, None, snapshot))
         events.append(
-            TrackEvent("end", camera, index - 1, index, now, {**snapshot, "track_id": index - 1}, None)
+            TrackEvent(TrackEventType.END, camera, index - 1, index, now,
+                       {**snapshot, "track_id": index - 1}, None)
         )
     if index % shape.identity_every == 0:
         embedding = np.random.default_rng(index).random(shape.embedding_dim, np.float32)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from streamer.analytics.stage import ZoneLineStage
-from streamer.benchmarks.kalman import scene
+from streamer.benchmarks.scenes import walking_people
 from streamer.config import StreamerConfig
 from streamer.core.detections import Detections
 from streamer.core.events import TrackEvent
@@ -110,7 +110,7 @@ async def _round(
 async def run_benchmark(
     cameras: int = 8, zones: int = 5, lines: int = 5, people: int = PEOPLE, rounds: int = ROUNDS
 ) -> ZonesResult:
-    boxes = scene(people, FRAMES)
+    boxes = walking_people(people, FRAMES)
     ids = np.arange(1, people + 1, dtype=np.int64)
     frames = [
         Detections(b.astype(np.float32), np.full(people, 0.9, np.float32),

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 # Before numpy loads: OpenBLAS worker threads spin (sched_yield) around the tracker's tiny 4x4
-# Kalman solves; measured at 8 cameras, that spinning was 42% of the service's CPU.
+# Kalman solves, a large share of the service's CPU at several cameras (studies/kalman.py).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from streamer.cli.cameras import add_cameras_parser
@@ -23,6 +23,7 @@ from streamer.cli.common import (
     run_until_signal,
 )
 from streamer.cli.faces import add_faces_parser
+from streamer.cli.identities import add_identities_parser
 from streamer.cli.stats import add_arguments as add_stats_arguments
 
 
@@ -89,9 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list, prepare or fetch model weights")
     models.add_argument("action", nargs="?", default="list", choices=["list", "prepare", "fetch"])
     models.add_argument("names", nargs="*", help="models (default: all / those CONFIG needs)")
-    models.add_argument("--config", help="only the models this configuration uses")
+    models.add_argument(
+        "--config", help="only the models this configuration uses, in its repository"
+    )
     models.add_argument("--source", type=Path, help="prepare: weights file to use")
-    models.add_argument("--repository", type=Path, help="model repository (default: project's)")
+    models.add_argument(
+        "--repository",
+        type=Path,
+        help="model repository (default: CONFIG's, else ./model_repository)",
+    )
     models.add_argument("--mirror", help="fetch: base URL of a mirror of the weights files")
     models.add_argument(
         "--pixels",
@@ -134,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_stats_arguments(stats)
     stats.set_defaults(handler=cmd_stats)
     add_faces_parser(commands)
+    add_identities_parser(commands)
     add_cameras_parser(commands)
     return parser
 
@@ -154,8 +162,7 @@ def main(argv: list[str] | None = None) -> int:
 def quiet_opencv_threads() -> None:
     """OpenCV's work in this service is small pictures (the letterbox, the motion detector's
     120-pixel frame), each camera in its own thread: its thread pool only wakes threads around
-    each call. Measured (24 motion-gated cameras, 2 cores): those threads took 0.49 ms of CPU
-    per frame, 14% of the service's, and the camera threads got no slower without them."""
+    each call, costing CPU, while the camera threads get no slower without it."""
     import cv2
 
     cv2.setNumThreads(1)

@@ -5,9 +5,9 @@ external server of the configuration) through the very classes the pipeline uses
 live faces are detected, aligned and embedded identically.
 
 Every command uses the store the service would use with the same `--config` (`store_path`):
-a relative `identities.faces_store` in a config file is relative to that file, and without
-`--config` it is the default `data/faces.npz` in the project. Each names the store's absolute
-path, so enrolling into a file the service does not read shows at once.
+`identities.faces_store`, relative to the config file like every path in it (default
+`data/faces.npz` beside it); without `--config`, `data/faces.npz` in the working directory. Each
+names the store's absolute path, so enrolling into a file the service does not read shows at once.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def add_faces_parser(commands: Any) -> None:
             "--store",
             type=Path,
             help="faces store file (default: identities.faces_store of CONFIG, else "
-            "data/faces.npz in the project)",
+            "data/faces.npz in the working directory)",
         )
     faces.set_defaults(handler=cmd_faces)
 

@@ -1,4 +1,9 @@
-"""`streamer models`: what the repository expects, what is present, and how to get the rest."""
+"""`streamer models`: what the repository expects, what is present, and how to get the rest.
+
+The repository is `--repository`, else the `triton.model_repository` of `--config` (relative to
+that file), else `model_repository` in the working directory; `prepare` writes the shipped
+config.pbtxt there too where it is missing.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +23,16 @@ from streamer.inference.catalog import (
     prepare,
     sha256,
 )
-from streamer.inference.repository import MODEL_FILE, RepositoryError, read_model
+from streamer.inference.repository import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    RepositoryError,
+    read_model,
+    shipped_config,
+)
 from streamer.inference.triton import resolve_repository
+
+DEFAULT_REPOSITORY = "model_repository"
 
 
 def _selected(args: argparse.Namespace) -> tuple[list[CatalogEntry], Path, Path | None]:
@@ -37,9 +50,7 @@ def _selected(args: argparse.Namespace) -> tuple[list[CatalogEntry], Path, Path 
         assets = config.assets_dir
         names = names or required_models(config)
     if repository is None:
-        from streamer.core.assets import PROJECT_ROOT
-
-        repository = PROJECT_ROOT / "model_repository"
+        repository = Path(DEFAULT_REPOSITORY).absolute()
     try:
         items = [entry(n) for n in names] if names else list(CATALOG)
     except KeyError as exc:
@@ -52,9 +63,15 @@ def list_models(items: list[CatalogEntry], repository: Path, assets: Path | None
         print(f"{item.name}: {item.role}")
         try:
             model = read_model(repository, item.name)
-            print(f"  config     {model.directory / 'config.pbtxt'}")
+            print(f"  config     {model.directory / CONFIG_FILE}")
         except RepositoryError as exc:
-            print(f"  config     MISSING: {exc}")
+            if shipped_config(item.name) is None:
+                print(f"  config     MISSING: {exc}")
+            else:
+                print(
+                    f"  config     shipped; `streamer models prepare` (or the embedded server at "
+                    f"start) writes it to {repository / item.name / CONFIG_FILE}"
+                )
         served = repository / item.name / "1" / MODEL_FILE
         if served.is_file():
             print(f"  prepared   {served} sha256={sha256(served)}")

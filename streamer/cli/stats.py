@@ -1,17 +1,22 @@
-"""`streamer stats`: the dashboard's per-camera table in a terminal, read from a running service."""
+"""`streamer stats`: the dashboard's per-camera table in a terminal, read from a running service.
+
+The service's `/api/state` is parsed into its model (`ServiceState`), so this reads only what the
+published schema declares; an answer that does not fit says which field is wrong.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Any
+
+from pydantic import ValidationError
 
 from streamer.cli.common import EXIT_FAILED, EXIT_OK
+from streamer.metrics.state import ServiceState
 
 TOKEN_ENV_VAR = "STREAMER_DASHBOARD_TOKEN"
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
@@ -21,20 +26,27 @@ class StatsUnavailable(RuntimeError):
     """The service could not be reached or refused the request; the message says why."""
 
 
-def fetch_state(url: str, token: str | None, timeout_s: float) -> dict[str, Any]:
+def fetch_state(url: str, token: str | None, timeout_s: float) -> ServiceState:
     request = urllib.request.Request(f"{url.rstrip('/')}/api/state")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            state: dict[str, Any] = json.load(response)
-            return state
+            body = response.read()
     except urllib.error.HTTPError as exc:
         hint = " (pass --token or set STREAMER_DASHBOARD_TOKEN)" if exc.code in (401, 403) else ""
         raise StatsUnavailable(f"{url}: HTTP {exc.code} {exc.reason}{hint}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise StatsUnavailable(f"{url}: cannot read the service's state: {reason}") from None
+    try:
+        return ServiceState.model_validate_json(body)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"]) or "the answer"
+        raise StatsUnavailable(
+            f"{url}/api/state: not a streamer state ({where}: {problem['msg']})"
+        ) from None
 
 
 def _number(value: float | int | None, digits: int = 0) -> str:
@@ -55,24 +67,24 @@ def _table(headers: list[str], rows: list[list[str]], left: int) -> list[str]:
     return [line(headers), *(line(r) for r in rows)]
 
 
-def format_state(state: dict[str, Any]) -> str:
+def format_state(state: ServiceState) -> str:
     """The same per-camera figures as the dashboard tiles, plus models and sinks."""
     cameras = [
         [
-            c["name"],
-            c["status"],
-            _number(c["processed_fps"], 1),
-            _number(c["decoded_fps"], 1),
-            _number(c["latency_ms"], 1),
-            _number(c["tracks"]),
-            _number(c["dropped"]),
-            _number(c["skipped"]),
-            _number(c.get("gated")) if c.get("motion_gated") else "-",
-            f"{c['motion_area'] * 100:.1f}%" if c.get("motion_gated") else "-",
-            _number(c["reconnects"]),
-            f"{c['quality'] * 100:.0f}%",
+            c.name,
+            c.status,
+            _number(c.processed_fps, 1),
+            _number(c.decoded_fps, 1),
+            _number(c.latency_ms, 1),
+            _number(c.tracks),
+            _number(c.dropped),
+            _number(c.skipped),
+            _number(c.gated) if c.motion_gated else "-",
+            f"{c.motion_area * 100:.1f}%" if c.motion_gated else "-",
+            _number(c.reconnects),
+            f"{c.quality * 100:.0f}%",
         ]
-        for c in state.get("cameras", [])
+        for c in state.cameras
     ]
     lines = _table(
         ["CAMERA", "STATUS", "FPS", "DECODED", "LATENCY_MS", "TRACKS", "DROPPED", "SKIPPED",
@@ -82,15 +94,15 @@ def format_state(state: dict[str, Any]) -> str:
     )
     models = [
         [
-            m["name"],
-            _number(m["requests_per_s"], 1),
-            _number(m["requests"]),
-            _number(m["failures"]),
-            _number(m["recent_batch"], 2),
-            _number(m["queue_ms"], 1),
-            _number(m["compute_ms"], 1),
+            m.name,
+            _number(m.requests_per_s, 1),
+            _number(m.requests),
+            _number(m.failures),
+            _number(m.recent_batch, 2),
+            _number(m.queue_ms, 1),
+            _number(m.compute_ms, 1),
         ]
-        for m in state.get("models", [])
+        for m in state.models
     ]
     if models:
         lines += ["", *_table(
@@ -98,14 +110,14 @@ def format_state(state: dict[str, Any]) -> str:
         )]
     sinks = [
         [
-            s["name"],
-            "connected" if s["connected"] else "DISCONNECTED",
-            _number(s["published"]),
-            _number(s["buffered"]),
-            _number(s["dropped"]),
-            _number(s["errors"]),
+            s.name,
+            "connected" if s.connected else "DISCONNECTED",
+            _number(s.published),
+            _number(s.buffered),
+            _number(s.dropped),
+            _number(s.errors),
         ]
-        for s in state.get("sinks", [])
+        for s in state.sinks
     ]
     if sinks:
         lines += ["", *_table(

@@ -15,6 +15,7 @@ from streamer.config.cameras import (
 )
 from streamer.config.detector import DetectorConfig
 from streamer.config.identities import (
+    CalibrationConfig,
     FaceMode,
     FacesConfig,
     GalleryConfig,
@@ -52,6 +53,7 @@ __all__ = [
     "AnalyticsConfig",
     "BackoffConfig",
     "BrokerSinkConfig",
+    "CalibrationConfig",
     "CameraApiConfig",
     "CameraConfig",
     "ConfigError",

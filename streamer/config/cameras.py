@@ -58,16 +58,16 @@ class CameraConfig(Section):
         "weight 2 gets twice the processed FPS of a camera of weight 1 (frames in flight scale "
         "with it too). A camera that floods frames never gets more than its share. Exact while "
         "the service's queue holds a backlog (more frames waiting than fit in the requests in "
-        "flight); with few cameras whose frames all fit, shares follow frames in flight "
-        "(measured 1.5-1.7x for weight 2).",
+        "flight); with few cameras whose frames all fit, shares follow frames in flight, "
+        "less exactly.",
     )
     decode_threads: int = Field(
         1,
         ge=0,
         le=64,
         description="FFmpeg decoding threads for this camera: 1 decodes in the camera's own "
-        "thread (the cheapest with several cameras: measured 0.15 ms less CPU per frame at 8 "
-        "cameras of 768x576); 0 lets FFmpeg choose (one very large stream on many cores).",
+        "thread (the cheapest with several cameras: no threads waking each other); 0 lets "
+        "FFmpeg choose (one very large stream on many cores).",
     )
     loop: bool = Field(False, description="Files only: start again from the beginning at the end.")
     pacing: Literal["realtime", "fast"] = Field(

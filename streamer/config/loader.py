@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from streamer.config.base import REGISTERED_CONTEXT, LocatedError, Registered
 from streamer.config.root import StreamerConfig
+from streamer.core.assets import assets_dir
 from streamer.core.redaction import scrub
 
 
@@ -261,7 +262,7 @@ def _validate(
 def load_config(
     path: str | Path, env: dict[str, str] | None = None, registered: Registered | None = None
 ) -> StreamerConfig:
-    """Load a YAML file; relative camera file paths are taken relative to the file's folder."""
+    """Load a YAML file; every relative path in it is taken relative to the file's folder."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -285,15 +286,49 @@ def not_utf8(path: Path, exc: UnicodeDecodeError) -> str:
     return f"{path}:{line}:{column}: not UTF-8 text (byte 0x{byte}); save the file as UTF-8"
 
 
+STANDARD_OUTPUT = "-"
+
+
 def resolve_relative_paths(config: StreamerConfig, path: str | Path) -> None:
-    """Paths the operator wrote are relative to the file's folder; defaults stay the project's own."""
+    """One rule for paths: relative to the config file's folder, written or default.
+
+    Every `Path` setting in every section is made absolute (a new one is covered without being
+    named here), as are the settings that hold a path in a string: a file camera's URL and the
+    JSON-lines file. `assets_dir`, when not set, is found from that folder (`core.assets`).
+    A config built without a file keeps its relative paths: they are then relative to the
+    working directory.
+    """
     base = Path(path).resolve().parent
-    repository = config.triton.model_repository
-    if "model_repository" in config.triton.model_fields_set and not repository.is_absolute():
-        config.triton.model_repository = Path(os.path.normpath(base / repository))
-    store = config.identities.faces_store
-    if "faces_store" in config.identities.model_fields_set and not store.is_absolute():
-        config.identities.faces_store = Path(os.path.normpath(base / store))
+    _absolute_paths(config, base)
+    if config.assets_dir is None:
+        config.assets_dir = assets_dir(start=base)
+    jsonl = config.publishing.jsonl
+    if jsonl.path != STANDARD_OUTPUT:
+        jsonl.path = str(_against(base, Path(jsonl.path)))
     for camera in config.cameras:
-        if camera.is_file and not camera.file_path.is_absolute():
-            camera.url = os.path.normpath(base / camera.file_path)
+        if camera.is_file and _against(base, camera.file_path) != camera.file_path:
+            camera.url = str(_against(base, camera.file_path))
+
+
+def _against(base: Path, path: Path) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else Path(os.path.normpath(base / path))
+
+
+def _absolute_paths(section: BaseModel, base: Path) -> None:
+    for name in type(section).model_fields:
+        value = getattr(section, name)
+        if isinstance(value, Path):
+            absolute = _against(base, value)
+            if absolute != value:
+                setattr(section, name, absolute)
+        elif isinstance(value, BaseModel):
+            _absolute_paths(value, base)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                if isinstance(item, BaseModel):
+                    _absolute_paths(item, base)
+        elif isinstance(value, dict):
+            for item in value.values():
+                if isinstance(item, BaseModel):
+                    _absolute_paths(item, base)

@@ -54,7 +54,8 @@ class DeliveryConfig(Section):
     spill_dir: Path | None = Field(
         None,
         description="Folder for a spill file holding events beyond `memory_events` during an "
-        "outage; None = memory only. Emptied at start (not a crash journal).",
+        "outage (relative: to the config file's folder); None = memory only. Emptied at start "
+        "(not a crash journal).",
     )
     max_event_age_s: float | None = Field(
         3600.0,
@@ -197,7 +198,10 @@ class RedisSinkConfig(BrokerSinkConfig):
 
 class JsonlSinkConfig(Section):
     enabled: bool = Field(True, description="Write one JSON line per processed frame.")
-    path: str = Field("-", description="File to append to; '-' is standard output.")
+    path: str = Field(
+        "-", description="File to append to (relative: to the config file's folder); '-' is "
+        "standard output."
+    )
     stop_timeout_s: float = Field(
         2.0,
         ge=0,

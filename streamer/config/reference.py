@@ -28,7 +28,10 @@ def _plain(value: Any) -> str:
 def reference_markdown() -> str:
     """The configuration reference, generated from the models so it never drifts from the code."""
     lines = ["# Configuration reference", "", "Generated from `streamer/config/` "
-             "(`python -m streamer.config > docs/configuration.md`).", ""]
+             "(`python -m streamer.config > docs/configuration.md`).", "",
+             "Paths: a relative path, written or default, is relative to the folder of the config "
+             "file (`~` is the user's home). Command-line options such as `--repository` are "
+             "relative to the working directory.", ""]
 
     def walk(model: type[BaseModel], prefix: str) -> None:
         rows, nested = [], []

@@ -21,7 +21,10 @@ from streamer.config.tracker import TrackerConfig
 
 class StreamerConfig(Section):
     assets_dir: Path | None = Field(
-        None, description="Weights and footage; default $STREAMER_ASSETS, then ../shared."
+        None,
+        description="Demo weights (`models/`) and footage; default $STREAMER_ASSETS, else the "
+        "nearest folder named `shared` in the config file's folder or above it (a `shared/` "
+        "beside a checkout serves its configs/).",
     )
     triton: TritonConfig = Field(default_factory=TritonConfig, description="Inference server.")
     inference: InferenceConfig = Field(

@@ -19,8 +19,10 @@ class TritonConfig(Section):
     url: str = Field("127.0.0.1:8001", description="gRPC host:port of an external Triton server.")
     model_repository: Path = Field(
         Path("model_repository"),
-        description="The model repository (config.pbtxt per model); a relative path is taken "
-        "relative to the config file; the default is the project's own.",
+        description="The model repository (config.pbtxt and 1/model.onnx per model), beside the "
+        "config file by default. Embedded mode writes the shipped config.pbtxt of each model it "
+        "needs there when missing and prepares the weights (as `streamer models prepare` does); "
+        "a config.pbtxt edited there is kept.",
     )
     shared_memory: Annotated[Literal["auto", "on", "off"], BeforeValidator(on_off)] = Field(
         "auto",
@@ -78,9 +80,9 @@ class InferenceConfig(Section):
         description="Items (frames, crops) one request may carry: a worker sends what is already "
         "queued, up to this many and one round of the fair order, in one request (never waiting "
         "for more). Each request costs this process and the server about 1 ms of CPU whatever "
-        "it carries. On the embedded server of a 2-core machine, which runs the images of a "
-        "request one after another, 2 gave 2-5% more FPS at 8 cameras than 1, and 4 no more "
-        "than 2. Capped by the model's max_batch_size; shared memory per model grows with "
+        "it carries. On the embedded CPU server, which runs the images of a request one after "
+        "another, 2 is a little faster than 1 and more gain nothing (`streamer bench` compares "
+        "1 and 2). Capped by the model's max_batch_size; shared memory per model grows with "
         "requests_in_flight x this.",
     )
     queue_size: int = Field(64, ge=1, description="Shared request queue length per model.")

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from streamer.config.base import Section
+from streamer.core.events import LineCrossEvent, TrackEventType, ZoneEventType
 
-SnapshotEventType = Literal["end", "zone_enter", "zone_exit", "loitering", "line_cross"]
-ALL_SNAPSHOT_EVENTS: list[SnapshotEventType] = [
-    "end", "zone_enter", "zone_exit", "loitering", "line_cross"
-]
+# The events that get a picture: a track's end and every zone and line event (their names are
+# the event types' own).
+SNAPSHOT_EVENT_NAMES = (TrackEventType.END.value, *(kind.value for kind in ZoneEventType),
+                        LineCrossEvent.type)
+if TYPE_CHECKING:
+    SnapshotEventType = str
+else:
+    SnapshotEventType = Literal[SNAPSHOT_EVENT_NAMES]
+ALL_SNAPSHOT_EVENTS: list[SnapshotEventType] = list(SNAPSHOT_EVENT_NAMES)
 
 
 class SnapshotsConfig(Section):
@@ -24,8 +30,8 @@ class SnapshotsConfig(Section):
     )
     directory: Path = Field(
         Path("snapshots"),
-        description="Where pictures and the events index (events.sqlite3) go; relative paths "
-        "are taken from the working directory. Created when missing.",
+        description="Where pictures and the events index (events.sqlite3) go; beside the config "
+        "file by default. Created when missing.",
     )
     events: list[SnapshotEventType] = Field(
         default_factory=lambda: list(ALL_SNAPSHOT_EVENTS),

@@ -22,15 +22,14 @@ from aiohttp import web
 from streamer.config import CAMERA_NAME_PATTERN, CameraConfig, DashboardConfig
 from streamer.control.cameras import CameraControl, ChangeRefused
 from streamer.core.redaction import redact_url
-from streamer.core.stats import StatsRegistry
+from streamer.core.stats import CameraState, StatsRegistry
 
 log = logging.getLogger(__name__)
 
 JSON_TYPE = "application/json"
 SCHEMA_REF = "#/components/schemas/{model}"
-DISABLED_STATE = "disabled"
-STATES = ["connecting", "streaming", "stalled", "degraded", "backoff", "failed", "finished",
-          "stopped", DISABLED_STATE]
+DISABLED_STATE = "disabled"  # switched off in the config: not running, so no CameraState of its own
+STATES = [*(state.value for state in CameraState), DISABLED_STATE]
 # (processed FPS, decoded FPS, mean latency ms) per camera, from the metrics sampler
 Rates = Callable[[str], tuple[float, float, float | None] | None]
 
@@ -83,8 +82,8 @@ class CameraApi:
         settings["url"] = redact_url(camera.url)
         stats = self.stats.cameras().get(camera.name) if camera.enabled else None
         rates = self.rates(camera.name) if self.rates is not None and stats is not None else None
-        state = stats.state.value if stats is not None else (
-            DISABLED_STATE if not camera.enabled else "connecting"
+        state: CameraState | str = stats.state if stats is not None else (
+            DISABLED_STATE if not camera.enabled else CameraState.CONNECTING
         )
         return {
             "name": camera.name,

@@ -6,17 +6,23 @@ import os
 from pathlib import Path
 
 ASSETS_ENV_VAR = "STREAMER_ASSETS"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+ASSETS_FOLDER = "shared"
 
 
-def assets_dir(override: str | Path | None = None) -> Path:
-    """Resolve the assets folder: explicit setting, then $STREAMER_ASSETS, then ../shared."""
+def assets_dir(override: str | Path | None = None, start: str | Path | None = None) -> Path:
+    """The assets folder: `override` (the `assets_dir` setting), then $STREAMER_ASSETS, then the
+    nearest folder named `shared` in `start` (the config file's folder; default the working
+    directory) or above it, so a `shared/` beside a checkout serves every config inside it."""
     if override is not None:
         return Path(override).expanduser().resolve()
     from_env = os.environ.get(ASSETS_ENV_VAR)
     if from_env:
         return Path(from_env).expanduser().resolve()
-    return (PROJECT_ROOT.parent / "shared").resolve()
+    base = Path(start if start is not None else Path.cwd()).expanduser().resolve()
+    for folder in (base, *base.parents):
+        if (folder / ASSETS_FOLDER).is_dir():
+            return (folder / ASSETS_FOLDER).resolve()
+    return base / ASSETS_FOLDER
 
 
 def user_cache_dir() -> Path:

@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 
 from streamer.config import FacesConfig, StreamerConfig
-from streamer.core.assets import PROJECT_ROOT
 from streamer.identities.face_store import CorruptFaceStore, FaceMatch, FaceStore
 from streamer.inference.client import TritonModel
 from streamer.inference.faces import FaceDetector, FaceEmbedder
@@ -34,11 +33,9 @@ __all__ = [
 
 
 def store_path(config: StreamerConfig) -> Path:
-    """The faces store every command uses: `identities.faces_store`, which the config loader
-    already made relative to the config file when the file sets it; the default (no key, or no
-    `--config`) is `data/faces.npz` in the project."""
-    path = config.identities.faces_store
-    return path if path.is_absolute() else PROJECT_ROOT / path
+    """The faces store every command uses: `identities.faces_store`, which the config loader made
+    relative to the config file; without a config file, relative to the working directory."""
+    return config.identities.faces_store.absolute()
 
 
 class EnrolmentRefused(ValueError):

@@ -50,6 +50,10 @@ class IdentityResolver:
         embedding = history.add(embedded.embedding, embedded.quality, frame.capture_ts)
         if embedded.kind == "face":
             identity_changed = self._match_enrolled(identity, embedding)
+            if identity_changed and identity.name is not None:
+                named = await self.gallery.name_track(frame.camera, embedded.track_id, identity.name)
+                if named is not None:
+                    identity.global_id = named
         else:
             identity_changed = await self._match_gallery(frame, embedded.track_id, identity, embedding)
         if not (identity_changed or history.changed_enough(self.settings.min_embedding_change)):
@@ -73,7 +77,9 @@ class IdentityResolver:
         self, frame: Frame, track_id: int, identity: TrackIdentity, embedding: np.ndarray
     ) -> bool:
         """Give the track its global id from the gallery; whether the id changed."""
-        found = await self.gallery.assign(Sighting(frame.camera, track_id, embedding, frame.capture_ts))
+        found = await self.gallery.assign(
+            Sighting(frame.camera, track_id, embedding, frame.capture_ts, identity.reid.samples)
+        )
         changed = found.global_id != identity.global_id
         identity.global_id = found.global_id
         return changed

@@ -194,7 +194,7 @@ class IdentityStage(FrameStage[CameraConfig]):
         self, camera: str, events: list[Event], identities: dict[int, TrackIdentity]
     ) -> None:
         for event in events:
-            if isinstance(event, TrackEvent) and event.type == "end":
+            if isinstance(event, TrackEvent) and event.ended:
                 track_id = event.track_id
                 identities.pop(track_id, None)
                 if self.person_embedder is not None:

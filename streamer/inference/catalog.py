@@ -1,8 +1,9 @@
-"""What `model_repository/` expects, where the weights come from, and how each is prepared.
+"""What the model repository expects, where the weights come from, and how each is prepared.
 
 Research-licensed weights are never shipped with the project. Demo/test weights are found in the
-assets folder (`$STREAMER_ASSETS`, default `../shared/models`) or in the user cache filled by
-`streamer models fetch` (permissively licensed files only, from their official release URLs).
+assets folder's `models/` (`assets_dir`: the setting, `$STREAMER_ASSETS`, or the nearest `shared/`
+folder) or in the user cache filled by `streamer models fetch` (permissively licensed files only,
+from their official release URLs).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import onnx
 
 from streamer.core.assets import assets_dir, user_cache_dir
 from streamer.inference.model_prep import InputSpec, prepare_model
-from streamer.inference.repository import MODEL_FILE
+from streamer.inference.repository import MODEL_FILE, write_shipped_config, write_shipped_configs
 from streamer.inference.yolox import FIRST_CLASS_COLUMN
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ PIXEL_PRESETS: dict[str, Pixels] = {
 
 @dataclass(frozen=True)
 class CatalogEntry:
-    name: str  # folder in model_repository/
+    name: str  # folder in the model repository
     role: str
     demo_weights: str  # file name in the assets' models/ folder or the fetch cache
     demo_licence: str
@@ -202,7 +203,8 @@ def prepare(
     pixels: Pixels | None = None,
     classes: int | None = None,
 ) -> Path:
-    """Write `model_repository/NAME/1/model.onnx` from the given or the demo weights.
+    """Write `NAME/1/model.onnx` in `repository` from the given or the demo weights (and the
+    shipped `NAME/config.pbtxt` where the repository has none).
 
     `pixels` overrides the entry's convention for weights trained differently (see PIXEL_PRESETS);
     `classes` the number of leading classes a detector's output keeps (0: all of them).
@@ -221,6 +223,7 @@ def prepare(
         std=pixels.std,
         layout=pixels.layout,  # type: ignore[arg-type]
     )
+    write_shipped_config(repository, item.name)
     destination = repository / item.name / "1" / MODEL_FILE
     asked = classes is not None
     if classes is None:
@@ -292,10 +295,12 @@ def find(name: str) -> CatalogEntry | None:
 
 
 def ensure_prepared(names: list[str], repository: Path, assets: Path | None = None) -> None:
-    """Prepare every listed model that is missing or stale (embedded mode does this at start).
+    """Write the shipped configs the repository lacks, and prepare every listed model that is
+    missing or stale (embedded mode does this at start).
 
     A model the catalogue does not know is served as the repository holds it (`1/model.onnx`
     with a uint8 input, or any graph the operator's client code feeds)."""
+    write_shipped_configs(repository, names)
     for name in names:
         item = find(name)
         if item is None:

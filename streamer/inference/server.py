@@ -1,6 +1,6 @@
 """The embedded Triton server: the real `tritonserver` from the nvidia-pytriton wheel, on loopback.
 
-Facts this relies on (measured on these machines, see README): the Python-backend stub needs the
+Facts this relies on: the Python-backend stub needs the
 running interpreter's LIBDIR *and* the wheel's `nvidia_pytriton.libs` on LD_LIBRARY_PATH, and the
 virtual environment's `bin` first on PATH; without them models never load and the server never
 becomes ready. SIGINT stops it cleanly in a few seconds.

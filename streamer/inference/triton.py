@@ -15,7 +15,6 @@ import tritonclient.grpc.aio as grpcclient
 from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, KeepAliveOptions
 
 from streamer.config import StreamerConfig
-from streamer.core.assets import PROJECT_ROOT
 from streamer.core.backoff import Backoff
 from streamer.core.stats import ServerStats, StatsKind, StatsRegistry
 from streamer.core.tasks import cancel_and_wait
@@ -55,8 +54,9 @@ class TritonUnavailable(RuntimeError):
 
 
 def resolve_repository(config: StreamerConfig) -> Path:
-    path = config.triton.model_repository
-    return path if path.is_absolute() else PROJECT_ROOT / path
+    """The configured repository; `load_config` made it absolute (relative to the config file),
+    a config built without a file has it relative to the working directory."""
+    return config.triton.model_repository.absolute()
 
 
 def connect(url: str) -> grpcclient.InferenceServerClient:

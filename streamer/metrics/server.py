@@ -1,5 +1,5 @@
-"""The HTTP side: dashboard page, live updates (SSE), live view pictures, JSON state, /metrics and the
-health probes /healthz and /readyz (aiohttp).
+"""The HTTP side: dashboard page, live updates (SSE), live view pictures, JSON state and its schema,
+/metrics and the health probes /healthz and /readyz (aiohttp).
 
 Everything is served from the package (the machines are offline: no CDN). With a token set, every
 request except the page's static code and the two probes must carry it, as `Authorization: Bearer
@@ -31,29 +31,29 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from streamer.config import DashboardConfig, MetricsConfig
 from streamer.core.redaction import scrub
 from streamer.core.stats import CameraState, CameraStats, ModelStats, PartHealth, PartState, ServerStats
 from streamer.metrics.live_view import LiveViewStore
-from streamer.metrics.monitor import PipelineMonitor
+from streamer.metrics.sampler import Sampler
+from streamer.metrics.state import published_schema
+from streamer.metrics.state_view import StateView
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).with_name("static")
 STATIC_PREFIX = "/static/"  # page code and style: no data, served without the token
-STATIC_TYPES = {
-    "dashboard.js": "text/javascript; charset=utf-8",
-    "dashboard.css": "text/css; charset=utf-8",
-    "favicon.svg": "image/svg+xml",
+STATIC_TYPES = {  # by suffix: every such file in static/ is served (the page's ES modules)
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
 }
 INDEX_FILE = "index.html"
 HEALTH_PATH = "/healthz"  # liveness: the event loop answers
 READY_PATH = "/readyz"  # readiness: inference server up, enough cameras streaming
 PROBE_PATHS = frozenset({HEALTH_PATH, READY_PATH})  # served without the token: probes send none
-STREAMING_STATE = "streaming"
-FINISHED_STATE = "finished"  # a file that ended: neither needed nor held against readiness
 NOT_STARTED_STATE = "not started"  # enabled in the config, not registered by the pipeline yet
 URL_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s()<>'\"]+")
 NAMED_CAMERAS_MAX = 5
@@ -81,15 +81,17 @@ class DashboardServer:
 
     def __init__(
         self,
-        monitor: PipelineMonitor,
+        sampler: Sampler,
+        state_view: StateView,
+        prometheus: CollectorRegistry,
         live_view: LiveViewStore,
         settings: DashboardConfig,
         metrics: MetricsConfig,
         routes: Sequence[web.AbstractRouteDef] = (),
-        events_enabled: bool = False,
     ) -> None:
-        self.monitor = monitor
-        self.events_enabled = events_enabled  # the events list and pictures are served (snapshots)
+        self.sampler = sampler
+        self.state_view = state_view
+        self.prometheus = prometheus
         self.routes = list(routes)  # more endpoints from the layers above (camera API, events)
         self.live_view = live_view
         self.settings = settings
@@ -104,7 +106,12 @@ class DashboardServer:
         self._runner: web.AppRunner | None = None
         self._stopping = False
         self._created_monotonic = time.monotonic()
-        self._files = {name: (STATIC_DIR / name).read_bytes() for name in (INDEX_FILE, *STATIC_TYPES)}
+        self._files = {
+            path.name: path.read_bytes()
+            for path in sorted(STATIC_DIR.iterdir())
+            if path.suffix in STATIC_TYPES or path.name == INDEX_FILE
+        }
+        self._state_schema = published_schema()
 
     @property
     def url(self) -> str:
@@ -117,6 +124,7 @@ class DashboardServer:
         app.router.add_get("/", self._index)
         app.router.add_get(STATIC_PREFIX + "{name}", self._static)
         app.router.add_get("/api/state", self._state)
+        app.router.add_get("/api/state/schema", self._state_schema_file)
         app.router.add_get("/api/live", self._live)
         app.router.add_get("/api/live-view/{camera}", self._live_picture)
         # The name this route had before "snapshot" came to mean event pictures only.
@@ -145,7 +153,7 @@ class DashboardServer:
 
     async def stop(self) -> None:
         self._stopping = True
-        self.monitor.wake()  # live-update streams notice and end
+        self.sampler.wake()  # live-update streams notice and end
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
@@ -199,28 +207,20 @@ class DashboardServer:
 
     async def _static(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        if name not in STATIC_TYPES:
+        body = self._files.get(name)
+        if body is None or name == INDEX_FILE:
             raise web.HTTPNotFound()
-        return web.Response(body=self._files[name], headers={"Content-Type": STATIC_TYPES[name]})
+        return web.Response(body=body, headers={"Content-Type": STATIC_TYPES[Path(name).suffix]})
 
     def state(self) -> dict[str, Any]:
-        return {
-            **self.monitor.state(),
-            "live_view_interval_s": 1.0 / self.settings.live_view_max_fps,
-            "metrics_enabled": self.metrics.enabled,
-            "api": {"enabled": self.settings.api.enabled, "mutations": self.mutations_allowed},
-            "events_enabled": self.events_enabled,
-        }
-
-    @property
-    def mutations_allowed(self) -> bool:
-        """Whether the page offers camera controls: the API is served and changes can be accepted
-        (a token is set, or loopback clients may change cameras without one)."""
-        api = self.settings.api
-        return api.enabled and (self._token is not None or api.allow_unauthenticated_loopback)
+        """The state as JSON-ready data (`ServiceState`, see state.schema.json)."""
+        return self.state_view.state().model_dump(mode="json")
 
     async def _state(self, _request: web.Request) -> web.Response:
         return web.json_response(self.state())
+
+    async def _state_schema_file(self, _request: web.Request) -> web.Response:
+        return web.Response(body=self._state_schema, content_type="application/schema+json")
 
     async def _live(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: the full state after every sample."""
@@ -232,7 +232,7 @@ class DashboardServer:
             while not self._stopping:
                 payload = json.dumps(self.state(), separators=(",", ":"))
                 await response.write(f"data: {payload}\n\n".encode())
-                await self.monitor.next_update()
+                await self.sampler.next_update()
         except ConnectionResetError:
             pass  # the viewer went away
         return response
@@ -254,7 +254,7 @@ class DashboardServer:
     async def _metrics(self, _request: web.Request) -> web.Response:
         if not self.metrics.enabled:
             raise web.HTTPNotFound(text="metrics are disabled (metrics.enabled: false)")
-        body = generate_latest(self.monitor.registry)
+        body = generate_latest(self.prometheus)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     # -- health -----------------------------------------------------------------------------------
@@ -271,15 +271,15 @@ class DashboardServer:
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """(ready, JSON body saying why): read from the stats registry only, like every reader."""
-        stats = self.monitor.stats
+        stats = self.sampler.stats
         inference_reasons, inference = inference_readiness(
-            stats.server(), stats.models(), time.monotonic(), self.monitor.secrets
+            stats.server(), stats.models(), time.monotonic(), self.sampler.secrets
         )
         camera_reasons, cameras = camera_readiness(
-            stats.cameras(), self.monitor.cameras, self.metrics.ready_min_streaming_ratio
+            stats.cameras(), self.sampler.cameras, self.metrics.ready_min_streaming_ratio
         )
         processing_reasons = processing_readiness(stats.cameras())
-        part_reasons, parts = parts_readiness(stats.parts(), self.monitor.secrets)
+        part_reasons, parts = parts_readiness(stats.parts(), self.sampler.secrets)
         reasons = (
             (["service is stopping"] if self._stopping else [])
             + inference_reasons + processing_reasons + camera_reasons + part_reasons
@@ -396,10 +396,11 @@ def camera_readiness(
 ) -> tuple[list[str], dict[str, Any]]:
     """Whether enough cameras stream. Finished files are left out; enabled but unregistered
     cameras (the pipeline is still starting) count as not streaming."""
-    states = {name: NOT_STARTED_STATE for name in enabled}
+    states: dict[str, CameraState | str] = {name: NOT_STARTED_STATE for name in enabled}
     states.update({name: camera.state for name, camera in registered.items()})
-    counted = {name: state for name, state in states.items() if state != FINISHED_STATE}
-    streaming = sum(state == STREAMING_STATE for state in counted.values())
+    # a file that ended is neither needed nor held against readiness
+    counted = {name: state for name, state in states.items() if state != CameraState.FINISHED}
+    streaming = sum(state == CameraState.STREAMING for state in counted.values())
     required = math.ceil(min_ratio * len(counted) - 1e-9)
     body = {
         "streaming": streaming,
@@ -410,7 +411,7 @@ def camera_readiness(
     }
     if streaming >= required:
         return [], body
-    idle = [f"{name} ({state})" for name, state in counted.items() if state != STREAMING_STATE]
+    idle = [f"{name} ({state})" for name, state in counted.items() if state != CameraState.STREAMING]
     more = len(idle) - NAMED_CAMERAS_MAX
     named = ", ".join(idle[:NAMED_CAMERAS_MAX]) + (f" and {more} more" if more > 0 else "")
     reason = (

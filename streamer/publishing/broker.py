@@ -22,7 +22,7 @@ from typing import Any
 
 from streamer.config import BackoffConfig, DeliveryConfig
 from streamer.core.backoff import Backoff
-from streamer.core.events import CameraStatusEvent, Event
+from streamer.core.events import CameraStatusEvent, Event, IdentityEvent, RetainedState
 from streamer.core.frames import FrameResult
 from streamer.core.interfaces import ProbeFailed, Sink
 from streamer.core.stats import SinkStats
@@ -36,7 +36,6 @@ from streamer.publishing.buffer import (
 )
 from streamer.publishing.messages import (
     AVAILABLE_ONLINE,
-    IDENTITY_TYPE,
     MS_PER_S,
     camera_status_message,
     event_message,
@@ -111,6 +110,9 @@ class BrokerSink(Sink):
     """Base of the broker sinks; subclasses only say how to connect and how to send a batch."""
 
     name = "broker"
+    # The retained states (`Event.retained_state()`) this sink keeps; they travel with their
+    # event through the buffer, so `_send` routes on them without parsing the event's JSON.
+    retained_states: tuple[type[RetainedState], ...] = ()
 
     def __init__(
         self,
@@ -225,10 +227,16 @@ class BrokerSink(Sink):
 
     def publish_events(self, events: Sequence[Event]) -> None:
         for event in events:
-            message = event_message(event, self.embedding_dtype)
-            camera = str(message.get("camera", ""))
-            self.buffer.put_event(camera, str(message.get("type")), message["id"], to_json(message))
-            self._activity(camera).events += 1
+            state = event.retained_state()
+            self.buffer.put_event(
+                event.camera,
+                str(event.type),
+                event.id,
+                to_json(event_message(event, self.embedding_dtype)),
+                float(event.capture_ts),
+                state if isinstance(state, self.retained_states) else None,
+            )
+            self._activity(event.camera).events += 1
         if events:
             self._wake.set()
 
@@ -493,5 +501,5 @@ def spill_file_name(sink: str, prefix: str) -> str:
 
 
 def is_identity(event: PendingEvent) -> bool:
-    return event.message_type == IDENTITY_TYPE
+    return event.message_type == IdentityEvent.type
 

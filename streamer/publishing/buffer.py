@@ -35,9 +35,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, get_args
 
 from streamer.config import DeliveryConfig
+from streamer.core.events import RetainedState
 
 DROP_FRAME_BUFFER_FULL = "frame messages (buffer full)"
 DROP_EVENT_BUFFER_FULL = "events (buffer full)"
@@ -56,28 +57,41 @@ SPILL_PROBE_S = 0.1
 SPILL_RETRY_MIN_S = 0.1
 SPILL_RETRY_MAX_S = 2.0
 SPILL_ROOM = 64 * 1024  # free space beyond what is waiting that a retry wants to see first
+RETAINED_TYPES: dict[str, type[RetainedState]] = {kind.type: kind for kind in get_args(RetainedState)}
 
 
 @dataclass(slots=True)
 class PendingEvent:
-    """One event waiting for the broker's acknowledgement; `seq` orders and acknowledges it."""
+    """One event waiting for the broker's acknowledgement; `seq` orders and acknowledges it.
+
+    Next to the JSON it keeps what the sinks route on, typed, so they never parse it back: its
+    type name, capture time and the retained state it updates (zone occupancy, line counts, a
+    track's latest identity).
+    """
 
     seq: int
     camera: str
-    message_type: str  # "new", "update", "end" or "identity"
+    message_type: str  # the event's `type` ("new", "zone_enter", "identity", ...)
     message_id: str
     payload: str  # the JSON text, exactly as it will be published
     enqueued_ts: float  # wall clock, so the age limit survives a spill to disk
+    capture_ts: float
+    state: RetainedState | None = None
 
     def to_line(self) -> str:
-        return json.dumps(
-            [self.seq, self.camera, self.message_type, self.message_id, self.payload, self.enqueued_ts]
-        )
+        state = None if self.state is None else [self.state.type, self.state.record()]
+        return json.dumps([
+            self.seq, self.camera, self.message_type, self.message_id, self.payload,
+            self.enqueued_ts, self.capture_ts, state,
+        ])
 
     @classmethod
     def from_line(cls, line: str) -> PendingEvent:
-        seq, camera, message_type, message_id, payload, enqueued_ts = json.loads(line)
-        return cls(seq, camera, message_type, message_id, payload, enqueued_ts)
+        seq, camera, message_type, message_id, payload, enqueued_ts, capture_ts, state = json.loads(line)
+        if state is not None:
+            kind, record = state
+            state = RETAINED_TYPES[kind].from_record(record)
+        return cls(seq, camera, message_type, message_id, payload, enqueued_ts, capture_ts, state)
 
 
 @dataclass(slots=True)
@@ -109,7 +123,7 @@ def _reason(exc: OSError) -> str:
 def _parse(line: bytes, path: Path) -> PendingEvent:
     try:
         return PendingEvent.from_line(line.decode())
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, KeyError) as exc:
         raise SpillError(f"spill file {path} holds an unreadable line ({exc})") from None
 
 
@@ -443,10 +457,20 @@ class DeliveryBuffer:
     def buffered(self) -> int:
         return self.events_buffered + len(self.frames)
 
-    def put_event(self, camera: str, message_type: str, message_id: str, payload: str) -> None:
+    def put_event(
+        self,
+        camera: str,
+        message_type: str,
+        message_id: str,
+        payload: str,
+        capture_ts: float,
+        state: RetainedState | None = None,
+    ) -> None:
         while self.events_buffered >= self.settings.event_buffer and self._drop_oldest_event():
             pass
-        event = PendingEvent(self._next_seq, camera, message_type, message_id, payload, self.clock())
+        event = PendingEvent(
+            self._next_seq, camera, message_type, message_id, payload, self.clock(), capture_ts, state
+        )
         self._next_seq += 1
         if not self._spill_event(event):
             self._events.append(event)

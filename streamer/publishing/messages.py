@@ -1,9 +1,9 @@
 """Turning results into JSON-ready messages: one versioned schema for every sink.
 
-The schema is written down as JSON Schema files in streamer/publishing/schemas/ (one per message
-type); tests validate every payload against them. Every event carries a unique `id` (given at its
-birth, so every sink publishes the same id) and the frame's `capture_ts`, so consumers can
-de-duplicate re-sent events and order them.
+The schema is written down as JSON Schema files in streamer/publishing/schemas/; each event and
+state type names its own (`streamer.core.events`), and tests validate every payload against it.
+Every event carries a unique `id` (given at its birth, so every sink publishes the same id) and the
+frame's `capture_ts`, so consumers can de-duplicate re-sent events and order them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 
 from streamer.core.detections import Detections
-from streamer.core.events import CameraStatusEvent, Event, IdentityEvent, new_id
+from streamer.core.events import (
+    PUBLISHED_TYPES,
+    CameraStatusEvent,
+    Event,
+    IdentityEvent,
+    LineState,
+    ZoneState,
+    new_id,
+)
 from streamer.core.frames import FrameResult
 
 SCHEMA_VERSION = 2  # 2: camera states (streaming, stalled, degraded, backoff, failed)
@@ -27,14 +35,8 @@ BOX_DECIMALS = 1
 SCORE_DECIMALS = 3
 
 FRAME_TYPE = "frame"
-TRACK_EVENT_TYPES = ("new", "update", "end")
-IDENTITY_TYPE = "identity"
-CAMERA_STATUS_TYPE = "camera_status"
 STATS_TYPE = "stats"
-ZONE_EVENT_TYPES = ("zone_enter", "zone_exit", "loitering")
-LINE_CROSS_TYPE = "line_cross"
-ZONE_STATE_TYPE = "zone_state"
-LINE_STATE_TYPE = "line_state"
+AVAILABILITY_TYPE = "availability"  # plain text, not JSON: it has a schema but no `type` field
 AVAILABLE_ONLINE = "online"
 AVAILABLE_DEGRADED = "degraded"  # running, but frames are not processed (inference down)
 AVAILABLE_OFFLINE = "offline"
@@ -42,15 +44,9 @@ AVAILABLE_OFFLINE = "offline"
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 SCHEMA_FILES = {
     FRAME_TYPE: "frame.json",
-    **{kind: "track_event.json" for kind in TRACK_EVENT_TYPES},
-    IDENTITY_TYPE: "identity.json",
-    **{kind: "zone_event.json" for kind in ZONE_EVENT_TYPES},
-    LINE_CROSS_TYPE: "line_cross.json",
-    ZONE_STATE_TYPE: "zone_state.json",
-    LINE_STATE_TYPE: "line_state.json",
-    CAMERA_STATUS_TYPE: "camera_status.json",
+    **{str(name): published.schema for published in PUBLISHED_TYPES for name in published.type_names},
     STATS_TYPE: "stats.json",
-    "availability": "availability.json",
+    AVAILABILITY_TYPE: "availability.json",
 }
 
 # Embeddings travel as base64 of little-endian floats: 512 float16 values are 1.4 kB of text
@@ -148,11 +144,20 @@ def decode_embedding(encoded: dict[str, Any]) -> np.ndarray:
 
 
 def event_message(event: Event, embedding_dtype: str = "float16") -> dict[str, Any]:
-    """A track lifecycle or identity event, with its id for de-duplication."""
+    """An event's message, with its id (first) for de-duplication."""
     message = {"schema_version": SCHEMA_VERSION, "id": event.id, **event.payload()}
     if isinstance(event, IdentityEvent):
         message["embedding"] = encode_embedding(event.embedding, embedding_dtype)
     return message
+
+
+def state_message(state: ZoneState | LineState) -> dict[str, Any]:
+    """A zone's or line's retained state (MQTT retained topic)."""
+    return {"schema_version": SCHEMA_VERSION, **state.payload()}
+
+
+def camera_status_message(status: CameraStatusEvent) -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, **status.payload()}
 
 
 @dataclass(frozen=True)
@@ -163,71 +168,17 @@ class AnalyticsLayout:
     zones: dict[str, list[str]] = field(default_factory=dict)  # camera -> zone names
     lines: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # camera -> line -> directions
 
-    def initial_states(self, ts: float) -> list[dict[str, Any]]:
+    def initial_states(self, ts: float) -> list[ZoneState | LineState]:
         """Occupancy 0 for every zone and no crossings yet for every line."""
-        states: list[dict[str, Any]] = []
-        for camera, zones in self.zones.items():
-            states += [_zone_state(camera, zone, 0, ts, None) for zone in zones]
-        for camera, lines in self.lines.items():
-            states += [
-                _line_state(camera, line, dict.fromkeys(directions, 0), ts, None)
-                for line, directions in lines.items()
-            ]
+        states: list[ZoneState | LineState] = [
+            ZoneState(camera, zone, 0, ts) for camera, zones in self.zones.items() for zone in zones
+        ]
+        states += [
+            LineState(camera, line, dict.fromkeys(directions, 0), ts)
+            for camera, lines in self.lines.items()
+            for line, directions in lines.items()
+        ]
         return states
-
-
-def _zone_state(camera: str, zone: str, occupancy: int, ts: float, event_id: str | None) -> dict[str, Any]:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "type": ZONE_STATE_TYPE,
-        "camera": camera,
-        "zone": zone,
-        "occupancy": occupancy,
-        "ts": ts,
-        "event_id": event_id,
-    }
-
-
-def _line_state(
-    camera: str, line: str, counts: dict[str, int], ts: float, event_id: str | None
-) -> dict[str, Any]:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "type": LINE_STATE_TYPE,
-        "camera": camera,
-        "line": line,
-        "counts": counts,
-        "ts": ts,
-        "event_id": event_id,
-    }
-
-
-def zone_state_message(event: dict[str, Any]) -> dict[str, Any] | None:
-    """The zone's occupancy as a zone event's message leaves it (retained / stored as state)."""
-    if event.get("type") not in ZONE_EVENT_TYPES or event.get("occupancy") is None:
-        return None
-    return _zone_state(
-        event["camera"], event["zone"], event["occupancy"], event["capture_ts"], event["id"]
-    )
-
-
-def line_state_message(event: dict[str, Any]) -> dict[str, Any] | None:
-    """The line's crossings per direction as a line_cross message leaves them."""
-    if event.get("type") != LINE_CROSS_TYPE or event.get("counts") is None:
-        return None
-    return _line_state(event["camera"], event["line"], event["counts"], event["capture_ts"], event["id"])
-
-
-def camera_status_message(status: CameraStatusEvent) -> dict[str, Any]:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "type": CAMERA_STATUS_TYPE,
-        "id": status.id,
-        "camera": status.camera,
-        "status": status.status,
-        "detail": status.detail,
-        "ts": status.ts,
-    }
 
 
 def stats_message(

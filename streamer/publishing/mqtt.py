@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import ssl
 import time
@@ -48,6 +47,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from streamer.config import MqttSinkConfig
+from streamer.core.events import LineState, ZoneState
 from streamer.publishing.broker import (
     BrokerFailure,
     BrokerProbeError,
@@ -59,12 +59,9 @@ from streamer.publishing.broker import (
 from streamer.publishing.buffer import PendingEvent, PendingFrame
 from streamer.publishing.messages import (
     AVAILABLE_OFFLINE,
-    LINE_CROSS_TYPE,
-    ZONE_EVENT_TYPES,
     AnalyticsLayout,
-    line_state_message,
+    state_message,
     to_json,
-    zone_state_message,
 )
 
 log = logging.getLogger(__name__)
@@ -82,8 +79,6 @@ PROTOCOL_NAMES = {ProtocolVersion.V5: "MQTT 5", ProtocolVersion.V311: "MQTT 3.1.
 PROBE_READ_BACK_S = 3.0
 SUBACK_FAILURE = 0x80  # and above: the broker refused the subscription
 REFUSED_TOPICS_LOGGED = 5
-
-STATE_EVENT_TYPES = frozenset({*ZONE_EVENT_TYPES, LINE_CROSS_TYPE})
 
 Refusal = tuple[str, ReasonCode]  # topic, the broker's PUBACK reason code
 # Switches a camera on or off (injected by the app: publishing knows nothing of the control layer);
@@ -181,17 +176,19 @@ class MqttTopics:
     def line(self, camera: str, line: str) -> str:
         return self.camera(camera, f"lines/{line}")
 
+    def state(self, state: ZoneState | LineState) -> str:
+        """The retained topic of a zone's or line's state."""
+        if isinstance(state, ZoneState):
+            return self.zone(state.camera, state.zone)
+        return self.line(state.camera, state.line)
+
     def state_of(self, event: PendingEvent) -> tuple[str, str] | None:
         """The retained (topic, payload) a zone or line event updates, if any."""
-        if event.message_type not in STATE_EVENT_TYPES:
-            return None
-        message = json.loads(event.payload)
-        zone = zone_state_message(message)
-        if zone is not None:
-            return self.zone(event.camera, zone["zone"]), to_json(zone)
-        line = line_state_message(message)
-        if line is not None:
-            return self.line(event.camera, line["line"]), to_json(line)
+        state = event.state
+        if isinstance(state, LineState) and state.counts is None:
+            return None  # a crossing that did not say the counts leaves the retained ones alone
+        if isinstance(state, ZoneState | LineState):
+            return self.state(state), to_json(state_message(state))
         return None
 
     def enabled(self, camera: str) -> str:
@@ -211,6 +208,7 @@ class MqttTopics:
 
 class MqttSink(BrokerSink):
     name = "mqtt"
+    retained_states = (ZoneState, LineState)
 
     def __init__(self, settings: MqttSinkConfig, layout: AnalyticsLayout | None = None) -> None:
         password = settings.password.get_secret_value() if settings.password else None
@@ -458,12 +456,10 @@ class MqttSink(BrokerSink):
 
     async def _announce_layout(self) -> None:
         """Retained occupancy 0 and no crossings yet, replacing what a crashed run left behind."""
-        messages = []
-        for state in self.layout.initial_states(time.time()):
-            camera = state["camera"]
-            topic = (self.topics.zone(camera, state["zone"]) if "zone" in state
-                     else self.topics.line(camera, state["line"]))
-            messages.append((topic, to_json(state), QOS_AT_LEAST_ONCE, True))
+        messages = [
+            (self.topics.state(state), to_json(state_message(state)), QOS_AT_LEAST_ONCE, True)
+            for state in self.layout.initial_states(time.time())
+        ]
         if messages:
             await self._publish_all(messages)
 

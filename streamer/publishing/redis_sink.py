@@ -26,9 +26,9 @@ consumers de-duplicate by `id`.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
+import numpy as np
 import redis.asyncio as redis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
@@ -37,20 +37,19 @@ from redis.exceptions import AuthenticationError, AuthorizationError, NoPermissi
 from redis.typing import EncodableT
 
 from streamer.config import RedisSinkConfig
+from streamer.core.events import IdentityEvent, LineState, ZoneState
 from streamer.publishing.broker import (
     BrokerFailure,
     BrokerSink,
-    is_identity,
     network_failure,
     spill_file_name,
 )
 from streamer.publishing.buffer import PendingEvent, PendingFrame
 from streamer.publishing.messages import (
     AVAILABLE_OFFLINE,
-    LINE_CROSS_TYPE,
-    ZONE_EVENT_TYPES,
     AnalyticsLayout,
     embedding_bytes,
+    encode_embedding,
     to_json,
 )
 
@@ -95,27 +94,35 @@ class RedisKeys:
         return f"{self.prefix}:identity:{camera}:{kind}:{track_id}"
 
 
-def identity_record(message: dict[str, Any]) -> dict[EncodableT, EncodableT]:
+def identity_record(identity: IdentityEvent, embedding_dtype: str) -> dict[EncodableT, EncodableT]:
     """Hash fields of an identity record: the vector as bytes, ready for a vector index."""
-    embedding = message["embedding"]
+    embedding = encode_embedding(identity.embedding, embedding_dtype)
     record: dict[EncodableT, EncodableT] = {
-        "id": message["id"],
-        "camera": message["camera"],
-        "track_id": message["track_id"],
-        "kind": message["kind"],
-        "capture_ts": message["capture_ts"],
+        "id": identity.id,
+        "camera": identity.camera,
+        "track_id": int(identity.track_id),
+        "kind": identity.kind,
+        "capture_ts": float(identity.capture_ts),
         "dtype": embedding["dtype"],
         "dim": embedding["dim"],
         "vector": embedding_bytes(embedding),
     }
-    for optional in ("name", "similarity", "global_id", "quality", "samples"):
-        if message.get(optional) is not None:
-            record[optional] = message[optional]
+    optional = {
+        "name": identity.name,
+        "similarity": identity.similarity,
+        "global_id": identity.global_id,
+        "quality": identity.quality,
+        "samples": identity.samples,
+    }
+    for key, value in optional.items():
+        if value is not None:  # numpy scalars (stages' values) as the plain numbers JSON has
+            record[key] = value.item() if isinstance(value, np.generic) else value
     return record
 
 
 class RedisSink(BrokerSink):
     name = "redis"
+    retained_states = (ZoneState, LineState, IdentityEvent)
 
     def __init__(self, settings: RedisSinkConfig, layout: AnalyticsLayout | None = None) -> None:
         password = settings.password.get_secret_value() if settings.password else None
@@ -211,29 +218,28 @@ class RedisSink(BrokerSink):
 
     def _queue_event(self, pipe: Pipeline, event: PendingEvent) -> None:
         settings = self.settings
-        message = json.loads(event.payload)
         pipe.xadd(
             self.keys.events(event.camera),
             {
                 "type": event.message_type,
                 "id": event.message_id,
-                "capture_ts": repr(message.get("capture_ts")),
+                "capture_ts": repr(event.capture_ts),
                 "message": event.payload,
             },
             maxlen=settings.events_maxlen,
             approximate=True,
         )
-        if message.get("type") in ZONE_EVENT_TYPES and message.get("occupancy") is not None:
-            pipe.hset(self.keys.zones(event.camera), message["zone"], message["occupancy"])
-        elif message.get("type") == LINE_CROSS_TYPE:
+        state = event.state
+        if isinstance(state, ZoneState):
+            pipe.hset(self.keys.zones(state.camera), state.zone, state.occupancy)
+        elif isinstance(state, LineState) and state.crossed is not None:
             pipe.eval(
                 COUNT_ONCE_SCRIPT, 2, self.keys.counted(event.message_id),
-                self.keys.lines(event.camera), f"{message['line']}:{message['direction']}",
-                COUNTED_GUARD_S,
+                self.keys.lines(state.camera), f"{state.line}:{state.crossed}", COUNTED_GUARD_S,
             )
-        if is_identity(event) and "embedding" in message:
-            key = self.keys.identity(event.camera, message["kind"], message["track_id"])
-            pipe.hset(key, mapping=identity_record(message))
+        elif isinstance(state, IdentityEvent):
+            key = self.keys.identity(state.camera, state.kind, state.track_id)
+            pipe.hset(key, mapping=identity_record(state, self.embedding_dtype))
             pipe.expire(key, settings.identity_ttl_s)
 
     def _queue_frames(self, pipe: Pipeline, frames: list[PendingFrame]) -> None:

@@ -1,7 +1,9 @@
 """HTTP routes for the dashboard server: the events list and the pictures.
 
-`GET /api/events?camera=&zone=&line=&type=&since=&limit=`: indexed events, newest first, each with
-its `snapshot_id` (null once retention deleted the picture). `type` may list several, comma
+`GET /api/events?camera=&zone=&line=&type=&since=&limit=`: indexed events, newest first: each the
+event's published payload with its `id`, its `summary` (what happened in a few words, made by the
+event type: "entered zone door", "crossed line gate going in", "track #4 ended") and its
+`snapshot_id` (null once retention deleted the picture). `type` may list several, comma
 separated; `since` is UNIX seconds. `GET /api/snapshots/{id}.jpg` is the crop,
 `/api/snapshots/{id}-frame.jpg` the annotated frame. The dashboard's token and Host rules apply
 (the routes join its server). Index reads run in a thread: the event loop never waits on SQLite.

@@ -38,6 +38,7 @@ INDEX_FILE = "events.sqlite3"
 IMAGES_DIR = "images"
 SNAPSHOT_ID = re.compile(r"[0-9a-f]{32}")  # what new_id() makes; nothing else names a file
 FRAME_SUFFIX = "-frame"
+SUMMARY_FIELD = "summary"  # an indexed event's `summary()`: what happened, for people
 MB = 1024 * 1024
 DELETE_BATCH = 64
 DAMAGED_SUFFIX = ".damaged-"  # a damaged index is renamed events.sqlite3.damaged-YYYYmmdd-HHMMSS
@@ -501,7 +502,8 @@ class EventsIndex:
         self.directory = directory
 
     def events(self, query: EventQuery) -> list[dict[str, Any]]:
-        """Newest first; each event's payload with its `id` and `snapshot_id` (when kept)."""
+        """Newest first; each event's payload with its `id`, `summary` and `snapshot_id` (when
+        kept)."""
         path = self.directory / INDEX_FILE
         if not path.exists():
             return []
@@ -530,6 +532,7 @@ class EventsIndex:
         for payload, snapshot_id in rows:
             event = json.loads(payload)
             event["snapshot_id"] = snapshot_id  # None once retention deleted the picture
+            event.setdefault(SUMMARY_FIELD, event["type"])  # indexed before events had summaries
             events.append(event)
         return events
 

@@ -26,7 +26,7 @@ from streamer.core.frames import Frame, FrameResult
 from streamer.core.interfaces import FrameStage, TrackBook
 from streamer.core.stats import PartHealth, PartState, StatsKind
 from streamer.identities.quality import person_qualities, sharpness
-from streamer.snapshots.archive import MB, SnapshotArchive, disk_free_bytes
+from streamer.snapshots.archive import MB, SUMMARY_FIELD, SnapshotArchive, disk_free_bytes
 from streamer.snapshots.stats import SnapshotStats
 from streamer.snapshots.writer import PictureJob, SnapshotWriter
 
@@ -178,7 +178,7 @@ class SnapshotStage(FrameStage[CameraConfig]):
         """Events with their snapshot ids; ended tracks' views are let go after every event."""
         recorded = [self._recorded(event, views, frame, tracks) for event in events]
         for event in events:
-            if isinstance(event, TrackEvent) and event.type == "end":
+            if isinstance(event, TrackEvent) and event.ended:
                 self._release(views.pop(event.track_id, None))
         return recorded
 
@@ -247,5 +247,5 @@ class SnapshotStage(FrameStage[CameraConfig]):
 
 
 def event_payload(event: PicturedEvent) -> dict[str, Any]:
-    """The event as indexed: its payload and id."""
-    return {**event.payload(), "id": event.id}
+    """The event as indexed: its payload, id and summary (what the events page shows)."""
+    return {**event.payload(), "id": event.id, SUMMARY_FIELD: event.summary()}

@@ -1,6 +1,6 @@
 """One camera: PyAV decoding in the camera's own thread, reconnecting on its own, never blocking others.
 
-Measured on these machines: decoding in a thread releases the GIL (the event loop stays responsive);
+Decoding in a thread releases the GIL (the event loop stays responsive);
 a frozen RTSP server blocks a reader forever unless PyAV's `timeout` is set; a killed server just
 ends iteration. So: TCP, open/read timeouts, and every end, timeout or error becomes a reconnect
 with capped exponential backoff.

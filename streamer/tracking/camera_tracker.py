@@ -100,14 +100,14 @@ class CameraTracker:
             if state is None:
                 state = TrackState(track_id, box, score, frame.capture_ts, frame.capture_ts)
                 self.states[track_id] = state
-                events.append(self._event("new", frame, None, state.snapshot()))
+                events.append(self._event(TrackEventType.NEW, frame, None, state.snapshot()))
             else:
                 state.box, state.score, state.last_seen_ts = box, score, frame.capture_ts
                 state.frames += 1
         for track_id in output.ended_ids:
             ended = self.states.pop(int(track_id), None)
             if ended is not None:
-                events.append(self._event("end", frame, ended.snapshot(), None))
+                events.append(self._event(TrackEventType.END, frame, ended.snapshot(), None))
         return tracks, events
 
     def frames_seen(self, track_id: int) -> int:
@@ -124,12 +124,14 @@ class CameraTracker:
             return None
         before = state.snapshot()
         state.attributes.update(changed)
-        return self._event("update", frame, before, state.snapshot())
+        return self._event(TrackEventType.UPDATE, frame, before, state.snapshot())
 
     def finish(self, frame_index: int, capture_ts: float) -> list[TrackEvent]:
         """End every open track (camera stopped or file finished), as of the last frame seen."""
         events = [
-            TrackEvent("end", self.camera, s.track_id, frame_index, capture_ts, s.snapshot(), None)
+            TrackEvent(
+                TrackEventType.END, self.camera, s.track_id, frame_index, capture_ts, s.snapshot(), None
+            )
             for s in self.states.values()
         ]
         self.states.clear()

@@ -10,7 +10,7 @@ import numpy as np
 from streamer.analytics.stage import ZONES_COLUMN, ZoneLineStage
 from streamer.config import StreamerConfig
 from streamer.core.detections import Detections
-from streamer.core.events import Event, LineCrossEvent, TrackEvent, ZoneEvent
+from streamer.core.events import Event, LineCrossEvent, TrackEvent, TrackEventType, ZoneEvent
 from streamer.core.frames import Frame, FrameResult
 
 CAMERA = "cam"
@@ -74,7 +74,8 @@ class Script:
         image = np.zeros((self.height, self.width, 3), np.uint8)
         frame = Frame(CAMERA, self.index, self.now, 0.0, image)
         end_events: list[Event] = [
-            TrackEvent("end", CAMERA, i, self.index, self.now, {"track_id": i}, None) for i in ended
+            TrackEvent(TrackEventType.END, CAMERA, i, self.index, self.now, {"track_id": i}, None)
+            for i in ended
         ]
         for track_id in ended:
             self.book.seen.pop(track_id, None)

@@ -72,9 +72,9 @@ def test_each_mistake_is_one_line_naming_the_key(extra: str, expected: str) -> N
 
 def test_the_shipped_zones_example_loads() -> None:
     from streamer.config import load_config
-    from streamer.core.assets import PROJECT_ROOT
+    from tests.support.checkout import REPO_ROOT
 
-    config = load_config(PROJECT_ROOT / "configs" / "zones.yaml")
+    config = load_config(REPO_ROOT / "configs" / "zones.yaml")
     (camera,) = config.cameras
     assert camera.file_path.is_file()
     assert [z.name for z in camera.zones] == ["road"] and [x.name for x in camera.lines] == ["crossing"]

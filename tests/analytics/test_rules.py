@@ -8,7 +8,7 @@ import pytest
 from streamer.analytics.stage import ZoneLineStage
 from streamer.config import TrackerConfig
 from streamer.core.detections import Detections
-from streamer.core.events import LineCrossEvent, TrackEvent, ZoneEvent
+from streamer.core.events import LineCrossEvent, TrackEvent, TrackEventType, ZoneEvent
 from streamer.core.frames import Frame, FrameResult
 from streamer.tracking.camera_tracker import CameraTracker
 from tests.analytics.scripted import (
@@ -169,7 +169,8 @@ async def test_a_track_that_ends_or_a_camera_that_stops_leaves_its_zones() -> No
     ended = await s.frame({2: feet_box(310, 300)}, ended=(1,))
     assert sorted(zone_events(ended)) == [("zone_exit", "all", 1), ("zone_exit", "bay", 1)]
     assert s.stage.stats.occupancy[(CAMERA, "bay")] == 1
-    stopped = TrackEvent("end", CAMERA, 2, 3, s.now, {"track_id": 2}, None)  # CameraTracker.finish
+    # as CameraTracker.finish makes it
+    stopped = TrackEvent(TrackEventType.END, CAMERA, 2, 3, s.now, {"track_id": 2}, None)
     closing = s.stage.finish_events(CAMERA, [stopped])
     assert closing[0] is stopped
     closing = closing[1:]
@@ -208,7 +209,7 @@ async def test_prometheus_shows_occupancy_zone_events_and_crossings_from_the_sta
     from prometheus_client import generate_latest
 
     from streamer.core.stats import StatsRegistry
-    from streamer.metrics.monitor import PipelineMonitor
+    from streamer.metrics.service import MetricsService
     from tests.metrics.conftest import Scrape
 
     s = script(zones=[{"name": "bay", "points": SQUARE}], lines=[{"name": "door", "points": ACROSS}])
@@ -216,13 +217,13 @@ async def test_prometheus_shows_occupancy_zone_events_and_crossings_from_the_sta
     for kind, stats in s.stage.registered_stats().items():  # what the pipeline does at start
         registry.register(kind, s.stage.name, stats)
     settings = config()
-    monitor = PipelineMonitor(settings, settings.metrics, history_points=2, stats=registry)
-    before = Scrape.parse(generate_latest(monitor.registry).decode())
+    exporter = MetricsService(settings, registry).prometheus
+    before = Scrape.parse(generate_latest(exporter.registry).decode())
     assert before.value("streamer_zone_occupancy", camera=CAMERA, zone="bay") == 0
     assert before.value("streamer_line_crossings_total", camera=CAMERA, line="door",
                         direction="out") == 0  # every configured series exists from the start
     await s.walk(1, steps((300, 250), (300, 350), 11))  # into the bay and down across the door
-    after = Scrape.parse(generate_latest(monitor.registry).decode())
+    after = Scrape.parse(generate_latest(exporter.registry).decode())
     assert after.value("streamer_zone_occupancy", camera=CAMERA, zone="bay") == 1
     assert after.value("streamer_zone_events_total", camera=CAMERA, zone="bay",
                        event="zone_enter") == 1

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.core.assets import PROJECT_ROOT
+from tests.support.checkout import REPO_ROOT
 
 FIRST_OUTPUT_LIMIT_S = 90.0
 EXIT_LIMIT_S = 40.0
@@ -59,7 +59,7 @@ def test_signal_stops_service_and_its_triton_without_leftovers(
     )
     service = subprocess.Popen(
         [sys.executable, "-m", "streamer.cli", "run", str(config)],
-        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         assert service.stdout is not None
@@ -103,7 +103,7 @@ def test_signal_while_waiting_for_an_unreachable_triton_exits_at_once(
     )
     service = subprocess.Popen(
         [sys.executable, "-m", "streamer.cli", "run", str(config)],
-        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         assert service.stderr is not None

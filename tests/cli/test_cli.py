@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from streamer.cli.common import StartupInterrupted, run_until_signal
-from streamer.core.assets import PROJECT_ROOT
 from streamer.core.redaction import redact_url
+from tests.support.checkout import REPO_ROOT
 from tests.support.credentials import FORMS, MALFORMED, CredentialForm, leaks
 
 CLOSED_PORT_URL = "http://127.0.0.1:9"
@@ -28,7 +28,7 @@ def streamer(
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=PROJECT_ROOT,
+        cwd=REPO_ROOT,
         env={**os.environ, **(env or {})},
     )
 
@@ -104,10 +104,6 @@ def test_run_without_weights_says_what_is_missing_and_how_to_get_it(
         f"triton:\n  model_repository: {tmp_path / 'repo'}\ndashboard:\n  port: 0\n"
         f"cameras:\n  - name: a\n    url: {sample_clip}\n"
     )
-    (tmp_path / "repo" / "person_detector").mkdir(parents=True)
-    (tmp_path / "repo" / "person_detector" / "config.pbtxt").write_bytes(
-        (PROJECT_ROOT / "model_repository" / "person_detector" / "config.pbtxt").read_bytes()
-    )
     env = {"STREAMER_ASSETS": str(tmp_path / "no-assets"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
     result = streamer("run", str(config), env=env)
     assert result.returncode == 1
@@ -147,10 +143,7 @@ def test_check_covers_the_face_and_reid_models_a_config_enables(
 def test_check_fails_a_detector_whose_config_dims_contradict_the_prepared_file(
     tmp_path: Path, sample_clip: Path
 ) -> None:
-    repository = tmp_path / "repository"
-    (repository / "person_detector").mkdir(parents=True)
-    config_pbtxt = PROJECT_ROOT / "model_repository" / "person_detector" / "config.pbtxt"
-    (repository / "person_detector" / "config.pbtxt").write_bytes(config_pbtxt.read_bytes())
+    repository = tmp_path / "repository"  # `models prepare` writes the shipped config there
     prepared = streamer(
         "models", "prepare", "person_detector", "--classes", "3", "--repository", str(repository)
     )
@@ -270,7 +263,7 @@ def test_every_command_runs_opencv_in_the_calling_thread_only() -> None:
     )
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-        cwd=PROJECT_ROOT,
+        cwd=REPO_ROOT,
     )
     assert done.returncode == 0, done.stderr
     before, after = done.stdout.split("threads")[-1].split()

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from streamer.core.assets import PROJECT_ROOT
+from streamer.core.assets import ASSETS_ENV_VAR
 from streamer.inference.catalog import entry
 from tests.publishing.brokers import BrokerProcess, mosquitto
+from tests.support.checkout import REPO_ROOT
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -30,14 +31,14 @@ ACL = f"user {USER}\ntopic readwrite allowed/#\n"
 def streamer(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "streamer.cli", *args],
-        capture_output=True, text=True, timeout=90, cwd=PROJECT_ROOT,
+        capture_output=True, text=True, timeout=90, cwd=REPO_ROOT,
         env={**os.environ, **(env or {})},
     )
 
 
 def documented_check_exit_codes() -> dict[int, str]:
     """The rows of the README's `streamer check` exit-code table."""
-    readme = (PROJECT_ROOT / "README.md").read_text()
+    readme = (REPO_ROOT / "README.md").read_text()
     start = readme.find("`streamer check` exit codes:")
     assert start >= 0, "README.md: no '`streamer check` exit codes:' table"
     table = readme[start:].split("\n\n")[1]
@@ -77,7 +78,7 @@ def test_check_exits_0_when_every_probe_passes(
     tmp_path: Path, sample_clip: Path, assets: Path, broker: BrokerProcess
 ) -> None:
     config = write_config(tmp_path, sample_clip, broker, "allowed")
-    result = streamer("check", str(config), env={"MQTT_PASSWORD": SECRET})
+    result = streamer("check", str(config), env={"MQTT_PASSWORD": SECRET, ASSETS_ENV_VAR: str(assets)})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all checks passed" in result.stdout
     assert "published and read back" in result.stdout and SECRET not in result.stdout
@@ -87,7 +88,7 @@ def test_check_exits_1_when_the_broker_denies_the_probe(
     tmp_path: Path, sample_clip: Path, assets: Path, broker: BrokerProcess
 ) -> None:
     config = write_config(tmp_path, sample_clip, broker, "denied")
-    result = streamer("check", str(config), env={"MQTT_PASSWORD": SECRET})
+    result = streamer("check", str(config), env={"MQTT_PASSWORD": SECRET, ASSETS_ENV_VAR: str(assets)})
     assert result.returncode == 1, result.stdout + result.stderr
     (line,) = [line for line in result.stdout.splitlines() if line.startswith("  mqtt")]
     assert " FAIL " in line and "denied/check/" in line and "Not authorized" in line, line

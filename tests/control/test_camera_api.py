@@ -18,7 +18,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streamer.app import Service
 from streamer.config import load_config
-from streamer.core.assets import PROJECT_ROOT
 from streamer.inference.server import EmbeddedTritonServer
 from tests.control.support import (
     AUTH,
@@ -30,6 +29,7 @@ from tests.control.support import (
     until,
 )
 from tests.publishing.brokers import BrokerProcess, mosquitto
+from tests.support.checkout import REPO_ROOT
 from tests.support.rtsp import RtspServer, RtspServerFactory
 
 VAULT_PASSWORD = "sup3r-s3cret"
@@ -267,7 +267,7 @@ async def test_cli_lists_and_toggles_cameras(running: Running) -> None:
     async def cli(*args: str) -> tuple[int, str]:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "streamer.cli", "cameras", *args, "--url", running.url,
-            cwd=PROJECT_ROOT, env={**os.environ, "STREAMER_DASHBOARD_TOKEN": TOKEN},
+            cwd=REPO_ROOT, env={**os.environ, "STREAMER_DASHBOARD_TOKEN": TOKEN},
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )
         out, _ = await process.communicate()
@@ -290,7 +290,7 @@ async def test_cli_lists_and_toggles_cameras(running: Running) -> None:
         return (await camera(running, "lobby"))["state"] == "streaming"
 
     await until(streaming, "the lobby streaming again after `cameras enable`")
-    code, out = await cli("add", "side", str(PROJECT_ROOT / "sample_videos" / "vtest_pedestrians.mp4"),
+    code, out = await cli("add", "side", str(REPO_ROOT / "sample_videos" / "vtest_pedestrians.mp4"),
                           "max_fps=2", "loop=true")
     assert code == 0 and "added side" in out, out
     assert (await camera(running, "side"))["config"]["max_fps"] == 2

@@ -1,6 +1,7 @@
 """The dashboard as a console, in a real headless Chromium against the real service: the camera
 view, adding (with a refused URL first), disabling and removing a camera through the page, the
-events list with its pictures and filters, and the page on a phone-sized screen.
+events list with its pictures and filters, the page on a phone-sized screen, and every state field
+the pages read declared by the published schema.
 
 One service for the module: the sample clip looping, with a zone and a line on the road, event
 pictures enabled, and the dashboard token (so the page offers its controls).
@@ -20,6 +21,7 @@ from streamer.config import StreamerConfig
 from streamer.inference.server import EmbeddedTritonServer
 from tests.control.support import TOKEN, call, started
 from tests.metrics.conftest import browser, chromium  # noqa: F401 - fixtures
+from tests.metrics.state_reads import RECORD_STATE_READS, undeclared_reads
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -167,6 +169,10 @@ async def test_events_list_shows_pictures_and_filters_by_zone(service_url: str, 
         0, timeout=LIVE_TIMEOUT_MS
     )
     assert await events.count() > 0
+    shown = await page.locator('#events-list .event [data-field="what"]').all_inner_texts()
+    answer = await call(service_url, "GET", "/api/events?zone=road&limit=1000")
+    summaries = {event["summary"] for event in answer.body["events"]}
+    assert shown and set(shown) <= summaries, "each event says what the server's summary says"
 
 
 async def test_a_zone_drawn_on_the_picture_is_saved_and_counted(service_url: str, page: Page) -> None:
@@ -213,3 +219,30 @@ async def test_the_page_fits_a_phone_screen(service_url: str, browser: BrowserCo
         assert await overflow_px(page) <= 0, f"sideways scrolling: {await wider_than_screen(page)}"
     finally:
         await page.close()
+
+
+async def test_the_pages_read_only_what_the_state_schema_declares(service_url: str, page: Page) -> None:
+    await page.add_init_script(RECORD_STATE_READS)
+    await page.goto(f"{service_url}/?token={TOKEN}")
+    tile = page.locator(f'.tile[data-camera="{CAMERA}"]')
+    await expect(tile.locator('.chip[data-line="crossing"]')).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+    await expect(page.locator('#models tr[data-model]')).not_to_have_count(0, timeout=LIVE_TIMEOUT_MS)
+    await tile.click()
+    view = page.locator("#camera-view")
+    await expect(view.locator('.history li[data-status]')).not_to_have_count(0, timeout=LIVE_TIMEOUT_MS)
+    await expect(view.locator('[data-field="controls"]')).to_be_visible()
+    await page.goto(f"{service_url}/?token={TOKEN}#events")
+    await expect(page.locator('#event-filters [name="zone"] option[value="road"]')).to_have_count(
+        1, timeout=LIVE_TIMEOUT_MS
+    )
+    reads = await page.evaluate("() => window.stateReads()")
+    schema = await call(service_url, "GET", "/api/state/schema")
+
+    assert schema.status == 200
+    joined = {".".join(path) for path in reads}
+    assert {  # the recorder saw the pages at work: tiles, models, the camera view, the filters
+        "cameras.[].processed_fps", "cameras.[].history.fps", "models.[].batch_executions",
+        "cameras.[].state_history.[].status", "api.mutations", "events_enabled",
+        "cameras.[].analytics.lines.crossing",
+    } <= joined, sorted(joined)
+    assert undeclared_reads(reads, schema.body) == []

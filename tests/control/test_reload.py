@@ -11,8 +11,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from streamer.core.assets import PROJECT_ROOT
 from streamer.inference.server import EmbeddedTritonServer
+from tests.support.checkout import REPO_ROOT
 from tests.support.rtsp import free_tcp_port
 
 START_LIMIT_S = 90.0
@@ -63,7 +63,7 @@ def test_sighup_adds_and_removes_cameras_without_restart(
     path.write_text(config_text(embedded_triton.grpc_url, port, sample_clip, ["lobby", "side"]))
     service = subprocess.Popen(
         [sys.executable, "-m", "streamer.cli", "run", str(path)],
-        cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     try:
         def both_processing() -> bool:

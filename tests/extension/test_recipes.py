@@ -4,11 +4,13 @@ then run through a real service (real Triton serving the toy model, real decodin
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from streamer.app import Service
@@ -18,6 +20,7 @@ from streamer.core.events import TrackEvent
 from streamer.inference.repository import CONFIG_FILE
 from tests.extension.toys import (
     TOY_MODEL,
+    ColourChanged,
     ColourStage,
     ListSink,
     OpenCvSource,
@@ -50,14 +53,15 @@ def repository_with_toy_model(tmp_path: Path, model_repository: Path, *names: st
     return repository
 
 
-def service_yaml(repository: Path, camera_url: str, detector: str = "") -> str:
+def service_yaml(repository: Path, camera_url: str, detector: str = "", jsonl: Path | None = None) -> str:
+    lines = f"path: {jsonl}" if jsonl is not None else "enabled: false"
     return f"""\
 triton:
   mode: embedded
   model_repository: {repository}
 publishing:
   jsonl:
-    enabled: false
+    {lines}
 metrics:
   sample_interval_s: 0.5
 dashboard:
@@ -87,8 +91,10 @@ async def test_a_source_type_a_stage_a_model_and_a_sink_added_by_the_recipes_run
     sink = ListSink()
     assembly = toy_assembly(sink)
     repository = repository_with_toy_model(tmp_path, model_repository, DETECTOR)
+    jsonl = tmp_path / "results.jsonl"
     config = parse_config(
-        service_yaml(repository, f"opencv://{sample_clip}"), "toy.yaml", registered=assembly.registered()
+        service_yaml(repository, f"opencv://{sample_clip}", jsonl=jsonl), "toy.yaml",
+        registered=assembly.registered(),
     )
     service = Service(config, assembly=assembly)
     stage = next(s for s in service.pipeline.stages if isinstance(s, ColourStage))
@@ -110,6 +116,16 @@ async def test_a_source_type_a_stage_a_model_and_a_sink_added_by_the_recipes_run
     assert stage.stats.coloured >= 3
     # and the sink was stopped with the service
     assert sink.stopped
+    # The toy event type reached both sinks: typed in the toy sink, as JSON of its own schema in
+    # the real JSON-lines sink.
+    changes = [e for e in sink.events if isinstance(e, ColourChanged)]
+    assert changes and changes[0].summary().startswith(f"track #{changes[0].track_id} turned")
+    written = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    published = [m for m in written if m.get("type") == ColourChanged.type]
+    assert {m["id"] for m in published} == {e.id for e in changes}
+    schema = json.loads(Path(ColourChanged.schema).read_text())
+    for message in published:
+        jsonschema.validate(message, schema)
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@
 * a source type: `opencv://PATH` plays a file through OpenCV instead of PyAV;
 * a detector family: `whole_frame` (one box over the frame, scored by its brightness on Triton);
 * a stage: `colours` (each track's mean colour, from the toy model, as track data);
+* an event type: `colour_changed`, with its own JSON Schema, published by every sink;
 * a sink: keeps every frame result and event it is handed.
 """
 
@@ -13,9 +14,9 @@ import asyncio
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -24,7 +25,7 @@ from onnx import TensorProto, helper
 
 from streamer.config import CameraConfig, StreamerConfig
 from streamer.core.detections import Detections
-from streamer.core.events import CameraStatusEvent, Event
+from streamer.core.events import BaseEvent, CameraStatusEvent, Event, new_id
 from streamer.core.frames import Frame, FrameResult
 from streamer.core.interfaces import Detector, FrameSource, FrameStage, Sink, SourceHooks, TrackBook
 from streamer.core.stats import CameraState, StatsKind
@@ -32,6 +33,7 @@ from streamer.inference.client import TritonModel
 
 TOY_MODEL = "mean_colour"
 CROP = 32
+COLOUR_STEP = 8  # a track's colour must move this much (any channel) for a new event
 
 
 # -- a model -----------------------------------------------------------------------------------
@@ -185,6 +187,37 @@ class WholeFrameDetector(Detector):
         )
 
 
+# -- an event type -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ColourChanged(BaseEvent):
+    """A track's mean colour changed (or was first seen)."""
+
+    type: ClassVar[str] = "colour_changed"
+    type_names: ClassVar[tuple[str, ...]] = (type,)
+    schema: ClassVar[str] = str(Path(__file__).with_name("colour_changed.json"))
+    camera: str
+    track_id: int
+    frame_index: int
+    capture_ts: float
+    colour: tuple[int, int, int]
+    id: str = field(default_factory=new_id)
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "camera": self.camera,
+            "track_id": self.track_id,
+            "frame_index": self.frame_index,
+            "capture_ts": self.capture_ts,
+            "colour": list(self.colour),
+        }
+
+    def summary(self) -> str:
+        return f"track #{self.track_id} turned {self.colour}"
+
+
 # -- a stage -----------------------------------------------------------------------------------
 
 
@@ -206,6 +239,7 @@ class ColourStage(FrameStage[CameraConfig]):
         self.stats = ColourCounts()
         self.model: TritonModel | None = None
         self.cameras_configured: list[str] = []
+        self.last_colour: dict[tuple[str, int], np.ndarray] = {}
 
     def registered_stats(self) -> dict[StatsKind, object]:
         return {StatsKind.STAGE: self.stats}
@@ -223,11 +257,18 @@ class ColourStage(FrameStage[CameraConfig]):
         for box, track_id in zip(result.tracks.xyxy, result.tracks.tracker_id.tolist()):
             x1, y1, x2, y2 = (int(v) for v in box)
             crop = frame.image[max(0, y1):max(y1 + 1, y2), max(0, x1):max(x1 + 1, x2)]
-            colour = await mean_colour(self.model, crop, frame.camera)
-            update = tracks.annotate(frame, track_id, colour=[round(float(c)) for c in colour])
+            colour = np.rint(await mean_colour(self.model, crop, frame.camera)).astype(int)
+            update = tracks.annotate(frame, track_id, colour=colour.tolist())
             if update is not None:
                 result.events.append(update)
                 self.stats.coloured += 1
+            before = self.last_colour.get((frame.camera, track_id))
+            if before is None or np.abs(colour - before).max() >= COLOUR_STEP:
+                self.last_colour[(frame.camera, track_id)] = colour
+                result.events.append(ColourChanged(  # type: ignore[arg-type]  # not a built-in
+                    frame.camera, track_id, frame.index, frame.capture_ts,
+                    (int(colour[0]), int(colour[1]), int(colour[2])),
+                ))
 
 
 # -- a sink ------------------------------------------------------------------------------------

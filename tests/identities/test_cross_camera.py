@@ -23,6 +23,7 @@ from tests.inference.mot17 import Pedestrian, frame_numbers, pedestrians, sequen
 WALL_WIDTH, WALL_HEIGHT = 640, 480
 PERSON_HEIGHT = 300
 FRAMES_PER_VISIT = 5  # > confirm_frames, so every track is confirmed and embedded
+TRANSIT_S = 5.0
 MAX_FRAMES_TO_END_TRACK = 60  # ByteTrack keeps a lost track for track_buffer frames
 # (sequence, identity): two people of one scene and one of another (similar lighting and
 # clothes colours within a scene make the first pair the harder one).
@@ -81,7 +82,9 @@ async def test_same_pedestrian_on_two_cameras_shares_one_global_id(
     (walker_id,) = _global_ids_by_x(at_gate)
     assert walker_id is not None, "a confirmed track gets a global id"
 
-    # The walker left the gate and now shows up in the hall, next to somebody else.
+    # The walker left the gate and shows up in the hall a few seconds later (one person is never
+    # on two cameras at the same moment), next to somebody else.
+    hall.ts = gate.ts + TRANSIT_S
     for _ in range(FRAMES_PER_VISIT):
         in_hall = await hall.show([_standing(walker_in_hall, 60), _standing(neighbour, 400)])
     hall_walker_id, neighbour_id = _global_ids_by_x(in_hall)

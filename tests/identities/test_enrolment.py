@@ -13,12 +13,12 @@ import pytest
 
 from streamer.assembly import build_pipeline, build_stages
 from streamer.config import FacesConfig, parse_config
-from streamer.core.assets import PROJECT_ROOT
 from streamer.identities.enrolment import EnrolmentRefused, FaceStore, enrol, face_models
 from streamer.identities.gallery import EmbeddingSizeMismatch
 from streamer.inference.client import TritonModel
 from streamer.inference.server import EmbeddedTritonServer
 from tests.identities.synthetic import background, paste
+from tests.support.checkout import REPO_ROOT
 
 CLI_TIMEOUT_S = 120
 
@@ -106,11 +106,11 @@ cameras: [{{name: door, url: door.mp4}}]
 def _streamer(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "streamer.cli", "--log-level", "WARNING", *args],
-        cwd=PROJECT_ROOT,
+        cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=CLI_TIMEOUT_S,
-        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         check=False,
     )
 

@@ -1,9 +1,8 @@
-"""`streamer faces` from the operator's side: one store rule for every command and the service,
+"""`streamer faces` from the operator's side: the store the service reads with the same config,
 the absolute path printed, and concurrent enrolments both kept."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -11,23 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from streamer.core.assets import PROJECT_ROOT
 from streamer.identities.enrolment import FaceStore
 from streamer.inference.server import EmbeddedTritonServer
+from tests.support.checkout import REPO_ROOT
 
 CLI_TIMEOUT_S = 180
 FACE_MODELS = ("face_detector", "face_embedder")
 
 
-def _streamer(*args: str, cwd: Path, project: Path = PROJECT_ROOT) -> subprocess.Popen[str]:
-    """`streamer ...` run from `cwd` with the package found in `project`."""
+def _streamer(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    """`streamer ...` run from `cwd`."""
     return subprocess.Popen(
         [sys.executable, "-m", "streamer.cli", "--log-level", "WARNING", *args],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(project)},
     )
 
 
@@ -62,16 +60,13 @@ def test_two_enrolments_at_once_both_stay_enrolled(
     assert FaceStore(store).counts() == {"Alice": 1, "Bob": 1}
 
 
-def _sandbox_project(root: Path, prepared_repository: Path) -> Path:
-    """A copy of the project (package, shipped configs, the face models already prepared), so
-    the default store `data/faces.npz` in the project lands in the test's folder."""
-    project = root / "project"
-    ignore = shutil.ignore_patterns("__pycache__")
-    for package in ("streamer", "trackers", "configs"):
-        shutil.copytree(PROJECT_ROOT / package, project / package, ignore=ignore)
+def _with_face_models(folder: Path, prepared_repository: Path) -> Path:
+    """`folder` holding a `model_repository/` with the face models already prepared (the
+    default repository of a config in `folder`, or of no config in it as the working directory)."""
+    folder.mkdir(parents=True, exist_ok=True)
     for model in FACE_MODELS:
-        shutil.copytree(prepared_repository / model, project / "model_repository" / model)
-    return project
+        shutil.copytree(prepared_repository / model, folder / "model_repository" / model)
+    return folder
 
 
 def _enrolled_into(stdout: str, name: str) -> Path:
@@ -83,17 +78,17 @@ def _enrolled_into(stdout: str, name: str) -> Path:
 def test_enrolling_with_and_without_config_lands_where_the_service_reads(
     model_repository: Path, face_photo: Path, tmp_path: Path
 ) -> None:
-    project = _sandbox_project(tmp_path, model_repository)
-    elsewhere = tmp_path / "elsewhere"  # the operator's working directory plays no part
-    elsewhere.mkdir()
-    shipped = project / "configs" / "faces-reid.yaml"
+    """With `--config`, the store is the config's (beside the file by default), which the service
+    reads too; without, it is in the working directory, and the absolute path says so."""
+    site = _with_face_models(tmp_path / "site", model_repository)
+    elsewhere = _with_face_models(tmp_path / "elsewhere", model_repository)
+    config = site / "faces-reid.yaml"
+    shutil.copy(REPO_ROOT / "configs" / "faces-reid.yaml", config)
 
     enroll = ("faces", "enroll")
-    without_config, _ = _finish(
-        _streamer(*enroll, "Alice", str(face_photo), cwd=elsewhere, project=project)
-    )
+    without_config, _ = _finish(_streamer(*enroll, "Alice", str(face_photo), cwd=elsewhere))
     with_config, _ = _finish(
-        _streamer(*enroll, "Bob", str(face_photo), "--config", str(shipped), cwd=elsewhere, project=project)
+        _streamer(*enroll, "Bob", str(face_photo), "--config", str(config), cwd=elsewhere)
     )
     service_reads = subprocess.run(
         [
@@ -102,18 +97,19 @@ def test_enrolling_with_and_without_config_lands_where_the_service_reads(
             "import sys; from streamer.config import load_config; "
             "from streamer.identities.stage import resolve_store_path; "
             "print(resolve_store_path(load_config(sys.argv[1])))",
-            str(shipped),
+            str(config),
         ],
         cwd=elsewhere,
-        env={**os.environ, "PYTHONPATH": str(project)},
         capture_output=True,
         text=True,
         check=True,
         timeout=CLI_TIMEOUT_S,
     ).stdout.strip()
 
-    expected = project / "data" / "faces.npz"
-    assert _enrolled_into(without_config, "Alice") == expected, "the absolute path is printed"
-    assert _enrolled_into(with_config, "Bob") == expected
-    assert Path(service_reads) == expected
-    assert FaceStore(expected).counts() == {"Alice": 1, "Bob": 1}
+    beside_config = site / "data" / "faces.npz"
+    assert _enrolled_into(with_config, "Bob") == beside_config, "the absolute path is printed"
+    assert Path(service_reads) == beside_config
+    assert FaceStore(beside_config).counts() == {"Bob": 1}
+    in_working_directory = elsewhere / "data" / "faces.npz"
+    assert _enrolled_into(without_config, "Alice") == in_working_directory
+    assert FaceStore(in_working_directory).counts() == {"Alice": 1}

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from streamer.config import GalleryConfig
-from streamer.identities.gallery import GlobalIds, InMemoryGallery, Sighting
+from streamer.config import CalibrationConfig, GalleryConfig
+from streamer.identities.gallery import CONCURRENT_S, GlobalIds, InMemoryGallery, Sighting
 
 SIZE = 32
 JS_SAFE_INTEGER = 2**53
@@ -88,12 +88,14 @@ class _Entry:
     track_id: int
     global_id: int
     embedding: np.ndarray
+    first_seen_ts: float
     last_seen_ts: float
     active: bool = True
 
 
 class LoopGallery:
-    """The per-entry Python loop the gallery used before it was vectorised (reference)."""
+    """The per-entry Python loop the gallery used before it was vectorised (reference), with
+    calibration off: raw similarities, one threshold, no margin, no mutual check."""
 
     def __init__(self, settings: GalleryConfig) -> None:
         self.settings = settings
@@ -115,7 +117,9 @@ class LoopGallery:
             else:
                 self.last_id += 1
                 global_id = self.last_id
-            entry = _Entry(sighting.camera, sighting.track_id, global_id, sighting.embedding, sighting.ts)
+            entry = _Entry(
+                sighting.camera, sighting.track_id, global_id, sighting.embedding, sighting.ts, sighting.ts
+            )
             self.entries[key] = entry
         else:
             alone = all(e is entry or e.global_id != entry.global_id for e in self.entries.values())
@@ -136,9 +140,13 @@ class LoopGallery:
             if e.camera == sighting.camera and e.active and e is not own
         }
         best, best_similarity = None, -1.0
+        started = own.first_seen_ts if own is not None else sighting.ts
         for entry in self.entries.values():
             if entry is own or entry.global_id in busy:
                 continue
+            if (entry.first_seen_ts - CONCURRENT_S <= sighting.ts
+                    and entry.last_seen_ts + CONCURRENT_S >= started):
+                continue  # seen during this track's time: somebody else
             similarity = float(entry.embedding @ sighting.embedding)
             if similarity > best_similarity:
                 best, best_similarity = entry, similarity
@@ -154,7 +162,10 @@ class LoopGallery:
 async def test_vectorised_gallery_matches_like_the_loop_it_replaced(offload_min_entries: int) -> None:
     """A random walk of 40 people over 4 cameras: tracks come, are re-embedded and end; entries
     are dropped beyond max_entries. Both give the same partition into ids and similarities."""
-    settings = GalleryConfig(match_threshold=THRESHOLD, window_s=1e9, max_entries=60)
+    settings = GalleryConfig(
+        match_threshold=THRESHOLD, window_s=1e9, max_entries=60, mutual=False,
+        calibration=CalibrationConfig(enabled=False),
+    )
     gallery = InMemoryGallery(settings, offload_min_entries=offload_min_entries)
     reference = LoopGallery(settings)
     rng = np.random.default_rng(3)
@@ -219,7 +230,7 @@ async def test_a_large_table_is_matched_off_the_event_loop() -> None:
 async def test_threshold_defaults_to_the_measured_value_of_the_reid_model(
     configured: float | None, model: str, expected: float
 ) -> None:
-    """Defaults from `python -m streamer.benchmarks.reid_threshold`; a configured value wins."""
+    """Defaults from `python -m studies.reid_threshold`; a configured value wins."""
     gallery = InMemoryGallery(GalleryConfig(match_threshold=configured))
     await gallery.bind(SIZE, model)
     assert gallery.match_threshold == expected

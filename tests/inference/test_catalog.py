@@ -10,16 +10,14 @@ from pathlib import Path
 import onnx
 import pytest
 
-from streamer.core.assets import PROJECT_ROOT
 from streamer.inference.catalog import PROVENANCE_FILE, ensure_prepared, entry, is_stale, prepare
-from streamer.inference.repository import CONFIG_FILE, MODEL_FILE
+from streamer.inference.repository import MODEL_FILE, write_shipped_config
 
 DETECTOR = "person_detector"
 
 
 def repository_with_config(tmp_path: Path) -> Path:
-    (tmp_path / DETECTOR).mkdir()
-    shutil.copy(PROJECT_ROOT / "model_repository" / DETECTOR / CONFIG_FILE, tmp_path / DETECTOR)
+    write_shipped_config(tmp_path, DETECTOR)
     return tmp_path
 
 

@@ -1,20 +1,27 @@
-"""The embedded server's copy of the model repository: Python backend, cores shared by instances."""
+"""The model repository: shipped configs written where missing and never over an edit; the
+embedded server's copy of it (Python backend, cores shared by instances)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from streamer.core.assets import PROJECT_ROOT
 from streamer.inference.catalog import entry, prepare
 from streamer.inference.repository import (
     CONFIG_FILE,
     MODEL_FILE,
+    SHIPPED_RECORD,
     RepositoryError,
     build_embedded_repository,
+    read_model,
+    shipped_config,
+    shipped_models,
+    write_shipped_config,
 )
 
 DETECTOR = "person_detector"
@@ -22,11 +29,7 @@ DETECTOR = "person_detector"
 
 def detector_repository(tmp_path: Path, assets: Path, classes: int | None = None) -> Path:
     source = tmp_path / "repository"
-    (source / DETECTOR).mkdir(parents=True, exist_ok=True)
-    (source / DETECTOR / CONFIG_FILE).write_bytes(
-        (PROJECT_ROOT / "model_repository" / DETECTOR / CONFIG_FILE).read_bytes()
-    )
-    prepare(entry(DETECTOR), source, assets=assets, classes=classes)
+    prepare(entry(DETECTOR), source, assets=assets, classes=classes)  # writes the shipped config
     return source
 
 
@@ -74,3 +77,49 @@ def test_output_dims_the_prepared_file_contradicts_are_refused_before_serving(
     (source / DETECTOR / "1" / MODEL_FILE).write_bytes(b"not onnx")
     with pytest.raises(RepositoryError, match="not a readable ONNX file"):
         build_embedded_repository(source, [DETECTOR], tmp_path / "served-again", 1)
+
+
+def test_shipped_configs_are_written_where_missing_and_an_edited_one_is_kept(tmp_path: Path) -> None:
+    repository = tmp_path / "repository"
+    shipped = shipped_config(DETECTOR)
+    assert shipped is not None and DETECTOR in shipped_models()
+
+    written = write_shipped_config(repository, DETECTOR)
+    target = repository / DETECTOR / CONFIG_FILE
+    assert written == target and target.read_text() == shipped
+
+    edited = shipped.replace("max_batch_size", "# tuned for our GPU\nmax_batch_size")
+    target.write_text(edited)
+    assert write_shipped_config(repository, DETECTOR) is None
+    assert target.read_text() == edited, "the operator's edit survives"
+
+
+def test_an_unedited_copy_follows_a_newer_shipped_config(tmp_path: Path) -> None:
+    repository = tmp_path / "repository"
+    write_shipped_config(repository, DETECTOR)
+    target = repository / DETECTOR / CONFIG_FILE
+    older = "# what an older version shipped\n" + target.read_text()
+    target.write_text(older)
+    (repository / DETECTOR / SHIPPED_RECORD).write_text(
+        json.dumps({"sha256": hashlib.sha256(older.encode()).hexdigest()})
+    )
+
+    assert write_shipped_config(repository, DETECTOR) == target
+    assert target.read_text() == shipped_config(DETECTOR)
+
+
+def test_an_operators_own_config_is_never_replaced(tmp_path: Path) -> None:
+    own = tmp_path / DETECTOR / CONFIG_FILE
+    own.parent.mkdir()
+    own.write_text('name: "person_detector"\nbackend: "onnxruntime"\nmax_batch_size: 32\n')
+    assert write_shipped_config(tmp_path, DETECTOR) is None
+    assert "max_batch_size: 32" in own.read_text()
+    assert write_shipped_config(tmp_path, "operators_own_model") is None, "nothing shipped for it"
+
+
+def test_check_reads_the_shipped_config_where_the_repository_has_none(tmp_path: Path) -> None:
+    with pytest.raises(RepositoryError, match=r"has no config\.pbtxt"):
+        read_model(tmp_path, DETECTOR)
+    model = read_model(tmp_path, DETECTOR, shipped_fallback=True)
+    assert model.config.name == DETECTOR and model.config.max_batch_size > 0
+    assert not (tmp_path / DETECTOR).exists(), "reading writes nothing"

@@ -20,6 +20,7 @@ from playwright.async_api import BrowserContext, Page, expect
 
 from streamer.app import Service
 from streamer.inference.server import EmbeddedTritonServer
+from streamer.metrics.server import STATIC_DIR
 from tests.metrics.conftest import streamer_config
 
 LIVE_CAMERAS = ("entrance", "lobby", "corridor")
@@ -144,7 +145,10 @@ async def test_dead_camera_shows_backoff_while_the_others_keep_working(
         ("/api/live", None, 401),
         (f"/api/live-view/{LIVE_CAMERAS[0]}", None, 401),
         (f"/api/live-view/{LIVE_CAMERAS[0]}", "wrong", 403),
+        ("/api/state/schema", None, 401),
         ("/static/dashboard.js", None, 200),  # page code holds no data
+        ("/static/store.js", None, 200),  # the page's modules too
+        ("/static/index.html", None, 404),  # the page itself is data behind the token
     ],
 )
 async def test_a_token_protected_dashboard_refuses_requests_without_the_token(
@@ -176,7 +180,8 @@ async def test_no_page_or_endpoint_reveals_the_camera_password(live: LiveService
 
         bodies["state"] = await fetch_until("/api/state", b"Connection refused")
         bodies["metrics"] = await fetch_until("/metrics", b'camera="door"')
-        for path in ("/", "/static/dashboard.js", "/static/dashboard.css",
+        for path in ("/", *(f"/static/{module.name}" for module in STATIC_DIR.glob("*.js")),
+                     "/static/dashboard.css",
                      *(f"/api/live-view/{c}" for c in (*LIVE_CAMERAS, DEAD_CAMERA))):
             async with session.get(f"{live.url}{path}") as response:
                 bodies[path] = await response.read()

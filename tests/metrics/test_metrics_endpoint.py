@@ -18,21 +18,20 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streamer.assembly import build_pipeline, build_sinks
 from streamer.config import CameraConfig, ConfigError, DashboardConfig, parse_config
-from streamer.core.assets import PROJECT_ROOT
 from streamer.core.detections import Detections
 from streamer.core.frames import Frame, FrameResult
 from streamer.core.interfaces import FrameStage, TrackBook
 from streamer.core.stats import StatsRegistry
 from streamer.inference.server import EmbeddedTritonServer
 from streamer.metrics.live_view import LiveViewStore, annotate
-from streamer.metrics.monitor import PipelineMonitor
 from streamer.metrics.service import MetricsService
 from tests.metrics.conftest import Scrape, scrape, scrape_until, streamer_config
+from tests.support.checkout import REPO_ROOT
 
 CAMERAS = ("north", "south")
 STAGES = ("preprocess", "wait", "queue", "inference", "postprocess", "track", "identity")
 IDENTITY_DELAY_S = 0.15  # slower than the 10 fps clip: frames pile up and the slot drops them
-GRAFANA_DASHBOARD = PROJECT_ROOT / "deploy" / "grafana" / "streamer-dashboard.json"
+GRAFANA_DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "streamer-dashboard.json"
 
 
 class NamingStage(FrameStage[CameraConfig]):
@@ -169,10 +168,10 @@ async def _first_snapshot(base_url: str, camera: str, timeout_s: float = 10.0) -
 
 def test_grafana_dashboard_queries_only_metrics_the_service_exports() -> None:
     config = parse_config("cameras: [{name: a, url: clip.mp4}]")
-    monitor = PipelineMonitor(config, config.metrics, history_points=2, stats=StatsRegistry())
+    exporter = MetricsService(config, StatsRegistry()).prometheus
     exported: set[str] = set()
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
-    for family in text_string_to_metric_families(generate_latest(monitor.registry).decode()):
+    for family in text_string_to_metric_families(generate_latest(exporter.registry).decode()):
         exported.update(family.name + suffix for suffix in suffixes[family.type])
     dashboard = json.loads(GRAFANA_DASHBOARD.read_text())
     expressions = [

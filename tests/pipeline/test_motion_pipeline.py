@@ -10,7 +10,7 @@ from streamer.assembly import build_pipeline
 from streamer.benchmarks.footage import IdleFootage
 from streamer.cli.stats import format_state
 from streamer.inference.server import EmbeddedTritonServer
-from streamer.metrics.monitor import PipelineMonitor
+from streamer.metrics.service import MetricsService
 from streamer.publishing.messages import frame_message
 from tests.pipeline.test_pipeline import Collector, config_for
 
@@ -62,18 +62,18 @@ async def test_gating_skips_idle_frames_and_still_tracks_the_people(
         assert births and min(births) <= first + 2, (first, births[:5])
 
     # the counters reach Prometheus, the dashboard's JSON and `streamer stats`
-    monitor = PipelineMonitor(config, config.metrics, 10, pipeline.registry)
+    metrics = MetricsService(config, pipeline.registry)
     families = {
         sample.name: sample.value
-        for family in text_string_to_metric_families(generate_latest(monitor.registry).decode())
+        for family in text_string_to_metric_families(generate_latest(metrics.prometheus.registry).decode())
         for sample in family.samples
         if sample.labels.get("camera") == "street"
     }
     assert families["streamer_camera_gated_frames_total"] == stats.gated
     assert families["streamer_camera_motion_frames_total"] == stats.motion_frames >= len(busy)
     assert 0.0 <= families["streamer_camera_motion_area_ratio"] < 1.0
-    state = monitor.state()
-    camera = state["cameras"][0]
-    assert (camera["motion_gated"], camera["gated"]) == (True, stats.gated)
+    state = metrics.state_view.state()
+    camera = state.cameras[0]
+    assert (camera.motion_gated, camera.gated) == (True, stats.gated)
     table = format_state(state)
     assert "GATED" in table.splitlines()[0] and f"{stats.gated:,}" in table.splitlines()[1]

@@ -58,11 +58,11 @@ class SyntheticCamera:
         snapshot = {"track_id": track_id, "box": [10.0, 20.0, 110.0, 220.0], "score": 0.9,
                     "first_seen_ts": now, "last_seen_ts": now, "frames": 1}
         self.open_tracks[track_id] = snapshot
-        events.append(self._event("new", track_id, now, None, snapshot))
+        events.append(self._event(TrackEventType.NEW, track_id, now, None, snapshot))
         if len(self.open_tracks) > self.tracks_per_frame:
             oldest = min(self.open_tracks)
             ended = self.open_tracks.pop(oldest)
-            events.append(self._event("end", oldest, now, ended, None))
+            events.append(self._event(TrackEventType.END, oldest, now, ended, None))
         ids = sorted(self.open_tracks)
         tracks = Detections(
             xyxy=np.tile(np.array([[10, 20, 110, 220]], np.float32), (len(ids), 1)),

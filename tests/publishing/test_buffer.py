@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from streamer.config import BackoffConfig, DeliveryConfig
 from streamer.core.backoff import Backoff
+from streamer.core.events import (
+    Event,
+    IdentityEvent,
+    LineCrossEvent,
+    LineState,
+    ZoneEvent,
+    ZoneEventType,
+    ZoneState,
+)
 from streamer.publishing.buffer import (
     DROP_EVENT_BUFFER_FULL,
     DROP_EVENT_TOO_OLD,
@@ -17,6 +28,7 @@ from streamer.publishing.buffer import (
     DropLog,
     PendingFrame,
 )
+from tests.publishing.support import SyntheticCamera
 
 log = logging.getLogger("test.buffer")
 
@@ -42,7 +54,7 @@ def make_buffer(tmp_path: Path | None = None, clock: FakeClock | None = None, **
 def put_events(buffer: DeliveryBuffer, count: int, start: int = 0) -> list[str]:
     ids = [f"e{i}" for i in range(start, start + count)]
     for message_id in ids:
-        buffer.put_event("cam", "new", message_id, "{}")
+        buffer.put_event("cam", "new", message_id, "{}", 1.0)
     return ids
 
 
@@ -108,6 +120,33 @@ def test_events_beyond_memory_spill_to_disk_and_come_back_in_order(tmp_path: Pat
     assert drain_ids(buffer) == more
     buffer.close()
     assert not spill.exists()
+
+
+def test_spilled_events_keep_what_the_sinks_route_on(tmp_path: Path) -> None:
+    """The retained state and capture time come back from disk typed and exact."""
+    buffer = make_buffer(tmp_path, memory_events=1, event_buffer=50)
+    identity = SyntheticCamera("cam").identity(dim=16)  # numpy scalars, float32 embedding
+    events: list[Event] = [
+        ZoneEvent(ZoneEventType.ENTER, "cam", "bay", 1, 5, 1.25, occupancy=2),
+        LineCrossEvent("cam", "door", "in", 1, 6, 2.5, counts={"in": 3, "out": 1}),
+        identity,
+    ]
+    for event in events:
+        buffer.put_event(event.camera, str(event.type), event.id, "{}", event.capture_ts,
+                         event.retained_state())
+    assert buffer.spilled == 2
+    delivered = []
+    while pending := buffer.peek_events(1):
+        delivered += pending
+        buffer.ack_events(pending[-1].seq)
+    assert [e.capture_ts for e in delivered] == [1.25, 2.5, identity.capture_ts]
+    zone, line, restored = (e.state for e in delivered)
+    assert zone == ZoneState("cam", "bay", 2, 1.25, events[0].id)
+    assert line == LineState("cam", "door", {"in": 3, "out": 1}, 2.5, events[1].id, crossed="in")
+    assert isinstance(restored, IdentityEvent)
+    assert restored.embedding.dtype == identity.embedding.dtype
+    np.testing.assert_array_equal(restored.embedding, identity.embedding)
+    assert dataclasses.replace(restored, embedding=identity.embedding) == identity
 
 
 def test_spill_respects_the_total_bound(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from streamer.assembly import default_assembly
 from streamer.check import check_brokers
 from streamer.config import CameraConfig, PublishingConfig, StreamerConfig
 from streamer.publishing.broker import BrokerSink
@@ -166,13 +167,13 @@ async def test_refused_password_is_one_clear_error(
     assert "refused the credentials" in errors[0] and "Fix the username/password" in errors[0]
     assert WRONG not in caplog.text and not sink.connected
 
-    assert not await check_brokers(check_config(sink))
+    assert not await check_brokers(check_config(sink), default_assembly())
     failed = capsys.readouterr().out.strip().splitlines()
     assert len(failed) == 1 and "FAIL" in failed[0] and "credentials refused" in failed[0], failed
     assert WRONG not in failed[0]
 
     good = harness.make_sink(username=username, password=SECRET)
-    assert await check_brokers(check_config(good))
+    assert await check_brokers(check_config(good), default_assembly())
     assert capsys.readouterr().out.split()[2] == "ok"
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from streamer.assembly import default_assembly
 from streamer.check import check_brokers
 from streamer.config import CameraConfig, PublishingConfig, StreamerConfig
 from streamer.core.events import CameraStatusEvent
@@ -133,14 +134,16 @@ def check_config(port: int, prefix: str, **overrides: Any) -> StreamerConfig:
 async def test_check_reports_a_probe_the_acl_denies(
     acl_broker: BrokerProcess, capsys: pytest.CaptureFixture[str], protocol: str, why: str
 ) -> None:
-    assert not await check_brokers(check_config(acl_broker.port, "test", protocol=protocol))
+    config = check_config(acl_broker.port, "test", protocol=protocol)
+    assert not await check_brokers(config, default_assembly())
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1 and " FAIL " in lines[0] and why in lines[0], lines
     if protocol == "auto":
         assert "Not authorized, 0x87" in lines[0] and "allow 'test/#' in its ACL" in lines[0]
     assert PUBLISHER_SECRET not in lines[0]
 
-    assert await check_brokers(check_config(acl_broker.port, "ok", protocol=protocol))
+    assert await check_brokers(check_config(acl_broker.port, "ok", protocol=protocol),
+                               default_assembly())
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1 and " ok " in lines[0] and "published and read back" in lines[0], lines
     assert ("MQTT 5" if protocol == "auto" else "MQTT 3.1.1") in lines[0]

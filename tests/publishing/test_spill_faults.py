@@ -37,7 +37,7 @@ MEMORY_EVENTS = 5
 def put_large_events(buffer: DeliveryBuffer, count: int, start: int = 0) -> list[str]:
     ids = [f"e{i}" for i in range(start, start + count)]
     for message_id in ids:
-        buffer.put_event("cam", "new", message_id, PAYLOAD)
+        buffer.put_event("cam", "new", message_id, PAYLOAD, 1.0)
     return ids
 
 

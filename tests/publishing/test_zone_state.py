@@ -3,24 +3,26 @@ counts on a real mosquitto, the occupancy hash and crossing counters on a real r
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import redis.asyncio as redis
 
 from streamer.analytics.stage import ZoneLineStage
 from streamer.config import JsonlSinkConfig
-from streamer.core.events import Event, LineCrossEvent, ZoneEvent
+from streamer.core.events import Event, LineCrossEvent, ZoneEvent, ZoneEventType
 from streamer.publishing.jsonl import JsonlSink
-from streamer.publishing.messages import event_message, to_json
+from streamer.publishing.messages import EMBEDDING_DTYPES, event_message, to_json
 from streamer.publishing.mqtt import MqttSink
 from streamer.publishing.redis_sink import RedisSink
 from tests.analytics.scripted import Script, config, feet_box
 from tests.publishing.brokers import BrokerProcess
 from tests.publishing.harness import mqtt_settings, redis_settings
-from tests.publishing.support import MqttCollector, drain, validate, wait_until
+from tests.publishing.support import MqttCollector, SyntheticCamera, drain, validate, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -79,7 +81,7 @@ async def test_events_and_state_reach_mosquitto(mosquitto_broker: BrokerProcess)
 async def test_occupancy_hash_and_crossings_counted_once_in_redis(redis_broker: BrokerProcess) -> None:
     script, events = await scripted_events()
     crossings = [e for e in events if isinstance(e, LineCrossEvent)]
-    entered = next(e for e in events if isinstance(e, ZoneEvent) and e.type == "zone_enter")
+    entered = next(e for e in events if isinstance(e, ZoneEvent) and e.type == ZoneEventType.ENTER)
     sink = RedisSink(redis_settings(redis_broker.port))
     await sink.start()
     sink.publish_events([entered])
@@ -101,6 +103,50 @@ async def test_occupancy_hash_and_crossings_counted_once_in_redis(redis_broker: 
     await sink.stop()
 
 
+async def test_state_kept_through_an_outage_on_disk_still_lands(
+    mosquitto_broker: BrokerProcess, redis_broker: BrokerProcess, tmp_path: Path
+) -> None:
+    """Events spilled to disk while the brokers were away still set occupancy, counts and the
+    identity record once they are back (the sinks route on the state kept with each event)."""
+    script, events = await scripted_events()
+    identity = SyntheticCamera("cam").identity(dim=32, kind="reid")
+    for broker in (mosquitto_broker, redis_broker):
+        await asyncio.to_thread(broker.stop)
+    spill = {"spill_dir": tmp_path / "spill", "memory_events": 2}
+    sinks = [MqttSink(mqtt_settings(mosquitto_broker.port, delivery=spill)),
+             RedisSink(redis_settings(redis_broker.port, delivery=spill, identity_ttl_s=600))]
+    for sink in sinks:
+        await sink.start()
+        for result in script.results:
+            sink.publish_events(result.events)
+        sink.publish_events([identity])
+        assert sink.buffer.spilled == len(events) + 1 - 2
+    for broker in (mosquitto_broker, redis_broker):
+        await asyncio.to_thread(broker.start)
+    for sink in sinks:
+        await drain(sink)
+        await sink.stop()
+    async with redis.Redis(port=redis_broker.port) as client:
+        assert await client.hget("test:cam:zones", "bay") == b"0"
+        assert await client.hgetall("test:cam:lines") == {b"door:in": b"1", b"door:out": b"1"}
+        record = await client.hgetall(f"test:identity:cam:reid:{identity.track_id}")
+        assert record[b"id"].decode() == identity.id
+        vector = np.frombuffer(record[b"vector"], dtype=EMBEDDING_DTYPES[record[b"dtype"].decode()])
+        np.testing.assert_allclose(vector, identity.embedding, atol=1e-3)
+        assert (record[b"global_id"], record[b"similarity"]) == (b"7", b"0.8700000047683716")
+    late = MqttCollector(mosquitto_broker.port, ["test/cam/zones/#", "test/cam/lines/#"],
+                         client_id="after-outage")
+    await late.start()
+    await wait_until(lambda: late.last_on("test/cam/lines/door") is not None
+                     and late.last_on("test/cam/zones/bay") is not None, 10, "retained state")
+    await late.stop()
+    zone = json.loads((late.last_on("test/cam/zones/bay") or (b"", False))[0])
+    line = json.loads((late.last_on("test/cam/lines/door") or (b"", False))[0])
+    last_exit = [e for e in events if isinstance(e, ZoneEvent)][-1]
+    assert (zone["occupancy"], zone["event_id"]) == (0, last_exit.id)
+    assert (line["counts"], line["event_id"]) == ({"in": 1, "out": 1}, events[-1].id)
+
+
 async def test_jsonl_writes_zone_and_line_events(tmp_path: Path) -> None:
     script, events = await scripted_events()
     out = tmp_path / "out.jsonl"
@@ -119,7 +165,7 @@ async def test_jsonl_writes_zone_and_line_events(tmp_path: Path) -> None:
 def test_zone_and_line_messages_validate_and_schemas_reject_nonsense() -> None:
     import jsonschema
 
-    exit_event = ZoneEvent("zone_exit", "cam", "bay", 3, 10, 1.0, dwell_s=2.5, occupancy=0)
+    exit_event = ZoneEvent(ZoneEventType.EXIT, "cam", "bay", 3, 10, 1.0, dwell_s=2.5, occupancy=0)
     crossing = LineCrossEvent("cam", "door", "in", 3, 10, 1.0, counts={"in": 1, "out": 0})
     for event in (exit_event, crossing):
         validate(json.loads(to_json(event_message(event))))
@@ -130,7 +176,7 @@ def test_zone_and_line_messages_validate_and_schemas_reject_nonsense() -> None:
         assert (message["id"], message["snapshot_id"]) == (event.id, "a1b2")
     with pytest.raises(jsonschema.ValidationError):  # an exit always says how long
         validate(json.loads(to_json(event_message(
-            ZoneEvent("zone_exit", "cam", "bay", 3, 10, 1.0, occupancy=0)))))
+            ZoneEvent(ZoneEventType.EXIT, "cam", "bay", 3, 10, 1.0, occupancy=0)))))
     script_frame = {"track_id": 1, "box": [0, 0, 1, 1], "score": 0.5, "zones": "bay"}
     with pytest.raises(jsonschema.ValidationError):  # a list of names, never a bare name
         validator_frame = dict(frame_message_stub(), tracks=[script_frame])
@@ -163,7 +209,7 @@ async def test_a_start_replaces_what_a_crashed_run_left(
     # What a run killed with people inside left behind:
     stale = MqttSink(mqtt_settings(mosquitto_broker.port))
     await stale.start()
-    stale.publish_events([ZoneEvent("zone_enter", "cam", "bay", 1, 5, 1.0, occupancy=3)])
+    stale.publish_events([ZoneEvent(ZoneEventType.ENTER, "cam", "bay", 1, 5, 1.0, occupancy=3)])
     await drain(stale)
     await stale._connected_client().publish("test/cam/lines/door", b"{}", qos=1, retain=True)
     await stale.stop()

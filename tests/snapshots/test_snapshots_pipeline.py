@@ -64,6 +64,7 @@ async def test_ended_tracks_carry_pictures_that_the_api_lists_and_serves(
                 assert response.status == 400 and "since" in await response.text()
             pictured = [e for e in listed if e["snapshot_id"]]
             assert pictured, "ended tracks have pictures"
+            assert {e["summary"] for e in listed} == {f"track #{e['track_id']} ended" for e in listed}
             first = pictured[0]["snapshot_id"]
             async with http.get(f"{base}/api/snapshots/{first}.jpg", headers=AUTH) as response:
                 assert response.status == 200 and response.content_type == "image/jpeg"

@@ -14,7 +14,7 @@ import pytest
 
 from streamer.config import StreamerConfig
 from streamer.core.detections import Detections
-from streamer.core.events import Event, LineCrossEvent, TrackEvent, ZoneEvent
+from streamer.core.events import Event, LineCrossEvent, TrackEvent, ZoneEvent, ZoneEventType
 from streamer.core.frames import Frame, FrameResult
 from streamer.core.stats import PartState
 from streamer.snapshots.archive import EventQuery, EventsIndex, picture_path
@@ -64,7 +64,7 @@ async def test_zone_line_and_end_events_get_pictures(tmp_path: Path) -> None:
     await stage.start({})
     tracker = CameraTracker("door", config.tracker, 10.0)
     now = time.time()
-    zone = ZoneEvent("zone_enter", "door", "bay", 1, 5, now)
+    zone = ZoneEvent(ZoneEventType.ENTER, "door", "bay", 1, 5, now)
     line = LineCrossEvent("door", "entrance", "in", 1, 6, now)
     seen = await run_frames(stage, tracker, 10, {5: [zone], 6: [line]})
     ended = stage.finish_events("door", [*tracker.finish(9, time.time())])  # the camera stops
@@ -73,7 +73,7 @@ async def test_zone_line_and_end_events_get_pictures(tmp_path: Path) -> None:
 
     pictured = {e.id: e for e in [*seen, *ended] if getattr(e, "snapshot_id", None)}
     assert {zone.id, line.id} <= set(pictured), "same event ids, now with pictures"
-    end = next(e for e in ended if isinstance(e, TrackEvent) and e.type == "end")
+    end = next(e for e in ended if isinstance(e, TrackEvent) and e.ended)
     assert end.snapshot_id is not None, "the stopping camera's `end` event has its picture"
     for event in pictured.values():
         snapshot_id = getattr(event, "snapshot_id", None)
@@ -85,6 +85,10 @@ async def test_zone_line_and_end_events_get_pictures(tmp_path: Path) -> None:
     assert [e["id"] for e in index.events(EventQuery(zone="bay"))] == [zone.id]
     assert [e["direction"] for e in index.events(EventQuery(line="entrance"))] == ["in"]
     assert [e["snapshot_id"] for e in index.events(EventQuery(types=("end",)))] == [end.snapshot_id]
+    # what the events page shows, made by each event's type
+    assert [e["summary"] for e in index.events(EventQuery())] == [
+        f"track #{end.track_id} ended", "crossed line entrance going in", "entered zone bay"
+    ]
     assert stage.stats.held_bytes == 0, "nothing held once the tracks ended"
 
 

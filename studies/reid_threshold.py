@@ -1,7 +1,7 @@
 """How well each ReID model's cosine similarity separates people: the measurement behind the
 default `identities.gallery.match_threshold` of each catalogue model.
 
-    python -m streamer.benchmarks.reid_threshold [--model NAME ...] [--assets DIR] [--json FILE]
+    python -m studies.reid_threshold [--model NAME ...] [--assets DIR] [--json FILE]
 
 The people are MOT17-mini's ground-truth pedestrians (considered, visibility >= 0.5, at least
 `reid.min_height_px` tall: 482 crops of 86 people), cropped and stretched exactly as the service
@@ -279,7 +279,12 @@ def render(report: ModelReport) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--model", action="append", choices=REID_MODELS, help="default: both")
-    parser.add_argument("--assets", type=Path, help="assets folder (default: $STREAMER_ASSETS)")
+    parser.add_argument(
+        "--assets",
+        type=Path,
+        help="assets folder (default: $STREAMER_ASSETS, else the nearest shared/ above the "
+        "working directory)",
+    )
     parser.add_argument("--json", type=Path, help="also write the reports as JSON")
     args = parser.parse_args(argv)
     assets = assets_dir(args.assets)

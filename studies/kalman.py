@@ -1,6 +1,6 @@
 """The tracker's Kalman cost, with OpenBLAS left to its default threads and pinned to one.
 
-`python -m streamer.benchmarks.kalman` runs the measurement twice, each time in a fresh
+`python -m studies.kalman` (from the checkout) runs the measurement twice, each time in a fresh
 interpreter (OpenBLAS reads `OPENBLAS_NUM_THREADS` once, when numpy loads it): once without that
 variable, as a library user of `trackers/` gets it, once with `OPENBLAS_NUM_THREADS=1`, as the
 `streamer` CLI sets it. Other variables (`OPENBLAS_CORETYPE`, ...) are passed on unchanged.
@@ -21,17 +21,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from streamer.benchmarks.scenes import SCENE_PEOPLE, random_boxes, walking_people
 from trackers import ByteTrack, ByteTrackSettings
 from trackers.kalman import KalmanFilterXYAH, xyxy_to_xyah
 
+CHECKOUT = Path(__file__).resolve().parents[1]
 US = 1_000_000.0
 TRACK_COUNTS = (1, 8, 30)
-SCENE_PEOPLE = 20
-SCENE_FRAMES = 300
 CALLS = 2000
 ROUNDS = 5
 THREADS_VARIABLE = "OPENBLAS_NUM_THREADS"
@@ -51,17 +52,11 @@ def _per_call_us(call: Callable[[], object], calls: int, rounds: int) -> dict[st
     return {"wall_us": round(min(wall), 1), "cpu_us": round(min(cpu), 1)}
 
 
-def _boxes(rng: np.random.Generator, count: int) -> np.ndarray:
-    x, y = rng.uniform(0, 1200, count), rng.uniform(0, 600, count)
-    width, height = rng.uniform(20, 80, count), rng.uniform(60, 240, count)
-    return np.stack([x, y, x + width, y + height], axis=1)
-
-
 def kalman_update_us(tracks: int, calls: int = CALLS, rounds: int = ROUNDS) -> dict[str, float]:
     """Cost of one `KalmanFilterXYAH.update` of `tracks` predicted states."""
     rng = np.random.default_rng(tracks)
     kalman = KalmanFilterXYAH(ByteTrackSettings())
-    means, covariances = kalman.initiate(xyxy_to_xyah(_boxes(rng, tracks)))
+    means, covariances = kalman.initiate(xyxy_to_xyah(random_boxes(rng, tracks)))
     for _ in range(3):
         means, covariances = kalman.predict(means, covariances)
         means, covariances = kalman.update(means, covariances, means[:, :4] + rng.normal(size=(tracks, 4)))
@@ -70,21 +65,9 @@ def kalman_update_us(tracks: int, calls: int = CALLS, rounds: int = ROUNDS) -> d
     return _per_call_us(lambda: kalman.update(means, covariances, measurements), calls, rounds)
 
 
-def scene(people: int = SCENE_PEOPLE, frames: int = SCENE_FRAMES) -> list[np.ndarray]:
-    """Boxes of `people` walking in straight lines with a little detector jitter, per frame."""
-    rng = np.random.default_rng(0)
-    start = _boxes(rng, people)
-    velocity = rng.uniform(-3, 3, (people, 2))
-    out = []
-    for frame in range(frames):
-        shift = np.tile(velocity * frame, 2)
-        out.append(start + shift + rng.normal(scale=1.0, size=start.shape))
-    return out
-
-
 def bytetrack_frame_us(rounds: int = ROUNDS) -> dict[str, float]:
     """Cost of one `ByteTrack.update` per frame of the synthetic scene (every track matched)."""
-    frames = scene()
+    frames = walking_people()
     scores = np.full(SCENE_PEOPLE, 0.9)
     best: dict[str, float] = {}
     for _ in range(rounds):
@@ -115,8 +98,8 @@ def run_in_child(threads: str | None) -> dict[str, Any]:
     if threads is not None:
         env[THREADS_VARIABLE] = threads
     done = subprocess.run(
-        [sys.executable, "-m", "streamer.benchmarks.kalman", "--child"],
-        env=env, check=True, capture_output=True, text=True,
+        [sys.executable, "-m", "studies.kalman", "--child"],
+        env=env, check=True, capture_output=True, text=True, cwd=CHECKOUT,
     )
     result: dict[str, Any] = json.loads(done.stdout)
     return result

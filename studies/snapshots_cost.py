@@ -1,6 +1,6 @@
 """The cost of snapshots: pipeline FPS on the sample clip without and with them, back to back.
 
-    STREAMER_ASSETS=/work/shared python -m tests.recording.measure [--rounds 3] [--cameras 2]
+    python -m studies.snapshots_cost [--rounds 3] [--cameras 2]
 
 Each round runs the whole clip (pacing fast, no FPS cap) once without and once with snapshots on
 the same embedded Triton; FPS = frames processed / time from first to last result, over all
@@ -8,7 +8,6 @@ cameras. Also reported: this process's CPU time per frame (steadier than FPS on 
 the inference server is another process), the snapshot stage's time on the event loop per frame
 (what it can cost the pipeline directly; encoding and disk work run in the writer thread) and the
 pictures written.
-Not collected by pytest.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from streamer.assembly import build_pipeline, build_stages
 from streamer.config import StreamerConfig
 from streamer.core.frames import FrameResult
 from streamer.inference.server import EmbeddedTritonServer
-from tests.chaos.measure import CLIP, DETECTOR, prepared_repository
+from studies.faults import CLIP, DETECTOR, prepared_repository
 
 
 class Timing:

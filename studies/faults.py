@@ -1,11 +1,11 @@
-"""Each single fault once, timed: what the closing note of the self-healing issue reports.
+"""Each single fault once, timed: how long the service takes to heal.
 
-    python -m tests.chaos.measure
+    python -m studies.faults
 
 For every fault: the time from the fault's end to the first processed frame of the camera(s) it
 touched, the frames lost meanwhile, the states the health surfaces showed, and the FPS of the
-cameras it did not touch (during the fault / before it). Real processes, bounded; not collected by
-pytest (the chaos tests in this folder assert the same behaviour with generous limits).
+cameras it did not touch (during the fault / before it). Real processes, bounded (tests/chaos/
+asserts the same behaviour with generous limits).
 """
 
 from __future__ import annotations
@@ -21,17 +21,15 @@ from typing import Any
 
 from streamer.assembly import build_pipeline
 from streamer.config import StreamerConfig
-from streamer.core.assets import PROJECT_ROOT
 from streamer.core.stats import CameraState
-from streamer.inference.catalog import CATALOG, prepare
-from streamer.inference.repository import CONFIG_FILE
+from streamer.inference.catalog import entry, prepare
 from streamer.inference.server import EmbeddedTritonServer, free_port
 from streamer.pipeline import Pipeline
 from tests.chaos.conftest import Arrivals, wait_until
 from tests.chaos.test_cameras import Crashes
+from tests.support.checkout import SAMPLE_CLIP as CLIP
 from tests.support.rtsp import RtspServer
 
-CLIP = PROJECT_ROOT / "sample_videos" / "vtest_pedestrians.mp4"
 DETECTOR = "person_detector"
 WINDOW_S = 5.0
 
@@ -219,13 +217,8 @@ async def rtsp_frozen(repository: Path) -> dict[str, Any]:
 
 
 def prepared_repository(folder: Path) -> Path:
-    for item in CATALOG:
-        if item.name != DETECTOR:
-            continue
-        (folder / item.name).mkdir()
-        config_file = PROJECT_ROOT / "model_repository" / item.name / CONFIG_FILE
-        (folder / item.name / CONFIG_FILE).write_bytes(config_file.read_bytes())
-        prepare(item, folder)
+    """`folder` as a model repository serving the person detector (shipped config, demo weights)."""
+    prepare(entry(DETECTOR), folder)
     return folder
 
 

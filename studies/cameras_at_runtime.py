@@ -1,4 +1,4 @@
-"""Cameras at runtime, measured: `python -m tests.control.measure` (about 8 minutes).
+"""Cameras at runtime, measured: `python -m studies.cameras_at_runtime` (about 8 minutes).
 
 Prints (1) the time from `POST /api/cameras` to the new camera's first processed frame, (2) the
 other cameras' processed FPS while 16 cameras are added and then 16 removed, one every 2 s
@@ -26,14 +26,12 @@ import aiohttp
 
 from streamer.app import Service
 from streamer.config import load_config
-from streamer.core.assets import PROJECT_ROOT
 from streamer.core.frames import FrameResult
-from streamer.inference.catalog import CATALOG, prepare
-from streamer.inference.repository import CONFIG_FILE
+from streamer.inference.catalog import entry, prepare
 from tests.control.support import AUTH, TOKEN
+from tests.support.checkout import SAMPLE_CLIP as CLIP
 from tests.support.rtsp import RtspServer
 
-CLIP = PROJECT_ROOT / "sample_videos" / "vtest_pedestrians.mp4"
 OTHER_CAMERAS = ("lobby", "yard")
 DETECTOR = "person_detector"
 UNREACHABLE_URL = "rtsp://127.0.0.1:9/none"  # refused at once: the camera waits in backoff
@@ -160,11 +158,7 @@ async def main(args: argparse.Namespace) -> None:
     folder = Path(tempfile.mkdtemp(prefix="streamer-measure-"))
     try:
         repository = folder / "models"
-        item = next(entry for entry in CATALOG if entry.name == DETECTOR)
-        (repository / DETECTOR).mkdir(parents=True)
-        shutil.copy(PROJECT_ROOT / "model_repository" / DETECTOR / CONFIG_FILE,
-                    repository / DETECTOR / CONFIG_FILE)
-        prepare(item, repository)
+        prepare(entry(DETECTOR), repository)
         path = folder / "service.yaml"
         path.write_text(config_text(repository, folder / "out.jsonl"))
         with RtspServer({"door": CLIP}) as rtsp:

@@ -1,6 +1,6 @@
-"""A long run with one real fault every minute; what the closing notes of the self-healing issues report.
+"""A long run with one real fault every minute: healing, health surfaces, drops, memory.
 
-    python -m tests.chaos.soak --minutes 10 --cameras 8 --output soak.json
+    python -m studies.soak --minutes 10 --cameras 8 --output soak.json
 
 Eight cameras (half RTSP from a real GStreamer server, half looping files), the embedded Triton,
 real Redis and Mosquitto, event pictures and the spill files on a real tmpfs (needs root to
@@ -15,7 +15,7 @@ availability) said "fine" while no camera had processed a frame for HEALTH_GRACE
 counted (pictures, index entries, sink events) and the most lines logged about them within one
 interval; the pictures the events index names that are not on disk at the end (expect 0); the
 lifecycle events produced versus delivered to Redis after de-duplication (lost only while the
-disk was full, and counted); and the service's RSS at start and end. Not collected by pytest.
+disk was full, and counted); and the service's RSS at start and end. Bounded, but long.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ import redis.asyncio as redis
 
 from streamer.assembly import build_pipeline, build_sinks, build_stages
 from streamer.config import StreamerConfig
-from streamer.core.assets import PROJECT_ROOT
 from streamer.core.events import CameraStatusEvent, Event, TrackEvent
 from streamer.core.frames import FrameResult
 from streamer.core.interfaces import Sink
@@ -52,9 +51,9 @@ from streamer.snapshots.trouble import REPORT_INTERVAL_S
 from tests.chaos.conftest import backend_stubs, signal_all
 from tests.chaos.test_full_disk import fill
 from tests.publishing.brokers import BrokerProcess, mosquitto, redis_server
+from tests.support.checkout import SAMPLE_CLIP as CLIP
 from tests.support.rtsp import RtspServer
 
-CLIP = PROJECT_ROOT / "sample_videos" / "vtest_pedestrians.mp4"
 RTSP_OUTAGE_S = 3.0
 PREFIX = "soak"
 LIFECYCLE = {"new", "update", "end"}
