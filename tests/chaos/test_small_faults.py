@@ -22,9 +22,9 @@ import pytest
 
 from streamer.config import load_config
 from streamer.control.cameras import CameraControl
-from streamer.core.assets import PROJECT_ROOT
 from streamer.inference.repository import CONFIG_FILE
 from streamer.inference.server import EmbeddedTritonServer
+from tests.support.checkout import REPO_ROOT as PROJECT_ROOT
 
 EXIT_LIMIT_S = 60.0
 WORKDIR_PREFIX = "streamer-triton-"  # the embedded server's runtime folders in the temp folder
