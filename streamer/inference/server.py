@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import fcntl
 import logging
 import os
@@ -29,7 +28,6 @@ from streamer.inference.repository import build_embedded_repository
 
 log = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
 SHM_DEFAULT_BYTES = 16 * 1024 * 1024
 # A healthy server stops on SIGINT in a few seconds; one that does not (a backend that hangs) is
 # escalated, so that stopping the service stays under 10 s.
@@ -131,11 +129,23 @@ def sweep_leftover_workdirs(folder: Path) -> list[Path]:
     return removed
 
 
-def _die_with_parent() -> None:
-    """Linux: the server gets SIGTERM if this process dies, so no server outlives the service."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    os.setsid()  # Ctrl-C reaches only the service, which then stops the server in order
+# The server is started through this, run by a fresh interpreter (`-I -S -c`) that then becomes
+# the server (execv): Linux sends it SIGTERM if the service dies, so no server outlives the
+# service (kill -9 included). Not a `preexec_fn`: that runs Python in the forked child of a
+# threaded process, which frees the other threads' thread-locals there (a camera thread's PyAV
+# reformatter then waits for its worker threads, which do not exist in the child: a hang).
+DIE_WITH_PARENT = """
+import ctypes, os, signal, sys
+ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):
+    sys.exit("the service ended before its Triton server started")
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def die_with_parent(command: list[str]) -> list[str]:
+    """`command`, run so that it gets SIGTERM when this process dies (Linux)."""
+    return [sys.executable, "-I", "-S", "-c", DIE_WITH_PARENT, str(os.getpid()), *command]
 
 
 class EmbeddedTritonServer:
@@ -235,12 +245,12 @@ class EmbeddedTritonServer:
         log_file = open(work / "tritonserver.log", "wb")  # noqa: SIM115 - owned by the process
         try:
             self._process = await asyncio.create_subprocess_exec(
-                *args,
+                *die_with_parent(args),
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=asyncio.subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                start_new_session=True,  # Ctrl-C reaches only the service, which stops it in order
             )
         finally:
             log_file.close()

@@ -21,10 +21,10 @@ import aiohttp
 import pytest
 
 from streamer.assembly import build_pipeline
-from streamer.config import StreamerConfig
+from streamer.config import CameraConfig, StreamerConfig
 from streamer.core.events import CameraStatusEvent, Event
-from streamer.core.frames import FrameResult
-from streamer.core.interfaces import Sink
+from streamer.core.frames import Frame, FrameResult
+from streamer.core.interfaces import FrameStage, Sink, TrackBook
 from streamer.inference.server import EmbeddedTritonServer, free_port
 from streamer.metrics.service import MetricsService
 from streamer.pipeline import Pipeline
@@ -38,6 +38,18 @@ RECOVERY_LIMIT_S = 30.0  # generous for a loaded 2-core CI machine; the soak rep
 # surface may say "ready" this long after the last frame, never longer.
 DETECTION_GRACE_S = 4.0
 STOP_LIMIT_S = 10.0
+
+
+class NeedsPictures(FrameStage[CameraConfig]):
+    """A stage that reads the full-size picture (as event pictures and faces do): every camera
+    thread converts its frames with PyAV, holding FFmpeg state in thread-locals. Restarting the
+    server with that going on must not hang (it did, with a `preexec_fn`)."""
+
+    name = "pictures"
+    needs_image = True
+
+    async def process(self, frame: Frame, result: FrameResult, tracks: TrackBook) -> None:
+        assert frame.image is not None
 
 
 class Availability(Sink):
@@ -126,7 +138,9 @@ def config_for(triton: dict[str, object], clip: Path) -> StreamerConfig:
 
 async def started(config: StreamerConfig) -> Surfaces:
     arrivals, availability = Arrivals(), Availability()
-    pipeline = build_pipeline(config, sinks=[availability], observers=[arrivals])
+    pipeline = build_pipeline(
+        config, sinks=[availability], stages=[NeedsPictures()], observers=[arrivals]
+    )
     metrics = MetricsService(config, pipeline.registry)
     await metrics.start()
     try:

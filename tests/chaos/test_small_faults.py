@@ -163,29 +163,63 @@ print(workdir.name, flush=True)
 time.sleep(600)
 """
 
+SERVICE = """
+import asyncio, sys, time
+from pathlib import Path
+from streamer.inference.server import EmbeddedTritonServer
+
+async def main():
+    server = EmbeddedTritonServer(Path(sys.argv[1]), [sys.argv[2]], ort_threads=1)
+    await server.start()
+    print(server.pid, server.log_path.parent, flush=True)
+    await asyncio.sleep(600)
+
+asyncio.run(main())
+"""
+SERVER_END_LIMIT_S = 30.0
+
+
+def in_tmp(tmp: Path) -> dict[str, str]:
+    return {**os.environ, "TMPDIR": str(tmp)}
+
 
 def claimant(tmp: Path) -> tuple[subprocess.Popen[str], Path]:
     """A process that owns an embedded server's runtime folder in `tmp`, as a service does."""
     process = subprocess.Popen([sys.executable, "-c", CLAIMANT], cwd=PROJECT_ROOT, text=True,
-                               stdout=subprocess.PIPE, env={**os.environ, "TMPDIR": str(tmp)})
+                               stdout=subprocess.PIPE, env=in_tmp(tmp))
     assert process.stdout is not None
     return process, Path(process.stdout.readline().strip())
 
 
-async def test_runtime_folders_of_killed_services_are_swept_at_the_next_start(
+def is_running(pid: int) -> bool:
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
+async def test_a_killed_services_server_ends_and_its_folder_is_swept_at_the_next_start(
     tmp_path: Path, model_repository: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    killed, leftover = claimant(tmp_path)
+    model = sorted(p.name for p in model_repository.iterdir() if (p / CONFIG_FILE).is_file())[0]
+    service = subprocess.Popen([sys.executable, "-c", SERVICE, str(model_repository), model],
+                               cwd=PROJECT_ROOT, text=True, stdout=subprocess.PIPE, env=in_tmp(tmp_path))
     alive, held = claimant(tmp_path)
     try:
-        killed.send_signal(signal.SIGKILL)  # what the OOM killer does: no cleanup ran
-        killed.wait()
+        assert service.stdout is not None
+        pid_text, folder = service.stdout.readline().split()
+        server_pid, leftover = int(pid_text), Path(folder)
+        service.send_signal(signal.SIGKILL)  # what the OOM killer does: no cleanup runs
+        service.wait()
+        deadline = time.monotonic() + SERVER_END_LIMIT_S
+        while is_running(server_pid):
+            assert time.monotonic() < deadline, "the server outlived its service"
+            time.sleep(0.1)
         assert leftover.is_dir() and held.is_dir()
         older = tmp_path / f"{WORKDIR_PREFIX}from-an-older-version"  # no owner lock: left alone
         older.mkdir()
         monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-        models = sorted(p.name for p in model_repository.iterdir() if (p / CONFIG_FILE).is_file())
-        server = EmbeddedTritonServer(model_repository, models[:1], ort_threads=1)
+        server = EmbeddedTritonServer(model_repository, [model], ort_threads=1)
         await server.start()
         try:
             own = [p for p in tmp_path.glob(f"{WORKDIR_PREFIX}*") if p not in (held, older)]
@@ -196,8 +230,9 @@ async def test_runtime_folders_of_killed_services_are_swept_at_the_next_start(
             await server.stop()
         assert not own[0].exists()
     finally:
-        alive.kill()
-        alive.wait()
+        for process in (service, alive):
+            process.kill()
+            process.wait()
 
 
 INTERRUPTED_WRITER = """
