@@ -60,7 +60,8 @@ LIFECYCLE = {"new", "update", "end"}
 OTHERS_WINDOW_S = 10.0
 RESUME_GAP_S = 0.5  # the cameras deliver 10 results a second: a longer pause is an outage
 DISK_SIZE = "64m"
-DISK_FULL_S = 10.0
+DISK_FULL_S = 20.0  # long enough for the spill files to need a write (64 kB of events)
+SPILL_REWRITE_S = 3.0
 HEALTH_GRACE_S = 4.0  # a model is known down a few failed requests after its backend died
 SAMPLE_S = 0.2
 FAULTS = ["stub", "disk", "triton", "rtsp", "broker"]
@@ -238,11 +239,12 @@ async def inject(
         rtsp.stop()
         await asyncio.sleep(RTSP_OUTAGE_S)
         await asyncio.to_thread(rtsp.start)
-    elif kind == "disk":  # the broker down, so events spill, and the disk full under both
-        await asyncio.to_thread(broker.stop)
+    elif kind == "disk":  # the disk full under the pictures and the spill files, Redis down
         filler = await asyncio.to_thread(fill, disk)
+        await asyncio.to_thread(broker.stop)
         await asyncio.sleep(DISK_FULL_S)
         filler.unlink()
+        await asyncio.sleep(SPILL_REWRITE_S)  # space back: the spill file written again
         await asyncio.to_thread(broker.start)
     else:
         await asyncio.to_thread(broker.restart)
@@ -282,7 +284,7 @@ async def soak(minutes: float, cameras: int, every_s: float, scratch: Path) -> R
     mount_disk(disk)
     names = [f"rtsp{i}" for i in range(rtsp_count)] + [f"file{i}" for i in range(cameras - rtsp_count)]
     reconnect = {"initial_delay_s": 0.2, "max_delay_s": 2.0}
-    delivery = {"spill_dir": str(disk / "spill"), "memory_events": 200}
+    delivery = {"spill_dir": str(disk / "spill"), "memory_events": 20}
     config = StreamerConfig.model_validate({
         "triton": {"mode": "embedded", "health_interval_s": 1.0},
         "publishing": {
@@ -309,6 +311,7 @@ async def soak(minutes: float, cameras: int, every_s: float, scratch: Path) -> R
     watch = HealthWatch(metrics, ledger)
     lines = LogLines()
     logging.getLogger("streamer").addHandler(lines)
+    logging.getLogger("streamer").setLevel(logging.INFO)
     report = Report(minutes=minutes, cameras=cameras)
     started = time.monotonic()
     watcher: asyncio.Task[None] | None = None
