@@ -270,9 +270,20 @@ def load_config(
         raise ConfigError([f"{path}: config file not found"]) from None
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read config file: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([not_utf8(path, exc)]) from None
     config = parse_config(text, str(path), env, registered)
     resolve_relative_paths(config, path)
     return config
+
+
+def not_utf8(path: Path, exc: UnicodeDecodeError) -> str:
+    """Where the first byte that is not UTF-8 stands, as file:line:column."""
+    before = exc.object[: exc.start]
+    line = before.count(b"\n") + 1
+    column = exc.start - (before.rfind(b"\n") + 1) + 1
+    byte = exc.object[exc.start : exc.start + 1].hex()
+    return f"{path}:{line}:{column}: not UTF-8 text (byte 0x{byte}); save the file as UTF-8"
 
 
 STANDARD_OUTPUT = "-"

@@ -26,7 +26,7 @@ from streamer.config import (
     validate_data,
 )
 from streamer.control import rules
-from streamer.control.document import ConfigDocument, MemoryDocument
+from streamer.control.document import ConfigDocument, MemoryDocument, remove_interrupted_writes
 from streamer.core.redaction import url_secrets
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,9 @@ class CameraControl:
         self._runner: CameraRunner | None = None
         self._listeners: list[Callable[[Sequence[str]], None]] = []
         self._lock = asyncio.Lock()
+        if path is not None:
+            for leftover in remove_interrupted_writes(path):
+                log.info("removed %s, left by a write of %s that was interrupted", leftover, path)
 
     def attach(self, runner: CameraRunner) -> None:
         self._runner = runner

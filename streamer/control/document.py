@@ -9,11 +9,13 @@ file's owner, group, mode and symlink (`write_atomically`).
 from __future__ import annotations
 
 import contextlib
+import glob
 import io
 import os
 import re
 import stat
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -149,6 +151,34 @@ def _merge(target: CommentedMap, changes: Mapping[str, Any]) -> None:
             target[key] = commented(value)
 
 
+# A write-back takes milliseconds: a temporary file older than this is left by a process killed
+# while writing (the file itself is intact: it is replaced only once the temporary is complete).
+INTERRUPTED_WRITE_AGE_S = 10.0
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def temporary_beside(path: Path) -> tuple[int, str]:
+    """A new temporary file next to `path`, named so that `remove_interrupted_writes` knows it."""
+    folder = path.resolve().parent
+    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=folder)
+
+
+def remove_interrupted_writes(path: Path, now: float | None = None) -> list[Path]:
+    """Remove the temporary files that writes of `path` killed half-way left (kill -9, power cut);
+    younger ones may be a write in progress and stay. Returns what was removed."""
+    now = time.time() if now is None else now
+    removed = []
+    target = path.resolve()  # a symlinked config's writes happen beside the file it points to
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*{TEMPORARY_SUFFIX}"):
+        try:
+            if now - leftover.stat().st_mtime >= INTERRUPTED_WRITE_AGE_S and leftover.is_file():
+                leftover.unlink()
+                removed.append(leftover)
+        except OSError:
+            continue
+    return removed
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Readers see the old file or the new one, never half of one, even after a power cut.
 
@@ -166,7 +196,7 @@ def write_atomically(path: Path, text: str) -> None:
     if before is not None and not _can_give(before):
         _rewrite_in_place(target, text)
         return
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    handle, temporary = temporary_beside(target)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(text)

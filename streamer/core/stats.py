@@ -83,6 +83,13 @@ class ModelStats:
     items: int = 0  # frames or crops those requests carried (a request may carry several)
     failures: int = 0
     request_seconds: float = 0.0
+    # Health from its own requests: `failures_in_row` failed (timeouts included) with no success
+    # between mark it down whatever the server's health endpoint says; the next success, or a
+    # restart of the server, brings it back.
+    up: bool = True
+    failures_in_row: int = 0
+    down_since_monotonic: float | None = None
+    last_error: str | None = None
 
 
 StatisticsFetcher = Callable[[str], Awaitable[dict[str, Any]]]
@@ -111,6 +118,27 @@ class StatsKind(StrEnum):
     SINK = "sink"  # a zero-argument callable returning SinkStats
     ANALYTICS = "analytics"  # AnalyticsStats (zones and lines)
     IDENTITY_STORE = "identity_store"  # IdentityStoreStats (a gallery shared through a store)
+    PART = "part"  # PartHealth: an optional part (event pictures, a store, a sink)
+
+
+class PartState(StrEnum):
+    """An optional part of the service: it works, works with a problem, or is not there at all."""
+
+    OK = "ok"
+    DEGRADED = "degraded"  # running, but losing work (e.g. pictures paused on a full disk)
+    UNAVAILABLE = "unavailable"  # could not open: the cameras run without it
+
+
+@dataclass
+class PartHealth:
+    """What an operator must hear about an optional part; `/readyz`, the dashboard and Prometheus
+    read it. Parts never stop the cameras: they report here instead."""
+
+    state: PartState = PartState.OK
+    problem: str | None = None  # one line while the state is not ok
+
+    def set(self, state: PartState, problem: str | None = None) -> None:
+        self.state, self.problem = state, (None if state == PartState.OK else problem)
 
 
 @dataclass
@@ -151,6 +179,21 @@ class StatsRegistry:
 
     def server(self) -> ServerStats | None:
         return next(iter(self.read(StatsKind.SERVER).values()), None)
+
+    def parts(self) -> dict[str, PartHealth]:
+        return self.read(StatsKind.PART)
+
+
+def inference_problems(server: ServerStats | None, models: dict[str, ModelStats]) -> list[str]:
+    """Why frames cannot be processed now (the server down, or a model failing every request);
+    empty while inference works. One reading for readiness, availability and the dashboard."""
+    if server is not None and not server.up:
+        return [f"inference server down: {server.last_error or 'no error reported'}"]
+    return [
+        f"model {name} down: {model.last_error or 'requests fail'}"
+        for name, model in models.items()
+        if not model.up
+    ]
 
 
 @dataclass

@@ -141,8 +141,11 @@ def _locked(lock_path: Path) -> Iterator[None]:
 class FaceStore:
     """Names -> face embeddings, kept in one file (see the module docstring)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, unreadable_ok: bool = False) -> None:
+        """`unreadable_ok` (the service): a file that cannot be read leaves the store empty with
+        `problem` set, until a readable file replaces it (`refresh_if_changed`)."""
         self.path = Path(os.path.abspath(path))
+        self.problem: str | None = None
         self.names = np.zeros((0,), str)
         self.sources = np.zeros((0,), str)
         self.embeddings = np.zeros((0, 0), np.float32)
@@ -151,7 +154,12 @@ class FaceStore:
         self._refused: _Version | None = None  # the unreadable version already reported
         self._dirty = False
         _warn_if_readable_by_others(self.path)
-        self.load()
+        try:
+            self.load()
+        except CorruptFaceStore as exc:
+            if not unreadable_ok:
+                raise
+            self._refused, self.problem = _Version.of(self.path), str(exc)
 
     @property
     def lock_path(self) -> Path:
@@ -173,6 +181,7 @@ class FaceStore:
         else:
             self._set(_read(self.path))
         self._loaded, self._refused, self._dirty = version, None, False
+        self.problem = None
 
     def _set(self, contents: _Contents) -> None:
         self.names, self.sources = contents.names, contents.sources

@@ -22,7 +22,7 @@ from streamer.config import CameraConfig, StreamerConfig
 from streamer.core.events import Event, IdentityMergeEvent, TrackEvent
 from streamer.core.frames import Frame, FrameResult
 from streamer.core.interfaces import FrameStage, TrackBook
-from streamer.core.stats import StatsKind
+from streamer.core.stats import PartHealth, PartState, StatsKind
 from streamer.identities.backends import build_gallery
 from streamer.identities.enrolment import FaceStore, store_path
 from streamer.identities.faces import FACE_TRACK_KEY, FaceFinder
@@ -77,6 +77,7 @@ class IdentityStage(FrameStage[CameraConfig]):
         self.reid = config.reid
         self.settings = config.identities
         self.stats = IdentityStats()
+        self.health = PartHealth()  # the faces store
         self.finder = FaceFinder(self.faces, self.stats)
         self.scheduler = EmbeddingScheduler(self.faces, self.reid, self.settings, self.stats)
         # A gallery given is shared with other components and closed by its owner (the service);
@@ -94,7 +95,7 @@ class IdentityStage(FrameStage[CameraConfig]):
         self._frames_seen: dict[str, int] = {}
 
     def registered_stats(self) -> dict[StatsKind, object]:
-        registered: dict[StatsKind, object] = {StatsKind.STAGE: self.stats}
+        registered: dict[StatsKind, object] = {StatsKind.STAGE: self.stats, StatsKind.PART: self.health}
         if self.reid.enabled and self.gallery.store_stats is not None:
             registered[StatsKind.IDENTITY_STORE] = self.gallery.store_stats
         return registered
@@ -139,8 +140,15 @@ class IdentityStage(FrameStage[CameraConfig]):
 
     def _start_faces(self, models: Mapping[str, TritonModel]) -> None:
         if self.resolver.face_store is None:
-            self.resolver.face_store = FaceStore(resolve_store_path(self.config))
-        log_store(self.resolver.face_store)
+            # Optional for the service: an unreadable store is reported and faces go unnamed
+            # until a readable file replaces it; the cameras never stop for it.
+            self.resolver.face_store = FaceStore(resolve_store_path(self.config), unreadable_ok=True)
+        store = self.resolver.face_store
+        if store.problem is not None:
+            self.health.set(PartState.UNAVAILABLE, f"faces store: {store.problem}")
+            log.error("%s; faces are found but not named until it is readable", store.problem)
+        else:
+            log_store(store)
         detector = models[self.faces.detector_model]
         embedder = models[self.faces.embedder_model]
         assert detector.spec is not None and embedder.spec is not None, "models not started"
@@ -176,6 +184,10 @@ class IdentityStage(FrameStage[CameraConfig]):
         self._frames_seen.pop(camera, None)
 
     async def process(self, frame: Frame, result: FrameResult, tracker: TrackBook) -> None:
+        store = self.resolver.face_store
+        if self.health.state != PartState.OK and store is not None and store.problem is None:
+            self.health.set(PartState.OK)
+            log.info("faces store %s is readable again: %d people", store.path, store.people)
         identities = self._tracks.setdefault(frame.camera, {})
         await self._forget_ended(frame.camera, result.events, identities)
         ids = track_ids(result.tracks)

@@ -41,6 +41,13 @@ SHM_DIR = Path("/dev/shm")
 SHM_HEADROOM = 2
 
 
+# Requests in a row that failed (timeouts included) before the model counts as down, whatever
+# the server's health endpoint says: a Python-backend stub that died or hangs fails every request
+# while the server stays "ready".
+FAILURES_BEFORE_DOWN = 3
+UNREGISTER_LIMIT_S = 2.0  # stopping: how long a server may take to forget this model's regions
+
+
 class InferenceError(RuntimeError):
     """One request failed; the caller skips that frame and carries on."""
 
@@ -326,10 +333,17 @@ class TritonModel:
         for job in self._queue.drain():
             if not job.future.done():
                 job.future.set_exception(InferenceError(f"{self.name}: stopped"))
-        for slot in self._slots:
-            await slot.unregister(self.client)
-            slot.destroy()
-        self._slots = []
+        try:
+            # A hung server would never answer: the regions are freed here all the same.
+            async with asyncio.timeout(UNREGISTER_LIMIT_S):
+                for slot in self._slots:
+                    await slot.unregister(self.client)
+        except TimeoutError:
+            log.debug("%s: the server did not answer the unregistering of shared memory", self.name)
+        finally:
+            for slot in self._slots:
+                slot.destroy()
+            self._slots = []
 
     async def infer(
         self, inputs: dict[str, np.ndarray], key: str = ""
@@ -362,6 +376,32 @@ class TritonModel:
                 )
                 self._drop_shared_memory()
                 return
+
+    def _request_failed(self, message: str) -> None:
+        stats = self.stats
+        stats.failures_in_row += 1
+        stats.last_error = (message.strip().splitlines() or ["request failed"])[0]
+        if stats.up and stats.failures_in_row >= FAILURES_BEFORE_DOWN:
+            stats.up, stats.down_since_monotonic = False, time.monotonic()
+            log.warning(
+                "model %s is down: %d requests in a row failed (%s)",
+                self.name, stats.failures_in_row, stats.last_error,
+            )
+
+    def _request_answered(self) -> None:
+        stats = self.stats
+        if not stats.up:
+            down_s = time.monotonic() - (stats.down_since_monotonic or time.monotonic())
+            log.info("model %s answers again after %.1f s down", self.name, down_s)
+        stats.up, stats.failures_in_row = True, 0
+        stats.down_since_monotonic = stats.last_error = None
+
+    def health_restored(self) -> None:
+        """The server was restarted (fresh backends): the model counts as up until its requests
+        say otherwise."""
+        self.stats.failures_in_row = 0
+        if not self.stats.up:
+            self.stats.up, self.stats.down_since_monotonic, self.stats.last_error = True, None, None
 
     def _fit_shared_memory(self, spec: ModelSpec) -> None:
         """Size requests to the free space of /dev/shm (64 MiB in a default Docker container)."""
@@ -432,11 +472,14 @@ class TritonModel:
                     message = "request cancelled (the connection was replaced)"
                 else:
                     message = str(failure)
+                if not isinstance(failure, asyncio.CancelledError):  # the supervisor's own doing
+                    self._request_failed(message)
                 for job in jobs:
                     if not job.future.done():
                         job.future.set_exception(InferenceError(f"{self.name}: {message}"))
                 continue
             finished = time.monotonic()
+            self._request_answered()
             self.stats.requests += 1
             self.stats.items += len(jobs)
             self.stats.request_seconds += finished - started

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
+import fcntl
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -27,10 +28,13 @@ from streamer.inference.repository import build_embedded_repository
 
 log = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
 SHM_DEFAULT_BYTES = 16 * 1024 * 1024
-STOP_GRACE_S = 15.0
-KILL_GRACE_S = 5.0
+# A healthy server stops on SIGINT in a few seconds; one that does not (a backend that hangs) is
+# escalated, so that stopping the service stays under 10 s.
+STOP_GRACE_S = 5.0
+KILL_GRACE_S = 2.0
+WORKDIR_PREFIX = "streamer-triton-"
+OWNER_LOCK = ".owner.lock"  # flock-ed by the owning process for the folder's life
 READY_POLL_S = 0.2
 LOG_TAIL_LINES = 15
 
@@ -75,11 +79,73 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    """Linux: the server gets SIGTERM if this process dies, so no server outlives the service."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    os.setsid()  # Ctrl-C reaches only the service, which then stops the server in order
+def _hold_lock(path: Path) -> int:
+    """An exclusive flock held while the descriptor is open (not inherited by the server); locked
+    before it gets its name, so that a sweeper never finds it unlocked."""
+    unnamed = path.with_name(f"{path.name}.new")
+    descriptor = os.open(unnamed, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.rename(unnamed, path)
+    return descriptor
+
+
+def claim_workdir() -> tuple[tempfile.TemporaryDirectory[str], int]:
+    """A new runtime folder in the temporary directory, and the lock that says its owner lives."""
+    workdir = tempfile.TemporaryDirectory(prefix=WORKDIR_PREFIX)
+    try:
+        return workdir, _hold_lock(Path(workdir.name) / OWNER_LOCK)
+    except BaseException:
+        workdir.cleanup()
+        raise
+
+
+def sweep_leftover_workdirs(folder: Path) -> list[Path]:
+    """Remove the runtime folders of embedded servers whose owner died (kill -9 leaves them).
+
+    A folder is its owner's while the owner holds the flock on its OWNER_LOCK: a lock that can be
+    taken belongs to a dead process. Folders without that file (being created, or made by an
+    older version) are left alone. Returns what was removed.
+    """
+    removed = []
+    for workdir in folder.glob(f"{WORKDIR_PREFIX}*"):
+        lock = workdir / OWNER_LOCK
+        try:
+            descriptor = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # held: its owner runs
+        finally:
+            os.close(descriptor)
+        shutil.rmtree(workdir, ignore_errors=True)
+        removed.append(workdir)
+    if removed:
+        log.info(
+            "removed %d runtime folders left by embedded Triton servers of processes that died: %s",
+            len(removed), ", ".join(path.name for path in removed),
+        )
+    return removed
+
+
+# The server is started through this, run by a fresh interpreter (`-I -S -c`) that then becomes
+# the server (execv): Linux sends it SIGTERM if the service dies, so no server outlives the
+# service (kill -9 included). Not a `preexec_fn`: that runs Python in the forked child of a
+# threaded process, which frees the other threads' thread-locals there (a camera thread's PyAV
+# reformatter then waits for its worker threads, which do not exist in the child: a hang).
+DIE_WITH_PARENT = """
+import ctypes, os, signal, sys
+ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):
+    sys.exit("the service ended before its Triton server started")
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def die_with_parent(command: list[str]) -> list[str]:
+    """`command`, run so that it gets SIGTERM when this process dies (Linux)."""
+    return [sys.executable, "-I", "-S", "-c", DIE_WITH_PARENT, str(os.getpid()), *command]
 
 
 class EmbeddedTritonServer:
@@ -106,6 +172,7 @@ class EmbeddedTritonServer:
         self.metrics_port = 0
         self._process: asyncio.subprocess.Process | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
+        self._owner_lock: int | None = None
         self.shm_prefix = f"streamer_{os.getpid()}_{id(self):x}_"
 
     @property
@@ -138,7 +205,8 @@ class EmbeddedTritonServer:
 
     async def start(self) -> None:
         installation = TritonInstallation.locate()
-        self._workdir = tempfile.TemporaryDirectory(prefix="streamer-triton-")
+        sweep_leftover_workdirs(Path(tempfile.gettempdir()))
+        self._workdir, self._owner_lock = claim_workdir()
         work = Path(self._workdir.name)
         model_dir = work / "models"
         build_embedded_repository(self.repository, self.models, model_dir, self.ort_threads)
@@ -177,12 +245,12 @@ class EmbeddedTritonServer:
         log_file = open(work / "tritonserver.log", "wb")  # noqa: SIM115 - owned by the process
         try:
             self._process = await asyncio.create_subprocess_exec(
-                *args,
+                *die_with_parent(args),
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=asyncio.subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                start_new_session=True,  # Ctrl-C reaches only the service, which stops it in order
             )
         finally:
             log_file.close()
@@ -226,11 +294,18 @@ class EmbeddedTritonServer:
         interesting = [ln for ln in lines if " E" in ln[:8] or "error" in ln.lower()]
         return " | ".join((interesting or lines)[-LOG_TAIL_LINES:])
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float | None = None) -> None:
+        """SIGINT, then SIGTERM, then SIGKILL; `grace_s=0` kills at once (a server known broken:
+        a backend that hangs keeps it from stopping when asked)."""
         process, self._process = self._process, None
         died = process is not None and process.returncode is not None  # killed, crashed
+        steps = (
+            ((signal.SIGINT, STOP_GRACE_S), (signal.SIGTERM, KILL_GRACE_S))
+            if grace_s is None
+            else ((signal.SIGINT, grace_s),) if grace_s > 0 else ()
+        )
         if process is not None and process.returncode is None:
-            for sig, grace in ((signal.SIGINT, STOP_GRACE_S), (signal.SIGTERM, KILL_GRACE_S)):
+            for sig, grace in steps:
                 with contextlib.suppress(ProcessLookupError):
                     process.send_signal(sig)
                 try:
@@ -246,11 +321,15 @@ class EmbeddedTritonServer:
             log.info("embedded Triton stopped (exit code %s)", process.returncode)
         if process is not None:
             # A server that died leaves its Python-backend stubs orphaned: no grace for them.
-            await self._reap_process_group(process.pid, grace_s=0.0 if died else KILL_GRACE_S)
+            quick = died or grace_s == 0.0
+            await self._reap_process_group(process.pid, grace_s=0.0 if quick else KILL_GRACE_S)
         self._remove_leftover_shm()
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None
+        if self._owner_lock is not None:
+            os.close(self._owner_lock)
+            self._owner_lock = None
 
     async def _reap_process_group(self, group: int, grace_s: float) -> None:
         """Python-backend stubs share the server's process group and may outlive it briefly."""

@@ -77,6 +77,12 @@ class TritonConnection:
     server, or waits for the external one, with backoff; then it re-registers shared memory
     (falling back to plain gRPC where that fails) and requests resume. One WARNING at the failure,
     one INFO at recovery with the downtime and the frames skipped meanwhile.
+
+    A server can look alive while a model serves nothing (its Python-backend stub killed or
+    stopped: every request fails, the health endpoint still says ready). Each model's own
+    requests tell (`ModelStats.up`): a model down makes the embedded server restart (the same
+    backoff between restarts that do not help, and `give_up_after_s` counted from the first
+    failure); an external server's model is reported down, per model, until it answers again.
     """
 
     def __init__(
@@ -97,6 +103,13 @@ class TritonConnection:
         self.stats = ServerStats(url=self.url, mode=config.triton.mode)
         self._supervisor: asyncio.Task[None] | None = None
         self._unanswered_checks = 0  # health checks in a row that timed out (server alive)
+        # A model down (its requests fail) with no answered request since: when it began, the
+        # backoff between restarts for it, and whether give_up_after_s was already reported.
+        self._model_outage_since: float | None = None
+        self._model_restarts = Backoff(config.triton.restart)
+        self._next_model_restart = 0.0
+        self._answered_at_restart = 0
+        self._model_outage_reported = False
 
     @property
     def is_local(self) -> bool:
@@ -240,12 +253,44 @@ class TritonConnection:
             log.info("Triton at %s answers again", self.url)
             self._unanswered_checks = 0
             self.stats.up, self.stats.down_since_monotonic, self.stats.last_error = True, None, None
-        return None
+        return self._model_problem()
+
+    def _model_problem(self) -> str | None:
+        """A model whose requests all fail while the server looks fine: the restart to make (the
+        embedded server), or None (all well, a restart not due yet, or an external server)."""
+        now = time.monotonic()
+        down = {name: model.stats for name, model in self.models.items() if not model.stats.up}
+        if not down:
+            answered = sum(model.stats.requests for model in self.models.values())
+            if self._model_outage_since is not None and answered > self._answered_at_restart:
+                self._model_outage_since = None  # a restart that worked: frames flow again
+                self._model_outage_reported = False
+                self._model_restarts.reset()
+            return None
+        if self._model_outage_since is None:
+            self._model_outage_since = min(m.down_since_monotonic or now for m in down.values())
+        give_up = self.config.triton.give_up_after_s
+        if (
+            not self._model_outage_reported
+            and give_up is not None
+            and now - self._model_outage_since >= give_up
+        ):
+            self._model_outage_reported = True
+            name, stats = next(iter(down.items()))
+            self._give_up(now - self._model_outage_since, f"model {name} down: {stats.last_error}")
+        if self.server is None or now < self._next_model_restart:
+            return None  # external: reported per model (readiness, dashboard) until it answers
+        name, stats = next(iter(down.items()))
+        return (
+            f"model {name} fails every request ({stats.last_error}): its backend is dead or hung"
+        )
 
     async def _recover(self, problem: str) -> None:
         """Bring the server back (restart or reconnect) with backoff; report downtime and loss."""
         settings = self.config.triton
         down_at = self.stats.down_since_monotonic or time.monotonic()  # since it stopped answering
+        if self._model_outage_since is not None:
+            down_at = min(down_at, self._model_outage_since)  # frames stopped with the model
         skipped_before = self._frames_skipped()
         self.stats.up, self.stats.down_since_monotonic, self.stats.last_error = False, down_at, problem
         action = "restarting it" if self.server is not None else "waiting for it to come back"
@@ -270,6 +315,11 @@ class TritonConnection:
         self._unanswered_checks = 0
         self.stats.up, self.stats.down_since_monotonic, self.stats.last_error = True, None, None
         self.stats.restarts += 1
+        for model in self.models.values():
+            model.health_restored()
+        if self._model_outage_since is not None:  # this restart was for a model: prove it worked
+            self._next_model_restart = time.monotonic() + self._model_restarts.next_delay()
+            self._answered_at_restart = sum(m.stats.requests for m in self.models.values())
         log.info(
             "Triton at %s is back after %.1f s down; %d frames skipped meanwhile",
             self.url, down_s, self._frames_skipped() - skipped_before,
@@ -279,7 +329,9 @@ class TritonConnection:
         """One attempt: restart the embedded server or reach the external one, then reattach."""
         settings = self.config.triton
         if self.server is not None:
-            await self.server.stop()
+            # Killed, not asked: a server that is restarted serves nothing, and one whose backend
+            # hangs would wait for it.
+            await self.server.stop(grace_s=0.0)
             await self.server.start()
             self.url = self.stats.url = self.server.grpc_url
         client = connect(self.url)
@@ -300,10 +352,11 @@ class TritonConnection:
             with contextlib.suppress(Exception):
                 await old.close()
 
-    def _give_up(self, down_s: float) -> None:
+    def _give_up(self, down_s: float, reason: str | None = None) -> None:
         message = (
             f"Triton at {self.url} has been down for {down_s:.0f} s "
-            f"(triton.give_up_after_s={self.config.triton.give_up_after_s:g}): {self.stats.last_error}"
+            f"(triton.give_up_after_s={self.config.triton.give_up_after_s:g}): "
+            f"{reason or self.stats.last_error}"
         )
         if self.exits_on_failure and self.on_fatal is not None:
             log.error("%s; exiting so that systemd or Kubernetes restarts the service", message)
@@ -315,9 +368,11 @@ class TritonConnection:
         return sum(camera.inference_errors for camera in self.registry.cameras().values())
 
     async def stop(self) -> None:
+        """Bounded even when the server or a model's backend hangs."""
         if self._supervisor is not None:
             await cancel_and_wait(self._supervisor)
             self._supervisor = None
+        healthy = self.stats.up and all(model.stats.up for model in self.models.values())
         self.stats.up = False
         self.stats.fetch_statistics = None
         for model in self.models.values():
@@ -329,7 +384,8 @@ class TritonConnection:
                 await self.client.close()
             self.client = None
         if self.server is not None:
-            await self.server.stop()
+            # A server with a dead or hung backend would not stop when asked: no grace for it.
+            await self.server.stop(grace_s=None if healthy else 0.0)
             self.server = None
 
 

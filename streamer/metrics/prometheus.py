@@ -15,7 +15,14 @@ from prometheus_client.registry import Collector
 
 from streamer.config import MetricsConfig
 from streamer.core.frames import FrameResult
-from streamer.core.stats import AnalyticsStats, CameraState, IdentityStoreStats, StatsKind
+from streamer.core.stats import (
+    AnalyticsStats,
+    CameraState,
+    IdentityStoreStats,
+    PartState,
+    StatsKind,
+    inference_problems,
+)
 from streamer.metrics.sampler import Sampler
 
 
@@ -86,10 +93,19 @@ class _PipelineCollector(Collector):
             "Times the inference server was brought back (restarted or reconnected) after a failure.",
             labels=["mode"],
         )
+        parts = GaugeMetricFamily(
+            "streamer_part_ok",
+            "1 while an optional part (event pictures, a store, a sink) works as configured; 0 "
+            "while it is degraded or unavailable (the cameras run without it).",
+            labels=["part"],
+        )
         if server is not None:
-            up.add_metric([server.mode], 1.0 if server.up else 0.0)
+            working = not inference_problems(server, self.sampler.stats.models())
+            up.add_metric([server.mode], 1.0 if working else 0.0)
             restarts.add_metric([server.mode], server.restarts)
-        yield from (up, restarts)
+        for name, part in self.sampler.stats.parts().items():
+            parts.add_metric([name], 1.0 if part.state == PartState.OK else 0.0)
+        yield from (up, restarts, parts)
 
     def _stages(self) -> Iterator[Metric]:
         """Every counter a stage registers (e.g. identities: face detections, embeddings, events);
@@ -235,6 +251,12 @@ class _PipelineCollector(Collector):
         failures = CounterMetricFamily(
             "streamer_model_request_failures", "Inference requests that failed.", labels=labels
         )
+        model_up = GaugeMetricFamily(
+            "streamer_model_up",
+            "1 while the model answers its requests; 0 once several in a row failed (its backend "
+            "dead or hung), whatever the server's health says.",
+            labels=labels,
+        )
         request_seconds = CounterMetricFamily(
             "streamer_model_request_seconds", "Time spent in answered requests.", labels=labels
         )
@@ -272,6 +294,7 @@ class _PipelineCollector(Collector):
                 requests.add_metric([name], model.requests)
                 items.add_metric([name], model.items)
                 failures.add_metric([name], model.failures)
+                model_up.add_metric([name], 1.0 if model.up else 0.0)
                 request_seconds.add_metric([name], model.request_seconds)
             rate.add_metric([name], watch.requests_per_s)
             triton = watch.triton
@@ -285,7 +308,8 @@ class _PipelineCollector(Collector):
             for size, count in sorted(triton.batch_executions.items()):
                 batches.add_metric([name, str(size)], count)
         yield from (
-            requests, items, failures, request_seconds, rate, inferences, executions, triton_failures,
+            requests, items, failures, model_up, request_seconds, rate, inferences, executions,
+            triton_failures,
             queue, compute, batches,
         )
 

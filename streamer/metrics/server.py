@@ -42,6 +42,9 @@ from streamer.core.stats import (
     CameraState,
     CameraStats,
     IdentityStoreStats,
+    ModelStats,
+    PartHealth,
+    PartState,
     ServerStats,
     StatsKind,
 )
@@ -307,12 +310,19 @@ class DashboardServer:
         camera_reasons, cameras = camera_readiness(
             stats.cameras(), self.sampler.cameras, self.metrics.ready_min_streaming_ratio, named
         )
-        reasons = (["service is stopping"] if self._stopping else []) + inference_reasons + camera_reasons
+        processing_reasons = processing_readiness(stats.cameras())
+        part_reasons, parts = parts_readiness(stats.parts(), self.sampler.secrets)
+        reasons = (
+            (["service is stopping"] if self._stopping else [])
+            + inference_reasons + processing_reasons + camera_reasons + part_reasons
+        )
         degraded, identity_store = identity_store_readiness(
             stats.read(StatsKind.IDENTITY_STORE).values(), time.monotonic(), self.sampler.secrets
         )
-        body = {"ready": not reasons, "reasons": reasons, "degraded": degraded,
-                "inference": inference, "cameras": cameras}
+        body = {
+            "ready": not reasons, "reasons": reasons, "degraded": degraded, "inference": inference,
+            "cameras": cameras, "parts": parts,
+        }
         if identity_store is not None:
             body["identity_store"] = identity_store
         return not reasons, body
@@ -356,30 +366,67 @@ def host_allowed(name: str, names: Collection[str]) -> bool:
 
 
 def inference_readiness(
-    server: ServerStats | None, models: Iterable[str], now: float, secrets: Iterable[str]
+    server: ServerStats | None, models: dict[str, ModelStats], now: float, secrets: Iterable[str]
 ) -> tuple[list[str], dict[str, Any]]:
-    """Why the inference server keeps the service from being ready (none: it is up with models)."""
+    """Why inference keeps the service from being ready (none: the server is up and every model
+    answers its requests). A model whose requests all fail is down whatever the server says."""
     if server is None:
-        return ["inference server not started"], {"up": False, "models": []}
+        return ["inference server not started"], {"up": False, "models": [], "models_down": {}}
     loaded = sorted(models)
     down_for_s = None
     if not server.up and server.down_since_monotonic is not None:
         down_for_s = round(max(0.0, now - server.down_since_monotonic), 1)
     error = public_error(server.last_error, server.url, secrets)
+    down_models = {name: model for name, model in models.items() if not model.up}
     body = {
-        "up": server.up,
+        "up": server.up and not down_models,
         "mode": server.mode,
         "restarts": server.restarts,
         "down_for_s": down_for_s,
         "last_error": error,
         "models": loaded,
+        "models_down": {
+            name: public_error(model.last_error, server.url, secrets) for name, model in down_models.items()
+        },
     }
     if not server.up:
         since = "" if down_for_s is None else f" for {down_for_s} s"
         return [f"inference server down{since}: {error or 'no error reported'}"], body
     if not loaded:
         return ["inference server up, but no model is ready yet"], body
-    return [], body
+    reasons = []
+    for name, model in down_models.items():
+        down_since = model.down_since_monotonic
+        took = "" if down_since is None else f" for {round(max(0.0, now - down_since), 1)} s"
+        problem = public_error(model.last_error, server.url, secrets) or "requests fail"
+        reasons.append(f"model {name} down{took}: {problem}")
+    return reasons, body
+
+
+def processing_readiness(registered: dict[str, CameraStats]) -> list[str]:
+    """Cameras whose frames arrive but are not processed (degraded) are the service's own fault,
+    never left out by `ready_min_streaming_ratio`."""
+    degraded = sum(camera.state == CameraState.DEGRADED for camera in registered.values())
+    if not degraded:
+        return []
+    return [f"{degraded} of {len(registered)} cameras receive frames that are not processed (degraded)"]
+
+
+def parts_readiness(
+    parts: dict[str, PartHealth], secrets: Iterable[str]
+) -> tuple[list[str], dict[str, Any]]:
+    """Optional parts (event pictures, stores, sinks) that cannot work as configured: each one a
+    reason; the cameras run without them."""
+    body = {
+        name: {"state": part.state.value, "problem": public_error(part.problem, "", secrets)}
+        for name, part in parts.items()
+    }
+    reasons = [
+        f"{name} {entry['state']}: {entry['problem'] or 'no detail'}"
+        for name, entry in body.items()
+        if entry["state"] != PartState.OK
+    ]
+    return reasons, body
 
 
 def public_error(error: str | None, server_url: str, secrets: Iterable[str]) -> str | None:

@@ -111,6 +111,10 @@ class ModelFigures(StateModel):
     items: int = 0
     """Frames or crops the answered requests carried."""
     failures: int = 0
+    up: bool = True
+    """False once several requests in a row failed (its backend dead or hung), until one answers."""
+    last_error: str | None = None
+    """Why it is down; null while up."""
     requests_per_s: float = 0.0
     max_batch_size: int | None = None
     requests_in_flight: int | None = None
@@ -139,9 +143,22 @@ class InferenceFigures(StateModel):
     mode: str
     """embedded or external."""
     up: bool
+    """Frames can be processed: the server is up and every model answers its requests."""
+    problem: str | None = None
+    """Why not (the server down, or which model); null while up."""
     restarts: int = 0
     down_for_s: float | None = None
-    """Seconds since it went down; null while up."""
+    """Seconds since it went down (the server, or its first failing model); null while up."""
+
+
+class PartFigures(StateModel):
+    """An optional part (event pictures, the faces store, a sink): the cameras never stop for it."""
+
+    name: str
+    state: str
+    """ok, degraded (e.g. pictures paused on a full disk) or unavailable (it could not open)."""
+    problem: str | None = None
+    """One line while the state is not ok."""
 
 
 class IdentityStoreFigures(StateModel):
@@ -196,6 +213,8 @@ class ServiceState(StateModel):
     sinks: list[SinkFigures] = Field(default_factory=list)
     identity_store: IdentityStoreFigures | None = None
     """Null unless the identity gallery is shared through a store."""
+    parts: list[PartFigures] = Field(default_factory=list)
+    """Optional parts that report their health."""
     live_view_interval_s: float
     """The shortest time between two live view pictures of a camera (dashboard.live_view_max_fps)."""
     metrics_enabled: bool

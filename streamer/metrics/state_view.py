@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 
 from streamer.config import DashboardConfig, MetricsConfig
+from streamer.core.redaction import scrub
 from streamer.core.stats import (
     AnalyticsStats,
     CameraStats,
     IdentityStoreStats,
     ModelStats,
     StatsKind,
+    inference_problems,
 )
 from streamer.metrics.sampler import MS_PER_S, CameraWatch, ModelWatch, Sampler
 from streamer.metrics.state import (
@@ -20,6 +22,7 @@ from streamer.metrics.state import (
     IdentityStoreFigures,
     InferenceFigures,
     ModelFigures,
+    PartFigures,
     ServiceState,
     SinkFigures,
     Sparklines,
@@ -66,7 +69,10 @@ class StateView:
                 self._camera(watch, registered.get(watch.name), analytics.get(watch.name))
                 for watch in sampler.cameras.values()
             ],
-            models=[self._model(watch, models.get(watch.name)) for watch in sampler.models.values()],
+            models=[
+                self._model(watch, models.get(watch.name), sampler.secrets)
+                for watch in sampler.models.values()
+            ],
             sinks=[
                 SinkFigures(
                     name=name, connected=stats.connected, published=stats.published,
@@ -75,6 +81,10 @@ class StateView:
                 for name, stats in sampler.sink_stats()
             ],
             identity_store=self._identity_store(),
+            parts=[
+                PartFigures(name=name, state=part.state.value, problem=scrub(part.problem, sampler.secrets))
+                for name, part in sampler.stats.parts().items()
+            ],
             live_view_interval_s=1.0 / self.dashboard.live_view_max_fps,
             metrics_enabled=self.metrics.enabled,
             api=ApiAccess(
@@ -121,13 +131,15 @@ class StateView:
         return figures
 
     @staticmethod
-    def _model(watch: ModelWatch, model: ModelStats | None) -> ModelFigures:
+    def _model(watch: ModelWatch, model: ModelStats | None, secrets: list[str]) -> ModelFigures:
         triton = watch.triton
         return ModelFigures(
             name=watch.name,
             requests=model.requests if model else 0,
             items=model.items if model else 0,
             failures=model.failures if model else 0,
+            up=model.up if model else False,
+            last_error=scrub(model.last_error, secrets) if model and not model.up else None,
             requests_per_s=round(watch.requests_per_s, 2),
             max_batch_size=model.max_batch_size if model else None,
             requests_in_flight=model.requests_in_flight if model else None,
@@ -185,10 +197,18 @@ class StateView:
         server = self.sampler.stats.server()
         if server is None:
             return None
+        models = self.sampler.stats.models()
+        problems = inference_problems(server, models)
         down_since = server.down_since_monotonic
+        if server.up:  # the server looks fine: how long its first failing model has been down
+            down_since = min(
+                (m.down_since_monotonic for m in models.values() if m.down_since_monotonic is not None),
+                default=None,
+            )
         return InferenceFigures(
             mode=server.mode,
-            up=server.up,
+            up=not problems,  # frames can be processed: the server and every model answer
+            problem=scrub(problems[0], self.sampler.secrets) if problems else None,
             restarts=server.restarts,
             down_for_s=None if down_since is None else round(time.monotonic() - down_since, 1),
         )

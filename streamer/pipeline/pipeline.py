@@ -30,7 +30,15 @@ from streamer.core.interfaces import (
     SourceHooks,
 )
 from streamer.core.redaction import redact_url, url_secrets
-from streamer.core.stats import CameraState, CameraStats, StatsKind, StatsRegistry
+from streamer.core.stats import (
+    CameraState,
+    CameraStats,
+    PartHealth,
+    PartState,
+    StatsKind,
+    StatsRegistry,
+    inference_problems,
+)
 from streamer.inference.triton import TritonConnection
 from streamer.pipeline.camera_loop import CameraLoop
 from streamer.pipeline.fanout import SinkFanout
@@ -118,11 +126,11 @@ class Pipeline:
                 for kind, stats in stage.registered_stats().items():
                     self.registry.register(kind, stage.name, stats)
             names: dict[str, int] = {}
-            for sink in self.sinks:
-                await sink.start()
+            for sink in list(self.sinks):
                 names[sink.name] = names.get(sink.name, 0) + 1
                 unique = sink.name if names[sink.name] == 1 else f"{sink.name}#{names[sink.name]}"
-                self.registry.register(StatsKind.SINK, unique, sink.stats)
+                if await self._start_sink(sink, unique):
+                    self.registry.register(StatsKind.SINK, unique, sink.stats)
         except BaseException:
             await self.stop()
             raise
@@ -131,6 +139,22 @@ class Pipeline:
         self._started = True
         self._watch_task = asyncio.create_task(self._watch_cameras(), name="pipeline:watchdog")
         log.info("pipeline started: %d cameras", len(self.cameras))
+
+    async def _start_sink(self, sink: Sink, unique: str) -> bool:
+        """Start one sink; one that cannot (its file, its spill file) is reported (one ERROR,
+        `/readyz`, the dashboard) and left out: the cameras never stop for an output."""
+        try:
+            await sink.start()
+        except Exception as exc:
+            problem = f"{unique}: cannot start: {exc}"
+            log.error("sink %s; the cameras run without it", problem)
+            health = PartHealth(PartState.UNAVAILABLE, problem)
+            self.registry.register(StatsKind.PART, f"sink {unique}", health)
+            self.sinks.remove(sink)  # the fan-out shares this list
+            with contextlib.suppress(Exception):
+                await sink.stop()
+            return False
+        return True
 
     async def wait(self) -> None:
         """Return when every camera has finished on its own (files without loop) or the pipeline
@@ -289,9 +313,14 @@ class Pipeline:
             await asyncio.sleep(WATCH_INTERVAL_S)
             for runtime in self.cameras.values():
                 self.watchdog.evaluate(runtime.stats)
-            server = self.registry.server()
-            up = server is None or server.up
-            self.fanout.set_availability(AVAILABLE_ONLINE if up else AVAILABLE_DEGRADED)
+            self.fanout.set_availability(AVAILABLE_ONLINE if self.processing() else AVAILABLE_DEGRADED)
+
+    def processing(self) -> bool:
+        """Whether frames are processed as they should: inference works (the server and every
+        model answer) and no camera's frames arrive unprocessed (degraded)."""
+        if inference_problems(self.registry.server(), self.registry.models()):
+            return False
+        return not any(r.stats.state == CameraState.DEGRADED for r in self.cameras.values())
 
     async def _run_camera(self, runtime: CameraRuntime) -> None:
         """Supervise one camera's processing: an unexpected error restarts it, never stops it.

@@ -12,10 +12,13 @@ the connection broke is sent again, in order, after reconnecting. That can dupli
 broker had already accepted; consumers de-duplicate by `id`.
 
 Everything here runs on the event loop and never waits: `put_*` is O(1) (spilled lines are written
-in chunks of FLUSH_BYTES, and before reading back). A failing spill file (full disk, I/O error,
-truncated by something else) costs the events it held, counted and told in one ERROR line; it never
-stops the delivery of the events in memory (see DeliveryBuffer). One spill file serves one
-process: a second instance configured with the same one refuses to start (SpillLockedError).
+in chunks of FLUSH_BYTES). A spill file that cannot be written (a full disk) keeps every event it
+holds, on disk and in memory: only new events beyond the memory budget are lost, counted and told
+once, and the file is written again as soon as there is room (free space probed with a short,
+capped backoff). A file that cannot be read back (truncated by something else) costs the events it
+held, counted and told in one ERROR line. Neither stops the delivery of the events in memory (see
+DeliveryBuffer). One spill file serves one process: a second instance configured with the same one
+refuses to start (SpillLockedError).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import time
 from collections import deque
 from collections.abc import Callable
@@ -43,11 +47,18 @@ DROP_EVENT_TOO_OLD = "events (older than max_event_age_s)"
 DROP_AT_SHUTDOWN = "messages (not delivered at shutdown)"
 DROP_FRAME_SEND_FAILED = "frame messages (connection lost while sending)"
 DROP_SPILL_FAILED = "events (spill file failed)"
+DROP_SPILL_FULL = "events (spill file cannot be written, memory budget reached)"
 
 FLUSH_BYTES = 64 * 1024  # spilled lines are written in chunks this big, and before reading back
 LOCK_ATTEMPTS = 3
 SPILLED_CONTENTS = "undelivered events of people, embeddings included"
-SPILL_RETRY_S = 60.0  # after a spill file failure, memory only for this long, then try it again
+# A spill file that cannot be written: its free space is looked at (statvfs, cheap) this often,
+# and written as soon as there is room. A write that fails although there seemed to be room (or a
+# file that failed otherwise) is tried again after SPILL_RETRY_MIN_S, doubling up to the cap.
+SPILL_PROBE_S = 0.1
+SPILL_RETRY_MIN_S = 0.1
+SPILL_RETRY_MAX_S = 2.0
+SPILL_ROOM = 64 * 1024  # free space beyond what is waiting that a retry wants to see first
 RETAINED_TYPES: dict[str, type[RetainedState]] = {kind.type: kind for kind in get_args(RetainedState)}
 
 
@@ -111,14 +122,24 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def _parse(line: bytes, path: Path) -> PendingEvent:
+    try:
+        return PendingEvent.from_line(line.decode())
+    except (ValueError, TypeError, KeyError) as exc:
+        raise SpillError(f"spill file {path} holds an unreadable line ({exc})") from None
+
+
 class SpillFile:
     """An append-only file read from the front: the part of the event queue beyond memory.
 
     Held under an exclusive `flock` from `open()` to `close()`, so a second instance configured
     with the same folder refuses to start instead of truncating this one's file. Lines are
-    collected in memory and written with `os.write` (at FLUSH_BYTES, and before reading back), so
-    after an error it is known exactly what reached the disk. Every I/O problem is raised as a
-    SpillError; the caller decides what is lost (see DeliveryBuffer).
+    collected in memory (`_pending`, newer than every line in the file) and written with
+    `os.write` at FLUSH_BYTES, so after an error it is known exactly what reached the disk: whole
+    lines stay, a torn last line is cut off, and what was not written stays pending (`blocked`
+    until `retry()` writes it). Reading takes the file's lines first, then the pending ones, so
+    reading never needs a write. Problems reading back are raised as SpillError; the caller
+    decides what is lost (see DeliveryBuffer).
     """
 
     def __init__(self, path: Path) -> None:
@@ -130,6 +151,16 @@ class SpillFile:
         self._pending_bytes = 0
         self._size = 0  # bytes written since the last reset; the file is never shorter
         self._needs_reset = False
+        self.blocked: str | None = None  # why the last write failed; None while writes work
+
+    @property
+    def unwritten(self) -> int:
+        """Events held in memory, not (yet) on disk."""
+        return len(self._pending)
+
+    @property
+    def unwritten_bytes(self) -> int:
+        return self._pending_bytes
 
     def open(self) -> None:
         if self._fd is not None:
@@ -179,43 +210,58 @@ class SpillFile:
         except OSError:
             return False
 
-    def append(self, event: PendingEvent, flush: bool = False) -> None:
-        """Queue the event (`flush`: write it now); on SpillError it was not added."""
+    def append(self, event: PendingEvent) -> None:
+        """Add the event: always kept (in memory while writes are `blocked`); raises SpillError
+        only when the file cannot be opened or emptied."""
         if self._fd is None:  # publishing before the sink started
             self.open()
         if self._needs_reset:
             self._reset()
-        if self._pending_bytes >= FLUSH_BYTES:
+        if self.blocked is None and self._pending_bytes >= FLUSH_BYTES:
             self._flush()
         line = (event.to_line() + "\n").encode()
         self._pending.append(line)
         self._pending_bytes += len(line)
         self.count += 1
-        if flush:
-            try:
-                self._flush()
-            except SpillError:
-                self._pending.pop()
-                self._pending_bytes -= len(line)
-                self.count -= 1
-                raise
+
+    def retry(self) -> bool:
+        """Write what is pending; True once it all reached the disk (writes work again)."""
+        self._flush()
+        return self.blocked is None
 
     def pop(self, limit: int) -> list[PendingEvent]:
-        """Up to `limit` of the oldest events. On SpillError those read so far are `salvaged`."""
+        """Up to `limit` of the oldest events: the file's, then the pending ones. On SpillError
+        (the file cannot be read back) those read so far are `salvaged`."""
         events: list[PendingEvent] = []
         if self.count == 0:
             return events
         try:
-            self._flush()
-            self._check_length()
-            while len(events) < limit and self.count > 0:
+            on_disk = self.count - len(self._pending)
+            if on_disk:
+                self._check_length()
+            while len(events) < limit and on_disk > 0:
                 events.append(self._read_one())
                 self.count -= 1
+                on_disk -= 1
+            taken = self._pending[: limit - len(events)] if on_disk == 0 else []
+            if taken:
+                del self._pending[: len(taken)]
+                self._pending_bytes -= sum(len(line) for line in taken)
+                self.count -= len(taken)
+                events.extend(_parse(line, self.path) for line in taken)
             if self.count == 0:
                 self._reset()
         except SpillError as exc:
             exc.salvaged = events
             raise
+        return events
+
+    def take_pending(self) -> list[PendingEvent]:
+        """The events held in memory (the newest), taken out: what a failed file still saves."""
+        events = [_parse(line, self.path) for line in self._pending]
+        self.count -= len(self._pending)
+        self._pending.clear()
+        self._pending_bytes = 0
         return events
 
     def discard(self) -> None:
@@ -245,21 +291,40 @@ class SpillFile:
         self.count = 0
         self._pending.clear()
         self._pending_bytes = 0
+        self.blocked = None
 
     def _flush(self) -> None:
+        """Write the pending lines. A failed write keeps the whole lines that reached the disk,
+        cuts off a torn last one and leaves the rest pending, `blocked` with the reason."""
         assert self._fd is not None
         if not self._pending:
+            self.blocked = None
             return
         data = memoryview(b"".join(self._pending))
+        reached = 0
         try:
             while data:
                 written = os.write(self._fd, data)
-                self._size += written
+                reached += written
                 data = data[written:]
         except OSError as exc:
-            raise SpillError(f"cannot write spill file {self.path}: {_reason(exc)}") from None
-        self._pending.clear()
-        self._pending_bytes = 0
+            self.blocked = f"cannot write spill file {self.path}: {_reason(exc)}"
+        whole, kept = 0, 0
+        for line in self._pending:
+            if kept + len(line) > reached:
+                break
+            kept += len(line)
+            whole += 1
+        if reached > kept:  # a torn line: the file ends with whole lines only
+            try:
+                os.ftruncate(self._fd, self._size + kept)
+            except OSError as exc:
+                raise SpillError(f"cannot cut spill file {self.path}: {_reason(exc)}") from None
+        self._size += kept
+        del self._pending[:whole]
+        self._pending_bytes -= kept
+        if not self._pending:
+            self.blocked = None
 
     def _check_length(self) -> None:
         assert self._fd is not None
@@ -281,10 +346,7 @@ class SpillFile:
             raise SpillError(f"cannot read spill file {self.path}: {_reason(exc)}") from None
         if not line.endswith(b"\n"):
             raise SpillError(f"spill file {self.path} ended early (truncated by something else)")
-        try:
-            return PendingEvent.from_line(line.decode())
-        except (ValueError, TypeError, KeyError) as exc:
-            raise SpillError(f"spill file {self.path} holds an unreadable line ({exc})") from None
+        return _parse(line, self.path)
 
     def _reset(self) -> None:
         """Empty the file so it does not grow for ever; nothing is pending or unread then."""
@@ -332,11 +394,15 @@ class DropLog:
 class DeliveryBuffer:
     """Frames and events waiting for the broker; nothing here raises into the pipeline.
 
-    If the spill file fails (full disk, I/O error, truncated or replaced by something else), the
-    events it held are counted as dropped with one ERROR line, and for SPILL_RETRY_S (by `clock`)
-    events stay in memory, at most `memory_events`, the oldest dropped first as without a spill
-    file. Then the file is tried again with one immediate write; while it keeps failing nothing
-    more is logged at ERROR, and once it works an INFO line says so.
+    If the spill file cannot be written (full disk), nothing it holds is lost: its lines stay on
+    disk, the events not written stay in memory, and new ones join them up to `memory_events`;
+    beyond that the newest are dropped (counted, logged once per interval), as they are the only
+    ones that could not be stored. Free space is looked at every SPILL_PROBE_S (by `clock`), and
+    before any event is dropped, and the file written as soon as there is room (a write that still
+    fails backs off, SPILL_RETRY_MIN_S doubling to SPILL_RETRY_MAX_S): one ERROR when it began, one
+    INFO when it works again. If the file cannot be read back (truncated or replaced by
+    something else) the events on disk are lost, counted with one ERROR line; those in memory are
+    kept and the file tried again the same way.
     """
 
     settings: DeliveryConfig
@@ -349,6 +415,9 @@ class DeliveryBuffer:
     _next_seq: int = field(init=False, default=0)
     high_water_events: int = field(init=False, default=0)
     _spill_retry_at: float | None = field(init=False, default=None)  # set while the spill failed
+    _spill_retry_delay: float = field(init=False, default=SPILL_RETRY_MIN_S)
+    _spill_probe_at: float = field(init=False, default=0.0)
+    _spill_lost_since_block: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.frames = deque()
@@ -401,7 +470,7 @@ class DeliveryBuffer:
         capture_ts: float,
         state: RetainedState | None = None,
     ) -> None:
-        while self.events_buffered >= self._event_capacity() and self._drop_oldest_event():
+        while self.events_buffered >= self.settings.event_buffer and self._drop_oldest_event():
             pass
         event = PendingEvent(
             self._next_seq, camera, message_type, message_id, payload, self.clock(), capture_ts, state
@@ -411,52 +480,107 @@ class DeliveryBuffer:
             self._events.append(event)
         self.high_water_events = max(self.high_water_events, self.events_buffered)
 
-    def _spill_paused(self) -> bool:
-        """The spill file failed and it is not yet time to try it again."""
+    def _spill_waiting(self) -> bool:
+        """The spill file failed (or cannot be written) and it is not yet time to try again."""
         return self._spill_retry_at is not None and self.clock() < self._spill_retry_at
 
-    def _event_capacity(self) -> int:
-        if not self._spill_paused():
-            return self.settings.event_buffer
-        return min(self.settings.event_buffer, self.settings.memory_events)  # the memory budget
-
     def _spill_event(self, event: PendingEvent) -> bool:
-        """Put the event in the spill file if it belongs there; False: keep it in memory."""
+        """Put the event in the spill lane if it belongs there (True: taken, or dropped and
+        counted when the file cannot be written and the memory budget is spent); False: memory."""
         spill = self._spill
         if spill is None or not (spill.count or len(self._events) >= self.settings.memory_events):
             return False
-        if self._spill_paused():
-            return False
-        retrying = self._spill_retry_at is not None
+        if self._spill_retry_at is not None and spill.blocked is None:  # failed: memory until due
+            if self._spill_waiting():
+                return False
+            self._spill_retry_at = None
+            self.drops.log.info("%s: spill file %s is used again", self.drops.sink, spill.path)
+        if spill.blocked is not None:
+            self.retry_spill(urgent=spill.unwritten >= self.settings.memory_events)
+        if spill.blocked is not None and spill.unwritten >= self.settings.memory_events:
+            self._spill_lost_since_block += 1
+            self.drops.note(DROP_SPILL_FULL)  # the newest: the only ones that could not be stored
+            return True
+        was_blocked = spill.blocked is not None
         try:
-            spill.append(event, flush=retrying)  # a retry is judged by a real write
+            spill.append(event)
         except SpillError as exc:
             self._spill_failed(exc)
             return False
-        if retrying:
-            self._spill_retry_at = None
-            self.drops.log.info("%s: spill file %s works again", self.drops.sink, spill.path)
+        if spill.blocked is not None and not was_blocked:
+            self._spill_blocked(spill.blocked)
         return True
 
-    def _spill_failed(self, exc: SpillError) -> None:
-        """Count what the file held as dropped, free it, and keep events in memory for a while."""
+    def retry_spill(self, urgent: bool = False) -> None:
+        """While the spill file cannot be written: look at the free space (every SPILL_PROBE_S,
+        or now when `urgent`: an event would be dropped) and, if there is room, write what waits
+        in memory. Called at each event and as the sink delivers."""
+        spill = self._spill
+        if spill is None or spill.blocked is None or self._spill_waiting():
+            return
+        now = self.clock()
+        if not urgent and now < self._spill_probe_at:
+            return
+        self._spill_probe_at = now + SPILL_PROBE_S
+        try:
+            free = shutil.disk_usage(spill.path.parent).free
+        except OSError:
+            free = None  # cannot tell: try the write itself
+        if free is not None and free < spill.unwritten_bytes + SPILL_ROOM:
+            return  # no room yet
+        try:
+            written = spill.retry()
+        except SpillError as exc:
+            self._spill_failed(exc)
+            return
+        if written:
+            self.drops.log.info(
+                "%s: spill file %s written again: %d events on disk, %d dropped meanwhile",
+                self.drops.sink, spill.path, spill.count, self._spill_lost_since_block,
+            )
+            self._spill_retry_at = None
+            self._spill_retry_delay = SPILL_RETRY_MIN_S
+            return
+        self._spill_retry_at = self.clock() + self._spill_retry_delay  # room, but it failed
+        self._spill_retry_delay = min(SPILL_RETRY_MAX_S, self._spill_retry_delay * 2)
+
+    def _spill_blocked(self, reason: str) -> None:
+        """The file took what it could: nothing is lost; said once, with what happens next."""
         assert self._spill is not None
+        self._spill_lost_since_block = 0
+        self._spill_retry_delay = SPILL_RETRY_MIN_S
+        self._spill_probe_at = self.clock() + SPILL_PROBE_S  # written once the free space allows
+        self.drops.log.error(
+            "%s: %s; nothing it holds is lost: %d events on disk are kept, %d wait in memory "
+            "(new ones too, up to %d; beyond that the newest are dropped, counted); it is written "
+            "again as soon as there is room",
+            self.drops.sink, reason, self._spill.count - self._spill.unwritten,
+            self._spill.unwritten, self.settings.memory_events,
+        )
+
+    def _spill_failed(self, exc: SpillError) -> None:
+        """The file cannot be read back: what it held on disk is lost (counted, one ERROR); the
+        events in memory are kept, and the file tried again after a short backoff."""
+        assert self._spill is not None
+        kept = self._spill.take_pending()
+        self._events.extend(kept)
         lost = self._spill.count
         self._spill.discard()
         self.drops.note(DROP_SPILL_FAILED, lost, reported_elsewhere=True)
         already_failed = self._spill_retry_at is not None
-        self._spill_retry_at = self.clock() + SPILL_RETRY_S
+        self._spill_retry_at = self.clock() + self._spill_retry_delay
+        self._spill_retry_delay = min(SPILL_RETRY_MAX_S, self._spill_retry_delay * 2)
         if already_failed:
-            self.drops.log.debug("%s: %s (still; retrying in %g s)", self.drops.sink, exc, SPILL_RETRY_S)
+            self.drops.log.debug("%s: %s (still)", self.drops.sink, exc)
             return
         self.drops.log.error(
-            "%s: %s; %d spilled events dropped; events stay in memory (at most %d, oldest dropped "
-            "first) and the spill file is tried again in %g s",
-            self.drops.sink, exc, lost, self._event_capacity(), SPILL_RETRY_S,
+            "%s: %s; %d spilled events dropped, %d kept in memory; the spill file is tried again "
+            "shortly", self.drops.sink, exc, lost, len(kept),
         )
 
     def peek_events(self, limit: int) -> list[PendingEvent]:
         """The oldest events, in order, still held until `ack_events`."""
+        self.retry_spill()
         self._refill()
         self._drop_expired()
         count = min(limit, len(self._events))
@@ -484,8 +608,9 @@ class DeliveryBuffer:
         try:
             events = spill.pop(self.settings.memory_events - len(self._events))
         except SpillError as exc:
-            events = exc.salvaged
+            self._events.extend(exc.salvaged)  # older than those the file still held in memory
             self._spill_failed(exc)
+            return
         self._events.extend(events)
 
     def _drop_oldest_event(self) -> bool:

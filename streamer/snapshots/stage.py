@@ -24,7 +24,7 @@ from streamer.core.detections import Detections
 from streamer.core.events import Event, LineCrossEvent, TrackEvent, ZoneEvent, new_id
 from streamer.core.frames import Frame, FrameResult
 from streamer.core.interfaces import FrameStage, TrackBook
-from streamer.core.stats import StatsKind
+from streamer.core.stats import PartHealth, PartState, StatsKind
 from streamer.identities.quality import person_qualities, sharpness
 from streamer.snapshots.archive import MB, SUMMARY_FIELD, SnapshotArchive, disk_free_bytes
 from streamer.snapshots.stats import SnapshotStats
@@ -33,10 +33,6 @@ from streamer.snapshots.writer import PictureJob, SnapshotWriter
 log = logging.getLogger(__name__)
 
 PicturedEvent = TrackEvent | ZoneEvent | LineCrossEvent
-
-
-class SnapshotsUnavailable(RuntimeError):
-    """The snapshot directory or its index cannot be opened (the message names the setting)."""
 
 
 @dataclass(slots=True)
@@ -84,31 +80,43 @@ class SnapshotStage(FrameStage[CameraConfig]):
         self.reid = config.reid  # person-view quality thresholds (box size, border margin)
         self.models: list[str] = []
         self.stats = SnapshotStats()
-        self.archive = SnapshotArchive(self.settings, self.stats, free_bytes)
+        self.health = PartHealth()
+        self.available = False  # the archive opened: pictures are made
+        self.archive = SnapshotArchive(self.settings, self.stats, free_bytes, self.health)
         self.writer = SnapshotWriter(self.archive, self.settings, self.stats)
         self.kinds = frozenset(self.settings.events)
         self._views: dict[str, dict[int, TrackViews]] = {}
 
     def registered_stats(self) -> dict[StatsKind, object]:
-        return {StatsKind.STAGE: self.stats}
+        return {StatsKind.STAGE: self.stats, StatsKind.PART: self.health}
 
     async def start(self, models: Mapping[str, Any]) -> None:
+        """Open the archive; one that cannot be used is reported (one ERROR, `/readyz`, the
+        dashboard) and the cameras run without event pictures: they are optional."""
         try:
             await asyncio.to_thread(self.writer.start)
         except (OSError, sqlite3.Error) as exc:
-            raise SnapshotsUnavailable(
-                f"snapshots.directory {self.settings.directory}: cannot be used: {exc}"
-            ) from exc
+            problem = (
+                f"snapshots.directory {self.settings.directory}: cannot be used: "
+                f"{getattr(exc, 'strerror', None) or exc}"
+            )
+            self.health.set(PartState.UNAVAILABLE, problem)
+            log.error("%s; the cameras run without event pictures", problem)
+            return
+        self.available = True
         log.info("snapshots: writing to %s", self.settings.directory.resolve())
 
     async def stop(self) -> None:
-        await asyncio.to_thread(self.writer.stop)
+        if self.available:
+            await asyncio.to_thread(self.writer.stop)
 
     def forget_camera(self, camera: str) -> None:
         for views in self._views.pop(camera, {}).values():
             self._release(views)
 
     async def process(self, frame: Frame, result: FrameResult, tracks: TrackBook) -> None:
+        if not self.available:
+            return
         views = self._views.setdefault(frame.camera, {})
         self._update_views(frame, result.tracks, views)
         if result.events:
@@ -116,6 +124,8 @@ class SnapshotStage(FrameStage[CameraConfig]):
 
     def finish_events(self, camera: str, events: list[Event]) -> list[Event]:
         """A stopping camera's `end` events (no frame): pictured from the best views still held."""
+        if not self.available:
+            return events
         return self._record(events, self._views.get(camera, {}), None, None)
 
     def _update_views(self, frame: Frame, tracks: Detections, views: dict[int, TrackViews]) -> None:
@@ -188,8 +198,8 @@ class SnapshotStage(FrameStage[CameraConfig]):
             job = self._ended_track_job(event, state)
         else:
             job = self._place_job(event, state, frame, tracks)
-        if self.writer.below_floor:
-            self.stats.add("dropped_disk_floor")
+        if job is not None and not self.writer.admits_picture():
+            self.archive.drop_picture()  # counted and told by the pause (a line per interval)
             job = None
         if job is None:
             self.writer.submit(event_payload(event), None)

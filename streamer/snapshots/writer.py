@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -20,10 +21,12 @@ import numpy as np
 from streamer.config import SnapshotsConfig
 from streamer.snapshots.archive import Picture, SnapshotArchive
 from streamer.snapshots.stats import SnapshotStats
+from streamer.snapshots.trouble import REPORT_INTERVAL_S
 
 log = logging.getLogger(__name__)
 
 INDEX_BACKLOG = 16  # events waiting to be indexed, per picture slot
+SPACE_PROBE_S = 1.0  # while pictures are paused for space, how often free space is looked at
 SUBJECT_BGR = (0, 0, 255)
 OTHER_BGR = (0, 210, 255)  # amber: visible on grey pavement and green grass
 TEXT_BGR = (255, 255, 255)
@@ -99,9 +102,9 @@ class SnapshotWriter:
         self._jobs: queue.Queue[Job | object] = queue.Queue(settings.queue_size * INDEX_BACKLOG)
         self._thread: threading.Thread | None = None
 
-    @property
-    def below_floor(self) -> bool:
-        return self.archive.below_floor
+    def admits_picture(self) -> bool:
+        """Whether a picture is worth making now (pictures are not paused for the disk)."""
+        return self.archive.pause.admits()
 
     def start(self) -> None:
         """Open the archive (folder, index) and start the thread; blocking: call it off the loop."""
@@ -150,9 +153,12 @@ class SnapshotWriter:
 
     def _run(self) -> None:
         next_prune = time.monotonic() + self.settings.prune_interval_s
+        next_probe = time.monotonic() + SPACE_PROBE_S
+        failures_logged_at = -float("inf")
         while True:
+            wake = min(next_prune, next_probe) if self.archive.paused else next_prune
             try:
-                job = self._jobs.get(timeout=max(0.01, next_prune - time.monotonic()))
+                job = self._jobs.get(timeout=max(0.01, wake - time.monotonic()))
             except queue.Empty:
                 job = None
             if job is _STOP:
@@ -160,12 +166,26 @@ class SnapshotWriter:
             try:
                 if isinstance(job, Job):
                     self._handle(job)
-                if time.monotonic() >= next_prune:
-                    next_prune = time.monotonic() + self.settings.prune_interval_s
+                now = time.monotonic()
+                if now >= next_prune:
+                    next_prune = now + self.settings.prune_interval_s
                     self.archive.prune()
+                elif self.archive.paused and now >= next_probe:
+                    self.archive.check_floor()  # pictures resume as soon as space is back
+                if now >= next_probe:
+                    next_probe = now + SPACE_PROBE_S
+            except (OSError, sqlite3.Error) as exc:  # retention or the floor probe: the disk
+                self.archive.disk_failed(exc)
             except Exception:
+                # A bug, or a disk error the archive did not expect: counted, and told once per
+                # interval with its traceback, never once per event.
                 self.stats.write_errors += 1
-                log.exception("snapshot writer: a job failed")
+                if time.monotonic() - failures_logged_at >= REPORT_INTERVAL_S:
+                    failures_logged_at = time.monotonic()
+                    log.exception(
+                        "snapshot writer: a job failed (%d failures so far; the next are "
+                        "told at most every %.0f s)", self.stats.write_errors, REPORT_INTERVAL_S,
+                    )
             self.stats.queue_depth = self._jobs.qsize()
 
     def _handle(self, job: Job) -> None:

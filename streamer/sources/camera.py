@@ -95,6 +95,10 @@ FILE_OPEN_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# An open that failed after this share of open_timeout_s waited for the server, not for the data.
+OPEN_TIMEOUT_SHARE = 0.9
+
+
 class NoVideo(RuntimeError):
     """The stream or file holds no decodable video frame."""
 
@@ -209,12 +213,22 @@ def open_stream(config: CameraConfig) -> Any:
     options["analyzeduration"] = RTSP_ANALYZE_US
     if config.scheme in ("rtsp", "rtsps"):
         options["rtsp_transport"] = "tcp"
-    return av.open(
-        config.url,
-        mode="r",
-        options=options,
-        timeout=(config.open_timeout_s, config.read_timeout_s),
-    )
+    started = time.monotonic()
+    try:
+        return av.open(
+            config.url,
+            mode="r",
+            options=options,
+            timeout=(config.open_timeout_s, config.read_timeout_s),
+        )
+    except av.error.InvalidDataError:
+        # FFmpeg reports a server that accepts the connection but never answers, once the open
+        # timeout has passed, as invalid data: it is a timeout.
+        if time.monotonic() - started >= config.open_timeout_s * OPEN_TIMEOUT_SHARE:
+            raise TimeoutError(
+                f"no answer from the server within open_timeout_s={config.open_timeout_s:g}"
+            ) from None
+        raise
 
 
 def ffmpeg_whitelists(scheme: str) -> tuple[str, str]:
@@ -226,8 +240,12 @@ def ffmpeg_whitelists(scheme: str) -> tuple[str, str]:
 def probe_stream(config: CameraConfig) -> str:
     """Open the stream and decode one frame (`streamer check`); returns a short description."""
     with open_stream(config) as container:
+        if not container.streams.video:
+            raise NoVideo("no video stream")
         stream = container.streams.video[0]
-        frame = next(container.decode(stream))
+        frame = next(container.decode(stream), None)
+        if frame is None:
+            raise NoVideo("no video frame could be decoded")
         rate = float(stream.average_rate) if stream.average_rate else 0.0
         return f"{frame.width}x{frame.height} {stream.codec_context.name} {rate:.1f} fps"
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from streamer.core.frames import FrameResult
 
@@ -47,3 +50,26 @@ async def wait_until(condition: object, what: str, limit_s: float = WAIT_LIMIT_S
         assert time.monotonic() - started < limit_s, f"timed out after {limit_s}s waiting for {what}"
         await asyncio.sleep(POLL_S)
     return time.monotonic() - started
+
+
+def backend_stubs(server_pid: int) -> list[int]:
+    """The Python-backend stub processes of the embedded server `server_pid` (its process group)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue  # ended meanwhile
+        group = int(stat.rpartition(")")[2].split()[2])  # after the command name: state ppid pgrp
+        if group == server_pid and b"triton_python_backend_stub" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)

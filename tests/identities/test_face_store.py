@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from streamer.config import StreamerConfig, parse_config
+from streamer.core.stats import PartState
 from streamer.identities.enrolment import CorruptFaceStore, FaceStore
 from streamer.identities.stage import IdentityStage
 from streamer.inference.client import TritonModel
@@ -80,18 +81,28 @@ def test_a_half_copied_store_is_one_error_naming_its_path(tmp_path: Path) -> Non
     assert message.startswith(f"{broken}: not a readable faces store (") and "\n" not in message
 
 
-async def test_service_start_refuses_a_corrupt_store_in_one_line_naming_it(
-    served_models: dict[str, TritonModel], tmp_path: Path
+async def test_service_start_with_a_corrupt_store_says_so_in_one_line_and_runs_without_names(
+    served_models: dict[str, TritonModel], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The store is optional for the service: one ERROR naming it, the part reported unavailable,
+    faces unnamed until a readable file replaces it (picked up as enrolments are)."""
     good = _store_with(tmp_path / "good.npz", "alice").path
     broken = tmp_path / "faces.npz"
     _half_copied(good, broken)
     stage = IdentityStage(_config(broken))
 
-    expected = rf"^{re.escape(str(broken))}: not a readable faces store \("
-    with pytest.raises(CorruptFaceStore, match=expected) as caught:
+    with caplog.at_level(logging.ERROR, logger="streamer.identities"):
         await stage.start(served_models)
-    assert "\n" not in str(caught.value)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "\n" not in errors[0]
+    assert re.match(rf"^{re.escape(str(broken))}: not a readable faces store \(", errors[0])
+    assert stage.health.state == PartState.UNAVAILABLE
+    store = stage.face_store
+    assert store is not None and store.people == 0
+
+    _store_with(tmp_path / "repaired.npz", "alice", "bob").path.replace(broken)
+    store.refresh_if_changed()
+    assert store.problem is None and store.people == 2
 
 
 async def test_service_logs_at_start_the_store_it_reads_and_how_many_people(

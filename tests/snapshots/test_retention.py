@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import shutil
 import subprocess
 import time
@@ -142,7 +144,11 @@ def test_the_floor_decision_follows_the_free_space_probe(tmp_path: Path) -> None
     archive.close()
 
 
-def test_the_index_is_capped_and_orphan_pictures_go_at_start(tmp_path: Path) -> None:
+def test_the_index_is_capped_and_orphan_pictures_are_accounted_for_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A whole index: a picture it does not name that is newer than its oldest one (written just
+    before a crash) is indexed and kept; one older than that is what retention deleted: gone."""
     now = time.time()
     archive = archive_in(tmp_path, max_events=3, min_free_mb=0)
     kept = [picture(now - 10 + i, seed=i) for i in range(5)]
@@ -151,10 +157,19 @@ def test_the_index_is_capped_and_orphan_pictures_go_at_start(tmp_path: Path) -> 
     archive.prune(now)
     assert len(EventsIndex(tmp_path).events(EventQuery())) == 3
     archive.close()
-    orphan = picture_path(tmp_path, new_id())  # written, then the process died before indexing
-    orphan.write_bytes(noise_jpeg(1000, seed=9))
-    reopened = archive_in(tmp_path, min_free_mb=0)
-    assert not orphan.exists() and all(on_disk(reopened, p) for p in kept)
+    crashed = picture_path(tmp_path, new_id())  # written, then the process died before indexing
+    crashed.write_bytes(noise_jpeg(1000, seed=9))
+    stale = picture_path(tmp_path, new_id())
+    stale.write_bytes(noise_jpeg(1000, seed=10))
+    os.utime(stale, (now - 3600, now - 3600))  # older than anything the index names
+    with caplog.at_level(logging.INFO, logger="streamer.snapshots.archive"):
+        reopened = archive_in(tmp_path, min_free_mb=0)
+    assert crashed.exists() and not stale.exists() and all(on_disk(reopened, p) for p in kept)
+    assert (reopened.stats.adopted, reopened.stats.deleted_orphans) == (1, 1)
+    assert reopened.total_bytes == sum(p.size for p in kept) + crashed.stat().st_size
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("deleted 1 pictures" in m and stale.stem in m for m in messages), messages
+    assert any("indexed 1 pictures the index did not name" in m for m in messages), messages
     reopened.close()
 
 

@@ -3,6 +3,8 @@ current frame, ended tracks their best view, also when the camera stops (no fram
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from pathlib import Path
 
@@ -14,8 +16,9 @@ from streamer.config import StreamerConfig
 from streamer.core.detections import Detections
 from streamer.core.events import Event, LineCrossEvent, TrackEvent, ZoneEvent, ZoneEventType
 from streamer.core.frames import Frame, FrameResult
+from streamer.core.stats import PartState
 from streamer.snapshots.archive import EventQuery, EventsIndex, picture_path
-from streamer.snapshots.stage import SnapshotStage, SnapshotsUnavailable
+from streamer.snapshots.stage import SnapshotStage
 from streamer.tracking.camera_tracker import CameraTracker
 
 WIDTH, HEIGHT = 640, 480
@@ -102,9 +105,20 @@ async def test_short_tracks_get_no_picture_and_memory_is_bounded(tmp_path: Path)
     assert stage.stats.written == 0
 
 
-async def test_an_unusable_directory_is_a_one_line_error_naming_the_setting(tmp_path: Path) -> None:
+async def test_an_unusable_directory_is_one_error_naming_the_setting_and_the_stage_steps_aside(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     blocker = tmp_path / "taken"
     blocker.write_text("a file where the folder should be")
-    stage = SnapshotStage(config_for(blocker / "snapshots"))
-    with pytest.raises(SnapshotsUnavailable, match=r"^snapshots.directory .*taken/snapshots: cannot be used"):
-        await stage.start({})
+    config = config_for(blocker / "snapshots")
+    stage = SnapshotStage(config)
+    with caplog.at_level(logging.ERROR):
+        await stage.start({})  # optional: never stops the service
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and re.match(r"^snapshots.directory .*taken/snapshots: cannot be used", errors[0])
+    assert stage.health.state == PartState.UNAVAILABLE and "taken/snapshots" in (stage.health.problem or "")
+    tracker = CameraTracker("door", config.tracker, 10.0)
+    await run_frames(stage, tracker, 3, {})  # frames pass through untouched
+    ended = stage.finish_events("door", [*tracker.finish(2, time.time())])
+    assert [e.snapshot_id for e in ended if isinstance(e, TrackEvent)] == [None]
+    await stage.stop()

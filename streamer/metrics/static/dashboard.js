@@ -33,9 +33,14 @@ function renderSummary(state) {
   const inference = state.inference;
   if (inference && !inference.up) {
     const since = inference.down_for_s === null ? "" : ` for ${formatDuration(inference.down_for_s)}`;
-    parts.push([" · INFERENCE SERVER DOWN", since]);
+    parts.push([" · INFERENCE DOWN", `${since}${inference.problem ? `: ${inference.problem}` : ""}`]);
   } else if (inference && inference.restarts) {
     parts.push([` · ${inference.restarts}`, " inference server restarts"]);
+  }
+  for (const part of state.parts || []) {
+    if (part.state !== "ok") {
+      parts.push([` · ${part.name.toUpperCase()} ${part.state.toUpperCase()}`, `: ${part.problem || ""}`]);
+    }
   }
   for (const [strong, rest] of parts) {
     const b = document.createElement("b");
