@@ -380,6 +380,7 @@ class SnapshotArchive:
         the pictures present (their events stay in the damaged file)."""
         self.close()
         moved = self._move_aside(self.index_path)
+        _create_private(self.index_path)
         self._db = _connect(self.index_path)
         adopted = self._adopt(self._pictures_on_disk())
         self.total_bytes = int(self.db.execute("SELECT COALESCE(SUM(bytes), 0) FROM snapshots").fetchone()[0])
