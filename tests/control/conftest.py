@@ -13,6 +13,7 @@ from streamer.app import Service
 from streamer.config import load_config
 from streamer.inference.server import EmbeddedTritonServer
 from tests.control.support import TOKEN, service_yaml, started
+from tests.metrics.conftest import page  # noqa: F401 - the browser tab fixture, shared
 from tests.publishing.brokers import BrokerProcess, mosquitto
 from tests.support.rtsp import RtspServer, RtspServerFactory
 

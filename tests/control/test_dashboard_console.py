@@ -57,14 +57,6 @@ async def service_url(
         await service.stop()
 
 
-@pytest.fixture
-async def page(browser: BrowserContext) -> AsyncIterator[Page]:  # noqa: F811
-    page = await browser.new_page()
-    try:
-        yield page
-    finally:
-        await page.close()
-
 
 async def overflow_px(page: Page) -> int:
     """How far the page is wider than the screen (0: no sideways scrolling)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import BrowserContext, Page, expect
+from playwright.async_api import Page, expect
 
 from streamer.app import Service
 from streamer.config import StreamerConfig
@@ -50,14 +50,6 @@ async def service_url(
     finally:
         await service.stop()
 
-
-@pytest.fixture
-async def page(browser: BrowserContext) -> AsyncIterator[Page]:  # noqa: F811
-    page = await browser.new_page()
-    try:
-        yield page
-    finally:
-        await page.close()
 
 
 async def listing(url: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from playwright.async_api import BrowserContext, async_playwright
+from playwright.async_api import BrowserContext, Page, async_playwright
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamer.config import StreamerConfig
@@ -132,3 +132,13 @@ async def browser(chromium: Path, tmp_path_factory: pytest.TempPathFactory) -> A
             yield context
         finally:
             await context.close()
+
+
+@pytest.fixture
+async def page(browser: BrowserContext) -> AsyncIterator[Page]:
+    """A fresh tab of the module's browser, closed after the test."""
+    page = await browser.new_page()
+    try:
+        yield page
+    finally:
+        await page.close()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from playwright.async_api import BrowserContext, Page, expect
+from playwright.async_api import Page, expect
 
 from streamer.app import Service
 from streamer.inference.server import EmbeddedTritonServer
@@ -71,14 +71,6 @@ async def live(
             await started
         await service.stop()
 
-
-@pytest.fixture
-async def page(browser: BrowserContext) -> AsyncIterator[Page]:
-    page = await browser.new_page()
-    try:
-        yield page
-    finally:
-        await page.close()
 
 
 async def test_page_shows_one_tile_per_camera_with_fps_changing_over_time(
